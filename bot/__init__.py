@@ -1,0 +1,71 @@
+"""qunbot: run WeChat community groups by SOP, with plugins for the rituals that keep them alive.
+
+The public plugin API is re-exported here; modules starting with `_` are private.
+"""
+
+from bot._config import ConfigError, ProjectConfig
+from bot._context import Context, MemberInfo, RoomInfo
+from bot._db import UTCDateTime
+from bot._events import (
+    ActionInvoked,
+    DirectMessage,
+    Event,
+    MemberRef,
+    MemberRenamed,
+    MembersJoined,
+    MembersLeft,
+    Outgoing,
+    RoomMessage,
+    RoomTopicChanged,
+    TimerFired,
+)
+from bot._migrations import Migration
+from bot._plugin import Matcher, Plugin
+from bot._rules import (
+    EVERYONE,
+    OPERATOR,
+    ROOM_ADMIN,
+    Permission,
+    Rule,
+    in_room,
+    is_direct_message,
+    is_room_message,
+    to_me,
+)
+from bot._templates import Rendered, TemplateError
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "EVERYONE",
+    "OPERATOR",
+    "ROOM_ADMIN",
+    "ActionInvoked",
+    "ConfigError",
+    "Context",
+    "DirectMessage",
+    "Event",
+    "Matcher",
+    "MemberInfo",
+    "MemberRef",
+    "MemberRenamed",
+    "MembersJoined",
+    "MembersLeft",
+    "Migration",
+    "Outgoing",
+    "Permission",
+    "Plugin",
+    "ProjectConfig",
+    "Rendered",
+    "RoomInfo",
+    "RoomMessage",
+    "RoomTopicChanged",
+    "Rule",
+    "TemplateError",
+    "TimerFired",
+    "UTCDateTime",
+    "in_room",
+    "is_direct_message",
+    "is_room_message",
+    "to_me",
+]

@@ -1,0 +1,176 @@
+"""Dispatch: find the matchers an event wakes, then run them by priority, each isolated.
+
+Words are indexed — full matches in a dict, keywords in one compiled
+alternation, commands by first character — so ordinary chatter costs a few
+lookups, not one check per handler. Matchers run in (priority, load order);
+after a priority level in which a blocking matcher ran, lower levels are skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from bot._context import Context, message_parts
+from bot._events import DirectMessage, Event, RoomMessage
+from bot._plugin import Matcher
+
+if TYPE_CHECKING:
+    from bot._runtime import Runtime
+
+log = logging.getLogger("qunbot.dispatch")
+
+_SPACES = " \t\r\n\u2005\u3000\u00a0"
+
+
+@dataclass(slots=True)
+class _Candidate:
+    matcher: Matcher
+    args: str = ""
+    match: re.Match[str] | None = None
+
+
+class Dispatcher:
+    """An index over the enabled plugins' matchers."""
+
+    def __init__(self, matchers: Iterable[Matcher], words_for: Callable[[Matcher], tuple[str, ...]]) -> None:
+        self._rank: dict[int, tuple[int, int]] = {}
+        self._fullmatch: dict[str, list[Matcher]] = defaultdict(list)
+        self._keywords: dict[str, list[Matcher]] = defaultdict(list)
+        self._commands: dict[str, list[tuple[str, Matcher]]] = defaultdict(list)
+        self._regex: list[Matcher] = []
+        self._always: list[Matcher] = []
+        self._mention: list[Matcher] = []
+        self._events: dict[type, list[Matcher]] = defaultdict(list)
+        for index, matcher in enumerate(matchers):
+            self._rank[id(matcher)] = (matcher.priority, index)
+            kind = matcher.trigger.kind
+            if kind == "fullmatch":
+                for word in words_for(matcher):
+                    self._fullmatch[word].append(matcher)
+            elif kind == "keyword":
+                for word in words_for(matcher):
+                    self._keywords[word].append(matcher)
+            elif kind == "command":
+                for word in words_for(matcher):
+                    self._commands[word[0]].append((word, matcher))
+            elif kind == "regex":
+                self._regex.append(matcher)
+            elif kind == "message":
+                self._always.append(matcher)
+            elif kind == "mention":
+                self._mention.append(matcher)
+            else:
+                for event_type in matcher.trigger.event_types:
+                    self._events[event_type].append(matcher)
+        for entries in self._commands.values():
+            entries.sort(key=lambda entry: -len(entry[0]))  # longest command word wins
+        self._keyword_re = (
+            re.compile("|".join(map(re.escape, sorted(self._keywords, key=len, reverse=True))))
+            if self._keywords else None
+        )
+
+    def candidates(self, event: Event, text: str) -> list[_Candidate]:
+        """Matchers whose trigger fits, ordered by (priority, load order); rules not yet checked."""
+        found: dict[int, _Candidate] = {}
+        if isinstance(event, RoomMessage | DirectMessage):
+            for matcher in self._fullmatch.get(text, ()):
+                found.setdefault(id(matcher), _Candidate(matcher))
+            if self._keyword_re is not None:
+                for word in set(self._keyword_re.findall(text)):
+                    for matcher in self._keywords[word]:
+                        found.setdefault(id(matcher), _Candidate(matcher))
+            if text:
+                for word, matcher in self._commands.get(text[0], ()):
+                    if text.startswith(word) and id(matcher) not in found:
+                        found[id(matcher)] = _Candidate(matcher, args=text[len(word):].strip(_SPACES))
+            for matcher in self._regex:
+                match = matcher.trigger.pattern.search(text)  # type: ignore[union-attr]
+                if match:
+                    found.setdefault(id(matcher), _Candidate(matcher, match=match))
+            for matcher in self._always:
+                found.setdefault(id(matcher), _Candidate(matcher))
+            if isinstance(event, DirectMessage) or event.mentions_bot:
+                for matcher in self._mention:
+                    found.setdefault(id(matcher), _Candidate(matcher))
+        else:
+            for event_type in type(event).__mro__:
+                for matcher in self._events.get(event_type, ()):
+                    found.setdefault(id(matcher), _Candidate(matcher))
+        return sorted(found.values(), key=lambda c: self._rank[id(c.matcher)])
+
+
+def strip_bot_mention(text: str, bot_name: str) -> str:
+    """Remove `@BotName` (with WeChat's U+2005 or a space after it) and surrounding spaces."""
+    if bot_name and "@" in text:
+        text = re.sub("@" + re.escape(bot_name) + f"[{_SPACES}]?", " ", text)
+    return text.strip(_SPACES)
+
+
+async def run_event(runtime: Runtime, event: Event, text: str) -> None:
+    """Run every matcher the event wakes, honouring priority and `block`."""
+    room_id, member_id = message_parts(event)
+    blocked_at: int | None = None
+    for candidate in runtime.dispatcher.candidates(event, text):
+        matcher = candidate.matcher
+        if blocked_at is not None and matcher.priority > blocked_at:
+            break
+        plugin = matcher.plugin
+        if room_id is not None and not runtime.plugin_enabled(plugin.name, room_id):
+            continue
+        ctx = Context(runtime, plugin, event, room_id=room_id, member_id=member_id, text=text,
+                      args=candidate.args, match=candidate.match)
+        try:
+            if not await matcher.rule(ctx):
+                continue
+            if not await matcher.permission(ctx):
+                await _deny(runtime, ctx, matcher)
+                if matcher.block:
+                    blocked_at = matcher.priority
+                continue
+        except Exception:
+            log.exception("plugin %s: rule or permission check failed for %r", plugin.name, matcher)
+            continue
+        for handler in matcher.handlers:
+            await run_isolated(runtime, ctx, handler, f"{plugin.name}.{handler.__name__}")
+        if matcher.block:
+            blocked_at = matcher.priority
+
+
+async def run_isolated(runtime: Runtime, ctx: Context, call: Callable[..., Awaitable[Any]] | Any,
+                       label: str, *args: Any) -> bool:
+    """Run one handler with a timeout; log and roll back on failure. True if it succeeded."""
+    ok = False
+    try:
+        await asyncio.wait_for(call(ctx, *args), timeout=runtime.config.bot.handler_timeout)
+        ok = True
+    except TimeoutError:
+        log.error("plugin handler %s timed out after %.1fs on event %s; cancelled, its changes rolled back",
+                  label, runtime.config.bot.handler_timeout, ctx.event.id)
+    except Exception:
+        log.exception("plugin handler %s failed on event %s; its changes rolled back", label, ctx.event.id)
+    try:
+        wrote = ctx._finish(ok)
+    except Exception:
+        log.exception("plugin handler %s: could not commit its changes", label)
+        return False
+    if wrote:
+        runtime.after_commit(ctx)
+    return ok
+
+
+async def _deny(runtime: Runtime, ctx: Context, matcher: Matcher) -> None:
+    log.info("member %s may not use %r in %s", ctx.member_id, matcher, ctx.room_id or "a direct message")
+    if runtime.config.bot.permission_denied_reply and runtime.renderer.exists("core/permission_denied.j2"):
+        deny = Context(runtime, matcher.plugin, ctx.event, room_id=ctx.room_id, member_id=ctx.member_id,
+                       text=ctx.text)
+        await run_isolated(runtime, deny, _reply_denied, f"{matcher.plugin.name}.permission_denied")
+
+
+async def _reply_denied(ctx: Context) -> None:
+    await ctx.reply(template="core/permission_denied.j2")

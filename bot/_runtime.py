@@ -1,0 +1,207 @@
+"""The runtime: one process, one database, the enabled plugins, and one or more accounts.
+
+Data flows one way: adapter → `dispatch` → matchers → handlers → outbox → adapter.
+Timers (plugin timers, SOP posts) enter through the clock and leave the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlmodel import Session
+
+from bot._clock import Clock
+from bot._config import ProjectConfig
+from bot._context import Context
+from bot._db import make_engine, session_scope
+from bot._dispatch import Dispatcher, run_event, run_isolated, strip_bot_mention
+from bot._events import ActionInvoked, DirectMessage, Event, RoomMessage, TimerFired
+from bot._loader import load_plugins, plugin_configs
+from bot._members import Members
+from bot._migrations import upgrade
+from bot._models import ScheduledTask
+from bot._outbox import Outbox
+from bot._plugin import Matcher, Plugin
+from bot._tasks import Tasks
+from bot._templates import Renderer
+from bot.adapters._base import Adapter
+
+log = logging.getLogger("qunbot.runtime")
+
+DEFAULT_TEMPLATES = Path(__file__).parent / "_default_templates"
+
+
+class Runtime:
+    """Everything one bot process runs. Build it, `await start()`, feed events, `await stop()`."""
+
+    def __init__(self, project: Path, config: ProjectConfig, *, clock: Clock, adapters: Mapping[str, Adapter],
+                 db_url: str | None = None, plugins: Sequence[Plugin] | None = None,
+                 seed: int | None = None) -> None:
+        self.project = project
+        self.config = config
+        self.clock = clock
+        self.adapters = dict(adapters)
+        self.engine = make_engine(db_url or config.database.url, base_dir=project)
+        self.plugins: dict[str, Plugin] = {p.name: p for p in (plugins if plugins is not None
+                                                                else load_plugins(project, config))}
+        self.renderer = Renderer(
+            [project / config.templates_dir, DEFAULT_TEMPLATES], timezone=config.bot.tz,
+            globals={"bot_name": config.bot.name},
+        )
+        self.members = Members(self.engine, config, clock.now)
+        self.tasks = Tasks(self.engine, clock, self._fire_task)
+        self._configs = plugin_configs(project, config, self.plugins.values())
+        self.dispatcher = Dispatcher(
+            [m for p in self.plugins.values() for m in p.matchers], self._words_for)
+        rng = random.Random(seed)
+        self._outboxes = {
+            account: Outbox(account, self.engine, clock, config.pacing_for(account), adapter.send,
+                            rng=random.Random(rng.random()))
+            for account, adapter in self.adapters.items()
+        }
+        self._room_locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self.started = False
+
+    # --- life cycle ---------------------------------------------------------------
+
+    async def start(self) -> None:
+        upgrade(self.engine, {"core": [], **{name: p.migrations for name, p in self.plugins.items()}})
+        self.members.load()
+        for account, adapter in self.adapters.items():
+            await adapter.start(self.dispatch)
+            self.members.sync_rooms(account, await adapter.rooms())
+            self._outboxes[account].start()
+            armed = self.tasks.arm_pending(account)
+            if armed:
+                log.info("account %s: re-armed %d pending plugin timers", account, armed)
+            for plugin in self.plugins.values():
+                for hook in plugin.startup:
+                    event = ActionInvoked(account=account, id=f"startup:{plugin.name}", time=self.clock.now(),
+                                          plugin=plugin.name, name="startup", room_id=None)
+                    await run_isolated(self, Context(self, plugin, event), hook, f"{plugin.name}.{hook.__name__}")
+        self.started = True
+        log.info("qunbot started: %d plugins (%s), %d accounts", len(self.plugins), ", ".join(self.plugins),
+                 len(self.adapters))
+
+    async def stop(self) -> None:
+        for outbox in self._outboxes.values():
+            outbox.stop()
+        self.tasks.disarm_all()
+        for adapter in self.adapters.values():
+            try:
+                await adapter.stop()
+            except Exception:
+                log.exception("adapter %s did not stop cleanly", adapter.account)
+        self.engine.dispose()
+        self.started = False
+
+    # --- events in --------------------------------------------------------------------
+
+    async def dispatch(self, event: Event) -> None:
+        """Record the event, then run the plugins it wakes. Events of one room run in order."""
+        room_id = getattr(event, "room_id", None)
+        lock = self._room_locks[room_id] if room_id else None
+        if lock is not None:
+            await lock.acquire()
+        try:
+            try:
+                self.members.record(event)
+            except Exception:
+                log.exception("could not record event %s", event.id)
+            text = ""
+            if isinstance(event, RoomMessage | DirectMessage):
+                text = strip_bot_mention(event.text, self.config.bot.name)
+            await run_event(self, event, text)
+        finally:
+            if lock is not None:
+                lock.release()
+
+    async def invoke_action(self, account: str, plugin_name: str, action_name: str, *, room_id: str | None,
+                            params: Mapping[str, Any] | None = None, key: str, source: str = "") -> bool:
+        """Start a plugin action (from an SOP step or an admin tool). True if it ran without error."""
+        plugin = self.plugins.get(plugin_name)
+        action = plugin.actions.get(action_name) if plugin else None
+        if plugin is None or action is None:
+            raise LookupError(f"no action {plugin_name}.{action_name} (is the plugin enabled?)")
+        if room_id is not None and not self.plugin_enabled(plugin_name, room_id):
+            log.info("action %s.%s skipped: plugin disabled in room %s", plugin_name, action_name, room_id)
+            return False
+        parsed = action.params.model_validate(dict(params or {})) if action.params else dict(params or {})
+        event = ActionInvoked(account=account, id=key, time=self.clock.now(), plugin=plugin_name,
+                              name=action_name, room_id=room_id, source=source)
+        ctx = Context(self, plugin, event, room_id=room_id)
+        return await run_isolated(self, ctx, action.handler, f"{plugin_name}.{action_name}", parsed)
+
+    async def _fire_task(self, task: ScheduledTask, late: bool) -> None:
+        plugin = self.plugins.get(task.plugin)
+        handler = plugin.timers.get(task.name) if plugin else None
+        if plugin is None or handler is None:
+            log.error("timer %s/%s has no handler (plugin disabled?); marking it failed", task.plugin, task.name)
+            self._set_task_status(task.id, "failed")
+            return
+        event = TimerFired(account=task.account, id=f"task:{task.id}", time=self.clock.now(), plugin=task.plugin,
+                           name=task.name, key=task.key, due_at=task.due_at, room_id=task.room_id,
+                           member_id=task.member_id, data=dict(task.data), late=late)
+        ctx = Context(self, plugin, event, room_id=task.room_id, member_id=task.member_id)
+        row = ctx.db.get(ScheduledTask, task.id)
+        assert row is not None
+        row.status, row.fired_at = "done", self.clock.now()
+        ctx.db.add(row)
+        if not await run_isolated(self, ctx, handler, f"{plugin.name}.timer.{task.name}"):
+            self._set_task_status(task.id, "failed")
+
+    def _set_task_status(self, task_id: int | None, status: str) -> None:
+        with session_scope(self.engine) as session:
+            row = session.get(ScheduledTask, task_id)
+            if row is not None:
+                row.status = status
+
+    # --- what handlers reach through their context --------------------------------------
+
+    def new_session(self) -> Session:
+        return Session(self.engine, expire_on_commit=False)
+
+    def outbox(self, account: str) -> Outbox:
+        return self._outboxes[account]
+
+    def after_commit(self, ctx: Context) -> None:
+        self._outboxes[ctx.account].wake()
+        if ctx._armed:
+            self.tasks.arm(ctx._armed)
+            ctx._armed.clear()
+
+    def service(self, plugin_name: str) -> Any:
+        plugin = self.plugins.get(plugin_name)
+        if plugin is None or plugin.service is None:
+            raise LookupError(f"plugin {plugin_name!r} is not enabled or offers no service")
+        return plugin.service
+
+    def plugin_enabled(self, plugin_name: str, room_id: str) -> bool:
+        return plugin_name in self.plugins and plugin_name not in self.config.room(room_id).plugins_disabled
+
+    def plugin_config(self, plugin_name: str, room_id: str | None) -> Any:
+        if room_id is not None and (plugin_name, room_id) in self._configs:
+            return self._configs[(plugin_name, room_id)]
+        return self._configs.get((plugin_name, None))
+
+    def now(self) -> datetime:
+        return self.clock.now()
+
+    # --- set-up ------------------------------------------------------------------
+
+    def _words_for(self, matcher: Matcher) -> tuple[str, ...]:
+        field = matcher.trigger.words_from
+        if field is None:
+            return matcher.trigger.words
+        config = self._configs.get((matcher.plugin.name, None))
+        words = getattr(config, field, None)
+        if not words:
+            return matcher.trigger.words
+        return tuple([words] if isinstance(words, str) else words)

@@ -1,0 +1,204 @@
+"""A simulated WeChat: rooms and members in memory, events pushed in, sends recorded.
+
+It backs `qunbot simulate`, `qunbot chat` and the plugin-author harness, so all
+three run the real runtime, plugins, templates and database code.
+"""
+
+from __future__ import annotations
+
+import itertools
+import secrets
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from bot._clock import Clock
+from bot._events import (
+    DEFAULT_BOT,
+    DirectMessage,
+    Event,
+    MemberRef,
+    MemberRenamed,
+    MembersJoined,
+    MembersLeft,
+    Outgoing,
+    RoomMessage,
+    RoomSnapshot,
+    RoomTopicChanged,
+)
+from bot.adapters._base import Adapter, EventSink, SendError
+
+
+@dataclass(frozen=True, slots=True)
+class SentMessage:
+    """What the simulated WeChat received from the bot, and when."""
+
+    at: datetime
+    text: str
+    room_id: str | None = None
+    to: str | None = None
+    mentions: tuple[str, ...] = ()
+    file: str | None = None
+
+    def as_json(self) -> dict[str, object]:
+        """The JSON Lines shape of `shared/specs/simulate.md`."""
+        line: dict[str, object] = {"at": self.at.isoformat(timespec="milliseconds")}
+        if self.room_id is not None:
+            line["room"] = self.room_id
+        else:
+            line["to"] = self.to
+        line["text"] = self.text
+        line["mentions"] = list(self.mentions)
+        if self.file is not None:
+            line["file"] = self.file
+        return line
+
+
+@dataclass
+class SimRoom:
+    id: str
+    topic: str
+    members: dict[str, MemberRef] = field(default_factory=dict)
+    admins: set[str] = field(default_factory=set)
+    aliases: dict[str, str] = field(default_factory=dict)
+
+
+class SimulatedAdapter(Adapter):
+    """One simulated account. Drive it with `say`, `join`, ...; read `sent`."""
+
+    def __init__(self, account: str, clock: Clock, *, bot: MemberRef = DEFAULT_BOT,
+                 on_send: Callable[[SentMessage], None] | None = None) -> None:
+        super().__init__(account)
+        self.clock = clock
+        self.bot = bot
+        self.sim_rooms: dict[str, SimRoom] = {}
+        self.sent: list[SentMessage] = []
+        self._on_send = on_send
+        self._sink: EventSink | None = None
+        self._ids = itertools.count(1)
+        self._run = secrets.token_hex(4)  # ids stay unique across simulated restarts on one database
+        self._failures: list[Exception] = []
+
+    # --- set-up -------------------------------------------------------------------
+
+    def add_room(self, room_id: str, topic: str = "", *, members: Iterable[MemberRef] = (),
+                 admins: Iterable[str] = ()) -> SimRoom:
+        room = SimRoom(room_id, topic or room_id, {m.id: m for m in members}, set(admins) | {self.bot.id})
+        room.members.setdefault(self.bot.id, self.bot)
+        self.sim_rooms[room_id] = room
+        return room
+
+    def fail_next_sends(self, *errors: Exception) -> None:
+        """Make the next sends raise these errors, in order (to test retries and cool-down)."""
+        self._failures.extend(errors)
+
+    # --- Adapter ----------------------------------------------------------------------
+
+    async def start(self, sink: EventSink) -> None:
+        self._sink = sink
+
+    async def stop(self) -> None:
+        self._sink = None
+
+    async def rooms(self) -> list[RoomSnapshot]:
+        return self.snapshots()
+
+    def snapshots(self) -> list[RoomSnapshot]:
+        return [RoomSnapshot(r.id, r.topic, tuple(r.members.values()), tuple(sorted(r.admins)), None,
+                             dict(r.aliases)) for r in self.sim_rooms.values()]
+
+    async def self_member(self) -> MemberRef | None:
+        return self.bot
+
+    async def send(self, message: Outgoing) -> None:
+        if self._failures:
+            raise self._failures.pop(0)
+        if message.room_id is not None and message.room_id not in self.sim_rooms:
+            raise SendError(f"the bot is not in room {message.room_id}")
+        sent = SentMessage(self.clock.now(), message.text, message.room_id, message.to, message.mentions,
+                           message.file)
+        self.sent.append(sent)
+        if self._on_send is not None:
+            self._on_send(sent)
+
+    async def remove_member(self, room_id: str, member_id: str) -> None:
+        self.sim_rooms[room_id].members.pop(member_id, None)
+
+    # --- things members do --------------------------------------------------------------
+
+    def member(self, room_id: str, member_id: str) -> MemberRef:
+        room = self._room(room_id)
+        ref = room.members.get(member_id)
+        if ref is None:  # speaking makes an unlisted member a member (spec)
+            ref = room.members[member_id] = MemberRef(member_id, member_id)
+        return ref
+
+    async def say(self, room_id: str, member_id: str, text: str, *, mentions: Iterable[str] = (),
+                  file: str | None = None) -> RoomMessage:
+        mentions = tuple(mentions)
+        event = RoomMessage(account=self.account, id=self._next_id(), time=self.clock.now(), room_id=room_id,
+                            sender=self.member(room_id, member_id), text=text, mentions=mentions,
+                            mentions_bot=self.bot.id in mentions or f"@{self.bot.name}" in text, file=file)
+        await self._push(event)
+        return event
+
+    async def private(self, member_id: str, text: str, *, name: str | None = None,
+                      file: str | None = None) -> DirectMessage:
+        ref = next((r.members[member_id] for r in self.sim_rooms.values() if member_id in r.members),
+                   MemberRef(member_id, name or member_id))
+        event = DirectMessage(account=self.account, id=self._next_id(), time=self.clock.now(), sender=ref,
+                              text=text, file=file)
+        await self._push(event)
+        return event
+
+    async def join(self, room_id: str, members: Iterable[MemberRef], *, inviter: str | None = None) -> MembersJoined:
+        room = self._room(room_id)
+        refs = tuple(members)
+        for ref in refs:
+            room.members[ref.id] = ref
+        event = MembersJoined(account=self.account, id=self._next_id(), time=self.clock.now(), room_id=room_id,
+                              members=refs, inviter_id=inviter)
+        await self._push(event)
+        return event
+
+    async def leave(self, room_id: str, member_ids: Iterable[str]) -> MembersLeft:
+        room = self._room(room_id)
+        ids = tuple(member_ids)
+        for member_id in ids:
+            room.members.pop(member_id, None)
+        event = MembersLeft(account=self.account, id=self._next_id(), time=self.clock.now(), room_id=room_id,
+                            member_ids=ids)
+        await self._push(event)
+        return event
+
+    async def rename(self, room_id: str, member_id: str, alias: str) -> MemberRenamed:
+        room = self._room(room_id)
+        old = room.aliases.get(member_id)
+        room.aliases[member_id] = alias
+        event = MemberRenamed(account=self.account, id=self._next_id(), time=self.clock.now(), room_id=room_id,
+                              member_id=member_id, alias=alias, old_alias=old)
+        await self._push(event)
+        return event
+
+    async def change_topic(self, room_id: str, topic: str, *, by: str | None = None) -> RoomTopicChanged:
+        room = self._room(room_id)
+        old, room.topic = room.topic, topic
+        event = RoomTopicChanged(account=self.account, id=self._next_id(), time=self.clock.now(), room_id=room_id,
+                                 topic=topic, old_topic=old, changer_id=by)
+        await self._push(event)
+        return event
+
+    # --- internals ---------------------------------------------------------------------
+
+    def _room(self, room_id: str) -> SimRoom:
+        if room_id not in self.sim_rooms:
+            raise KeyError(f"unknown simulated room {room_id!r}")
+        return self.sim_rooms[room_id]
+
+    def _next_id(self) -> str:
+        return f"sim-{self._run}-{next(self._ids)}"
+
+    async def _push(self, event: Event) -> None:
+        if self._sink is None:
+            raise RuntimeError("the simulated adapter is not started")
+        await self._sink(event)

@@ -1,0 +1,132 @@
+"""The `qunbot` command: what operators and admins run. Errors print one line and exit non-zero."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+
+import click
+
+from bot._config import ConfigError, load_config
+from bot._logging import setup_logging
+
+log = logging.getLogger("qunbot")
+
+
+class _Obj:
+    def __init__(self, project: Path) -> None:
+        self.project = project
+
+
+def _fail(message: str, code: int = 1) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--project", "-p", type=click.Path(file_okay=False, path_type=Path), default=Path("."),
+              show_default=True, help="Bot project folder (qunbot.toml, sop/, scripts_templates/, plugins/, data/).")
+@click.option("--log-level", default="INFO", show_default=True,
+              type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
+@click.option("--log-json", is_flag=True, help="Structured logs: one JSON object per line on stderr.")
+@click.pass_context
+def main(ctx: click.Context, project: Path, log_level: str, log_json: bool) -> None:
+    """qunbot — run WeChat community groups by SOP, with plugins."""
+    setup_logging(log_level, json_format=log_json)
+    ctx.obj = _Obj(project.resolve())
+
+
+@main.command()
+@click.option("--db", "db_url", help="Database URL (default: a fresh temporary SQLite file).")
+@click.pass_obj
+def chat(obj: _Obj, db_url: str | None) -> None:
+    """Talk to the bot in a simulated group — no WeChat account needed."""
+    from bot._chat import run_chat
+
+    logging.getLogger().setLevel(logging.WARNING)
+    try:
+        asyncio.run(run_chat(obj.project, db_url=db_url))
+    except ConfigError as err:
+        _fail(str(err))
+
+
+@main.command()
+@click.argument("scenario", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--db", "db_url", help="Database URL (default: a fresh temporary SQLite file).")
+@click.pass_obj
+def simulate(obj: _Obj, scenario: Path, db_url: str | None) -> None:
+    """Run SCENARIO.yaml on a virtual clock; print what the bot sends as JSON Lines."""
+    from bot._scenario import ScenarioError
+    from bot._simulate import run_scenario
+    from bot._templates import TemplateError
+
+    try:
+        asyncio.run(run_scenario(scenario, obj.project, db_url=db_url))
+    except (ConfigError, ScenarioError, TemplateError) as err:
+        _fail(str(err))
+
+
+@main.command()
+@click.pass_obj
+def check(obj: _Obj) -> None:
+    """Validate config, plugins, templates (and SOP files): file:line errors, non-zero exit."""
+    from bot._checks import run_checks
+
+    problems = run_checks(obj.project)
+    for problem in problems:
+        click.echo(problem, err=True)
+    if problems:
+        _fail(f"{len(problems)} problem(s) found", 1)
+    click.echo("ok: config, plugins and templates are valid")
+
+
+@main.command()
+@click.pass_obj
+def run(obj: _Obj) -> None:
+    """Run the bot for every account in qunbot.toml until stopped (Ctrl-C / SIGTERM)."""
+    try:
+        asyncio.run(_run_forever(obj.project))
+    except ConfigError as err:
+        _fail(str(err))
+    except Exception as err:
+        from bot.adapters import AdapterError
+
+        if isinstance(err, AdapterError):
+            _fail(str(err), 2)
+        raise
+
+
+async def _run_forever(project: Path) -> None:
+    from bot._clock import RealClock
+    from bot._runtime import Runtime
+    from bot._simulation import build_components
+    from bot.adapters import make_adapter
+
+    config = load_config(project)
+    clock = RealClock(config.bot.tz)
+    adapters = {a.id: make_adapter(a, clock, project=project, config=config) for a in config.accounts}
+    runtime = Runtime(project, config, clock=clock, adapters=adapters)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await runtime.start()
+    components = build_components(runtime)
+    for component in components:
+        await component.start(runtime)
+    log.info("running; press Ctrl-C to stop")
+    try:
+        await stop.wait()
+    finally:
+        log.info("stopping")
+        for component in reversed(components):
+            await component.stop()
+        await runtime.stop()
+        await clock.aclose()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,31 @@
+"""The documented harness example: drive the demo plugin in a simulated group."""
+
+from __future__ import annotations
+
+from bot.testing import BotHarness
+
+
+async def test_menu_lists_enabled_plugins(repo):
+    async with BotHarness(repo, plugins=["demo"]) as bot:
+        bot.room("g1", "演示群", members={"u1": "Alice"})
+        await bot.say("g1", "u1", "菜单")
+        [message] = bot.pop()
+    assert message.room_id == "g1" and message.mentions == ("u1",)
+    assert message.text.startswith("@Alice 小完子能做这些：")
+    assert "菜单与 @ 应答" in message.text
+
+
+async def test_mention_fallback_only_when_mentioned(repo):
+    async with BotHarness(repo, plugins=["demo"]) as bot:
+        bot.room("g1", members={"u1": "Alice"})
+        await bot.say("g1", "u1", "大家好")
+        assert bot.pop() == []
+        await bot.mention_bot("g1", "u1", "大家好")
+        assert bot.pop_text() == "@Alice 我在呢～ 发送「菜单」看看我能做什么"
+
+
+async def test_private_ping(repo):
+    async with BotHarness(repo, plugins=["demo"]) as bot:
+        await bot.private("u5", "ping")
+        [message] = bot.pop()
+    assert (message.to, message.room_id, message.text) == ("u5", None, "pong")
