@@ -13,7 +13,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -93,9 +92,8 @@ class Renderer:
         except TemplateError:
             raise
         except Exception as err:
-            line = _template_line(err.__traceback__, template.filename)
-            raise TemplateError(self._display(name) if template.filename else name, line,
-                                _plain(err)) from None
+            file, line = self._where(err, template.filename)
+            raise TemplateError(file or name, line, _plain(err)) from None
         finally:
             _mentions.reset(token)
         return Rendered(text.strip(), tuple(dict.fromkeys(collected)))
@@ -129,7 +127,7 @@ class Renderer:
             ast = self._parse(current)
             found |= jinja2.meta.find_undeclared_variables(ast)
             pending.extend(ref for ref in jinja2.meta.find_referenced_templates(ast) if ref)
-        return found - set(self._env.globals) - set(self._env.filters)
+        return found - set(self._env.globals)
 
     def _parse(self, name: str) -> jinja2.nodes.Template:
         try:
@@ -145,6 +143,22 @@ class Renderer:
         missing = isinstance(err, jinja2.TemplateNotFound) or "not found" in (err.message or "")
         return TemplateError(self._display(err.name or name), err.lineno,
                              err.message if not missing else f"template not found: {err.message}")
+
+    def _where(self, err: Exception, filename: str | None) -> tuple[str | None, int | None]:
+        """The innermost template frame of a rendering error (jinja2 maps it to the template line)."""
+        roots = [str(p.resolve()) for p in self._paths]
+        found: tuple[str | None, int | None] = (None, None)
+        tb = err.__traceback__
+        while tb is not None:
+            code_file = tb.tb_frame.f_code.co_filename
+            if code_file == "<template>":
+                found = (None, tb.tb_lineno)
+            else:
+                for root in roots:
+                    if code_file.startswith(root + "/"):
+                        found = (f"{Path(root).name}/{code_file[len(root) + 1:]}", tb.tb_lineno)
+            tb = tb.tb_next
+        return found
 
     def _display(self, name: str) -> str:
         """The path an admin would open: `scripts_templates/points/ok.j2`."""
@@ -201,17 +215,6 @@ def _who(who: Any) -> tuple[str, str]:
     if member_id is None:
         raise TypeError(f"mention needs a member (with id and name), got {type(who).__name__}")
     return str(member_id), str(getattr(who, "display", None) or getattr(who, "name", None) or member_id)
-
-
-def _template_line(tb: TracebackType | None, filename: str | None) -> int | None:
-    """The last traceback frame inside the template file: jinja2 maps it to the template line."""
-    line = None
-    while tb is not None:
-        code = tb.tb_frame.f_code
-        if filename and code.co_filename == filename or code.co_filename == "<template>":
-            line = tb.tb_lineno
-        tb = tb.tb_next
-    return line
 
 
 def _plain(err: Exception) -> str:
