@@ -189,6 +189,24 @@ class Context:
             expires_at=expires_at,
         )
 
+    async def remove_member(self, member_id: str, *, room: str | None = None, key: str | None = None) -> None:
+        """Remove a member from a room (default: this room), paced like a message."""
+        await self._room_action("remove_member", room, key, member_id=member_id)
+
+    async def set_topic(self, topic: str, *, room: str | None = None, key: str | None = None) -> None:
+        """Change a room's name (topic), paced like a message."""
+        await self._room_action("set_topic", room, key, text=topic)
+
+    async def _room_action(self, action: str, room: str | None, key: str | None, *, text: str = "",
+                           member_id: str | None = None) -> None:
+        room = room or self.room_id
+        if room is None:
+            raise ValueError(f"{action} needs a room")
+        self._sends += 1
+        self._rt.outbox(self.account).enqueue(
+            self.db, key=key or f"{self._key_base()}:{self._sends}", text=text, room_id=room, action=action,
+            member_id=member_id, source=self.plugin.name)
+
     def _key_base(self) -> str:
         return f"{self.event.id}:{self.plugin.name}"
 

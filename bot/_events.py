@@ -92,7 +92,8 @@ class Outgoing:
     """One message the bot sends: to a room (`room_id`) or to a contact (`to`).
 
     `text` is the full text WeChat shows, @-names included; `mentions` are the
-    member ids the adapter must @-mention so WeChat notifies them.
+    member ids the adapter must @-mention so WeChat notifies them. Room actions
+    travel the same way, so one paced queue covers every write the bot makes.
     """
 
     account: str
@@ -101,6 +102,9 @@ class Outgoing:
     to: str | None = None
     mentions: tuple[str, ...] = ()
     file: str | None = None
+    action: str | None = None
+    """Not a message but a room action: "remove_member" (`member_id`) or "set_topic" (`text` is the topic)."""
+    member_id: str | None = None
 
     def __post_init__(self) -> None:
         if (self.room_id is None) == (self.to is None):

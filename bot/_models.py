@@ -68,8 +68,10 @@ class OutboxMessage(SQLModel, table=True):
     text: str
     mentions: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     file: str | None = None
+    action: str | None = None
+    member_id: str | None = None
     source: str = ""
-    status: str = Field(default="pending")  # pending | sending | sent | failed | skipped
+    status: str = Field(default="pending")  # pending | sending | sent | failed | skipped | uncertain
     attempts: int = 0
     created_at: datetime = Field(sa_type=UTCDateTime)
     not_before: datetime = Field(sa_type=UTCDateTime)

@@ -58,14 +58,15 @@ class Outbox:
 
     def enqueue(self, session: Session, *, key: str, text: str, room_id: str | None = None, to: str | None = None,
                 mentions: tuple[str, ...] = (), file: str | None = None, source: str = "",
-                not_before: datetime | None = None, expires_at: datetime | None = None) -> None:
+                not_before: datetime | None = None, expires_at: datetime | None = None,
+                action: str | None = None, member_id: str | None = None) -> None:
         """Add a message inside the caller's transaction; a second add with the same key is ignored."""
         if (room_id is None) == (to is None):
             raise ValueError("a message goes to exactly one of room_id or to")
         now = self._clock.now()
         stmt = self._insert(OutboxMessage.__table__).values(
             account=self.account, key=key, room_id=room_id, to=to, text=text, mentions=list(mentions),
-            file=file, source=source, status="pending", attempts=0, created_at=now,
+            file=file, action=action, member_id=member_id, source=source, status="pending", attempts=0, created_at=now,
             not_before=not_before or now, expires_at=expires_at,
         ).on_conflict_do_nothing(index_elements=["account", "key"])
         session.execute(stmt)
@@ -193,7 +194,8 @@ class Outbox:
     async def _deliver(self, session: Session, row: OutboxMessage, now: datetime, attempts: int) -> None:
         lane = row.room_id or f"dm:{row.to}"
         message = Outgoing(account=self.account, text=row.text, room_id=row.room_id, to=row.to,
-                           mentions=tuple(row.mentions), file=row.file)
+                           mentions=tuple(row.mentions), file=row.file, action=row.action,
+                           member_id=row.member_id)
         try:
             await self._send(message)
         except RateLimited as err:

@@ -107,3 +107,20 @@ def test_plugin_import_error_names_file_and_line(project):
     write(project, '[plugins]\nenabled = ["*"]\n')
     with pytest.raises(ConfigError):  # "*" loads all but the private one; oops still fails
         load_plugins(project, load_config(project))
+
+
+def test_entry_point_plugins_are_discovered(project, monkeypatch, tmp_path):
+    import importlib.metadata
+    import sys
+
+    pkg = tmp_path / "site" / "thirdparty_plugin.py"
+    pkg.parent.mkdir()
+    pkg.write_text("from bot import Plugin\nplugin = Plugin('shop')\n", encoding="utf-8")
+    monkeypatch.syspath_prepend(str(pkg.parent))
+    entry = importlib.metadata.EntryPoint("shop", "thirdparty_plugin", "qunbot.plugins")
+    monkeypatch.setattr(importlib.metadata, "entry_points",
+                        lambda group=None: [entry] if group == "qunbot.plugins" else [])
+    write(project, '[plugins]\nenabled = ["shop"]\n')
+    [plugin] = load_plugins(project, load_config(project))
+    assert plugin.name == "shop"
+    sys.modules.pop("thirdparty_plugin", None)

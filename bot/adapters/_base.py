@@ -43,7 +43,10 @@ class Adapter(ABC):
 
     @abstractmethod
     async def send(self, message: Outgoing) -> None:
-        """Send one message now. Raise `SendError` (or `RateLimited`) on failure."""
+        """Send one message, or perform one room action (`message.action`), now.
+
+        Raise `SendError` (or `RateLimited`) on failure; the outbox retries.
+        """
 
     async def rooms(self) -> list[RoomSnapshot]:
         """Rooms the account is in, with members and admins, where the protocol tells."""
@@ -52,6 +55,3 @@ class Adapter(ABC):
     async def self_member(self) -> MemberRef | None:
         """The logged-in account as a contact, once known."""
         return None
-
-    async def remove_member(self, room_id: str, member_id: str) -> None:
-        raise NotImplementedError(f"{type(self).__name__} cannot remove members")

@@ -39,6 +39,8 @@ class SentMessage:
     to: str | None = None
     mentions: tuple[str, ...] = ()
     file: str | None = None
+    action: str | None = None
+    member_id: str | None = None
 
     def as_json(self) -> dict[str, object]:
         """The JSON Lines shape of `shared/specs/simulate.md`."""
@@ -47,6 +49,13 @@ class SentMessage:
             line["room"] = self.room_id
         else:
             line["to"] = self.to
+        if self.action is not None:
+            line["action"] = self.action
+            if self.member_id is not None:
+                line["member"] = self.member_id
+            if self.action == "set_topic":
+                line["topic"] = self.text
+            return line
         line["text"] = self.text
         line["mentions"] = list(self.mentions)
         if self.file is not None:
@@ -115,14 +124,17 @@ class SimulatedAdapter(Adapter):
             raise self._failures.pop(0)
         if message.room_id is not None and message.room_id not in self.sim_rooms:
             raise SendError(f"the bot is not in room {message.room_id}")
+        if message.action == "remove_member" and message.room_id and message.member_id:
+            self.sim_rooms[message.room_id].members.pop(message.member_id, None)
+        elif message.action == "set_topic" and message.room_id:
+            self.sim_rooms[message.room_id].topic = message.text
+        elif message.action is not None:
+            raise SendError(f"the simulated WeChat cannot {message.action}")
         sent = SentMessage(self.clock.now(), message.text, message.room_id, message.to, message.mentions,
-                           message.file)
+                           message.file, message.action, message.member_id)
         self.sent.append(sent)
         if self._on_send is not None:
             self._on_send(sent)
-
-    async def remove_member(self, room_id: str, member_id: str) -> None:
-        self.sim_rooms[room_id].members.pop(member_id, None)
 
     # --- things members do --------------------------------------------------------------
 
