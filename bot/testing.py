@@ -84,7 +84,11 @@ class BotHarness:
                 self.sim.account, [s for s in self.sim.adapter.snapshots() if s.id == room_id])
 
     async def __aenter__(self) -> BotHarness:
-        await self.sim.start()
+        try:
+            await self.sim.start()
+        except BaseException:
+            await self.sim.stop()
+            raise
         return self
 
     async def __aexit__(self, *exc: object) -> None:
