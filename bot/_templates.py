@@ -9,24 +9,28 @@ names the template file and line.
 from __future__ import annotations
 
 import contextvars
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import jinja2
 import jinja2.meta
-from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
+from jinja2 import nodes
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 _WEEKDAYS = "一二三四五六日"
+# Per-render collector: a ContextVar is private to the running task/thread, so concurrent renders
+# on one Renderer never share it, and templates cannot reach it by name.
 _mentions: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar("qunbot_mentions", default=None)
 
 
 @dataclass(frozen=True, slots=True)
 class Rendered:
-    """Final chat text and the member ids it @-mentions."""
+    """Final chat text and the member ids it @-mentions (the adapter needs both to send a real @)."""
 
     text: str
     mentions: tuple[str, ...] = ()
@@ -37,7 +41,7 @@ class TemplateError(Exception):
 
     def __init__(self, file: str, line: int | None, message: str) -> None:
         self.file, self.line, self.message = file, line, message
-        super().__init__(f"{file}:{line}: {message}" if line else f"{file}: {message}")
+        super().__init__(f"{file}: {message}" if line is None else f"{file}:{line}: {message}")
 
 
 class Renderer:
@@ -47,35 +51,29 @@ class Renderer:
                  globals: Mapping[str, Any] | None = None) -> None:
         self._paths = [Path(p) for p in search_paths]
         self._tz = timezone
+        self._loader = jinja2.ChoiceLoader([jinja2.FileSystemLoader(p) for p in self._paths])
         self._env = ImmutableSandboxedEnvironment(
-            loader=jinja2.ChoiceLoader([jinja2.FileSystemLoader(str(p)) for p in self._paths]),
+            loader=self._loader,
             undefined=jinja2.StrictUndefined,
             autoescape=False,
             trim_blocks=True,
             lstrip_blocks=True,
             auto_reload=True,
-            keep_trailing_newline=False,
         )
         self._env.globals.update(globals or {})
         self._env.filters.update({
-            "mention": self._mention,
-            "mention_all": self._mention_all,
+            "mention": _mention,
+            "mention_all": _mention_all,
             "cn_date": self._cn_date,
             "cn_weekday": self._cn_weekday,
             "hm": self._hm,
-            "cn_duration": cn_duration,
+            "cn_duration": _cn_duration,
         })
 
     # --- rendering -----------------------------------------------------------------
 
     def render(self, name: str, /, **variables: Any) -> Rendered:
-        try:
-            template = self._env.get_template(name)
-        except jinja2.TemplateNotFound as err:
-            raise TemplateError(self._display(name), None, f"template not found: {err.name}") from None
-        except jinja2.TemplateSyntaxError as err:
-            raise self._syntax_error(err, name) from None
-        return self._render(template, name, variables)
+        return self._render(self._load(name), name, variables)
 
     def render_string(self, source: str, /, *, name: str = "<inline>", **variables: Any) -> Rendered:
         try:
@@ -90,9 +88,11 @@ class Renderer:
         try:
             text = template.render(**variables)
         except TemplateError:
-            raise
+            raise  # from a nested render: it already names its own file and line
+        except jinja2.TemplateSyntaxError as err:  # an included template that does not parse
+            raise self._syntax_error(err, err.name or name) from None
         except Exception as err:
-            file, line = self._where(err, template.filename)
+            file, line = self._where(err)
             raise TemplateError(file or name, line, _plain(err)) from None
         finally:
             _mentions.reset(token)
@@ -102,124 +102,151 @@ class Renderer:
 
     def exists(self, name: str) -> bool:
         try:
-            self._env.loader.get_source(self._env, name)  # type: ignore[union-attr]
+            self._loader.get_source(self._env, name)
         except jinja2.TemplateNotFound:
             return False
         return True
 
     def list_templates(self) -> list[str]:
-        return sorted(n for n in self._env.list_templates() if n.endswith(".j2"))
+        return sorted(n for n in self._loader.list_templates() if n.endswith(".j2"))
 
     def check(self, name: str) -> None:
-        """Parse a template (and nothing more); raise TemplateError with the line on failure."""
-        self._parse(name)
+        """Parse and compile a template, without rendering, so `qunbot check` reports it before it is sent.
+
+        Compiling also catches unknown filters and tests, which parsing alone lets through.
+        """
+        self._load(name)
 
     def undeclared_variables(self, name: str) -> set[str]:
-        """Variables a template (and what it includes) needs from the caller."""
-        seen: set[str] = set()
+        """Variables a template (and what it includes) needs from the caller, for SOP validation.
+
+        Names the including template sets (`{% set %}`, loop variables) count as given to what it includes.
+        """
         found: set[str] = set()
-        pending = [name]
+        seen: set[tuple[str, frozenset[str]]] = set()
+        pending: list[tuple[str, frozenset[str]]] = [(name, frozenset())]
         while pending:
-            current = pending.pop()
-            if current in seen:
+            current, given = pending.pop()
+            if (current, given) in seen:
                 continue
-            seen.add(current)
+            seen.add((current, given))
             ast = self._parse(current)
-            found |= jinja2.meta.find_undeclared_variables(ast)
-            pending.extend(ref for ref in jinja2.meta.find_referenced_templates(ast) if ref)
+            found |= jinja2.meta.find_undeclared_variables(ast) - given
+            assigned = given | {n.name for n in ast.find_all(nodes.Name) if n.ctx in ("store", "param")}
+            pending.extend((ref, assigned) for ref in jinja2.meta.find_referenced_templates(ast) if ref)
+        # Filters live in their own namespace and never show up here; subtracting their names would
+        # hide real variables called `items`, `title`, `list`...
         return found - set(self._env.globals)
 
-    def _parse(self, name: str) -> jinja2.nodes.Template:
+    def _load(self, name: str) -> jinja2.Template:
         try:
-            source, _, _ = self._env.loader.get_source(self._env, name)  # type: ignore[union-attr]
+            return self._env.get_template(name)
         except jinja2.TemplateNotFound:
-            raise TemplateError(self._display(name), None, f"template not found: {name}") from None
-        try:
-            return self._env.parse(source, name)
+            raise TemplateError(name, None, f"template not found: {name}") from None
         except jinja2.TemplateSyntaxError as err:
             raise self._syntax_error(err, name) from None
 
-    def _syntax_error(self, err: jinja2.TemplateSyntaxError, name: str) -> TemplateError:
-        missing = isinstance(err, jinja2.TemplateNotFound) or "not found" in (err.message or "")
-        return TemplateError(self._display(err.name or name), err.lineno,
-                             err.message if not missing else f"template not found: {err.message}")
+    def _parse(self, name: str) -> nodes.Template:
+        try:
+            source, filename, _ = self._loader.get_source(self._env, name)
+        except jinja2.TemplateNotFound:
+            raise TemplateError(name, None, f"template not found: {name}") from None
+        try:
+            return self._env.parse(source, name, filename)
+        except jinja2.TemplateSyntaxError as err:
+            raise self._syntax_error(err, name) from None
 
-    def _where(self, err: Exception, filename: str | None) -> tuple[str | None, int | None]:
-        """The innermost template frame of a rendering error (jinja2 maps it to the template line)."""
-        roots = [str(p.resolve()) for p in self._paths]
+    # --- where an error happened ---------------------------------------------------
+
+    def _syntax_error(self, err: jinja2.TemplateSyntaxError, name: str) -> TemplateError:
+        file = self._display(err.filename) if err.filename else None
+        return TemplateError(file or name, err.lineno, err.message or "syntax error")
+
+    def _where(self, err: Exception) -> tuple[str | None, int | None]:
+        """The innermost template frame of a rendering error.
+
+        jinja2 rewrites the traceback so each template frame is a fake frame (marked by
+        `__jinja_exception__` in its globals) whose filename and line are the template's.
+        """
         found: tuple[str | None, int | None] = (None, None)
         tb = err.__traceback__
         while tb is not None:
-            code_file = tb.tb_frame.f_code.co_filename
-            if code_file == "<template>":
-                found = (None, tb.tb_lineno)
-            else:
-                for root in roots:
-                    if code_file.startswith(root + "/"):
-                        found = (f"{Path(root).name}/{code_file[len(root) + 1:]}", tb.tb_lineno)
+            if "__jinja_exception__" in tb.tb_frame.f_globals:
+                filename = tb.tb_frame.f_code.co_filename
+                found = (None if filename == "<template>" else self._display(filename), tb.tb_lineno)
             tb = tb.tb_next
         return found
 
-    def _display(self, name: str) -> str:
-        """The path an admin would open: `scripts_templates/points/ok.j2`."""
+    def _display(self, filename: str) -> str | None:
+        """The path an admin would open, `scripts_templates/points/ok.j2`: relative to the search path's parent."""
         for path in self._paths:
-            if (path / name).exists():
-                return f"{path.name}/{name}"
-        return name
+            relative = os.path.relpath(filename, path)
+            if relative != os.pardir and not relative.startswith(os.pardir + os.sep):
+                return Path(path.resolve().name, relative).as_posix()
+        return None
 
-    # --- filters -------------------------------------------------------------------
+    # --- filters that need the bot's timezone ------------------------------------------
 
-    def _mention(self, who: Any) -> str:
-        member_id, name = _who(who)
-        collected = _mentions.get()
-        if collected is not None:
-            collected.append(member_id)
-        return f"@{name}"
-
-    def _mention_all(self, people: Any) -> str:
-        return " ".join(self._mention(p) for p in people)
-
-    def _local(self, value: datetime | date) -> datetime | date:
-        if isinstance(value, datetime) and value.tzinfo is not None:
-            return value.astimezone(self._tz)
-        return value
+    def _local(self, value: Any, filter_name: str) -> datetime | date:
+        if isinstance(value, datetime):
+            return value.astimezone(self._tz) if value.tzinfo is not None else value
+        if isinstance(value, date):
+            return value
+        raise TypeError(f"{filter_name} needs a date or time, got {type(value).__name__}")
 
     def _cn_date(self, value: datetime | date, year: bool = False) -> str:
-        local = self._local(value)
+        local = self._local(value, "cn_date")
         text = f"{local.month}月{local.day}日"
         return f"{local.year}年{text}" if year else text
 
     def _cn_weekday(self, value: datetime | date, prefix: str = "周") -> str:
-        return f"{prefix}{_WEEKDAYS[self._local(value).weekday()]}"
+        return f"{prefix}{_WEEKDAYS[self._local(value, 'cn_weekday').weekday()]}"
 
-    def _hm(self, value: datetime) -> str:
-        local = self._local(value)
-        return f"{local.hour:02d}:{local.minute:02d}"  # type: ignore[union-attr]
+    def _hm(self, value: datetime | time) -> str:
+        local = value if isinstance(value, time) else self._local(value, "hm")
+        if not isinstance(local, datetime | time):
+            raise TypeError("hm needs a time of day, got a date")
+        return f"{local.hour:02d}:{local.minute:02d}"
 
 
-def cn_duration(value: timedelta | float | int) -> str:
-    """`5400` or `timedelta(hours=1, minutes=30)` → "1小时30分" (at most two parts)."""
+def _mention(who: Any) -> str:
+    """`{{ member | mention }}` → "@名字", and the id goes into `Rendered.mentions`."""
+    member_id, name = _who(who)
+    collected = _mentions.get()
+    if collected is not None:
+        collected.append(member_id)
+    return f"@{name}"
+
+
+def _mention_all(people: Any) -> str:
+    return " ".join(_mention(p) for p in people)
+
+
+def _who(who: Any) -> tuple[str, str]:
+    if isinstance(who, Mapping):
+        member_id, name = who.get("id"), who.get("display") or who.get("name")
+    else:
+        member_id, name = getattr(who, "id", None), getattr(who, "display", None) or getattr(who, "name", None)
+    if member_id is None:
+        raise TypeError(f"mention needs a member (with id and name), got {type(who).__name__}")
+    return str(member_id), str(name or member_id)
+
+
+def _cn_duration(value: timedelta | float) -> str:
+    """`5400` or `timedelta(hours=1, minutes=30)` → "1小时30分": zero parts dropped, at most two parts."""
     seconds = int(value.total_seconds() if isinstance(value, timedelta) else value)
+    sign, seconds = ("-" if seconds < 0 else ""), abs(seconds)
     parts = []
     for unit, size in (("天", 86400), ("小时", 3600), ("分", 60), ("秒", 1)):
         amount, seconds = divmod(seconds, size)
         if amount:
             parts.append(f"{amount}{unit}")
-    return "".join(parts[:2]) or "0秒"
-
-
-def _who(who: Any) -> tuple[str, str]:
-    if isinstance(who, Mapping):
-        return str(who["id"]), str(who.get("display") or who.get("name") or who["id"])
-    member_id = getattr(who, "id", None)
-    if member_id is None:
-        raise TypeError(f"mention needs a member (with id and name), got {type(who).__name__}")
-    return str(member_id), str(getattr(who, "display", None) or getattr(who, "name", None) or member_id)
+    return sign + "".join(parts[:2]) if parts else "0秒"
 
 
 def _plain(err: Exception) -> str:
-    if isinstance(err, jinja2.UndefinedError):
-        return err.message or "undefined variable"
-    if isinstance(err, SecurityError):
-        return f"not allowed in a template: {err}"
+    if isinstance(err, jinja2.TemplateNotFound):
+        return f"template not found: {err.name}"
+    if isinstance(err, jinja2.TemplateError):  # UndefinedError, SecurityError: jinja2's words are plain
+        return err.message or type(err).__name__
     return f"{type(err).__name__}: {err}"
