@@ -43,3 +43,4 @@ def run_checks(project: Path) -> list[str]:
     for check in _checks:
         problems.extend(check(project, config, renderer))
     return problems
+import bot.sop  # noqa: E402, F401  (adds the SOP file checks; it imports this module)

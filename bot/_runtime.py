@@ -10,7 +10,7 @@ import asyncio
 import logging
 import random
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -67,6 +67,8 @@ class Runtime:
             for account, adapter in self.adapters.items()
         }
         self._room_locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self.listeners: list[Callable[[Event], Awaitable[None]]] = []
+        """Runtime parts that watch recorded events beside the plugins (the SOP engine watches joins)."""
         self.started = False
 
     # --- life cycle ---------------------------------------------------------------
@@ -115,6 +117,11 @@ class Runtime:
                 self.members.record(event)
             except Exception:
                 log.exception("could not record event %s", event.id)
+            for listener in list(self.listeners):
+                try:
+                    await listener(event)
+                except Exception:
+                    log.exception("event listener %r failed on %s", listener, event.id)
             text = ""
             if isinstance(event, RoomMessage | DirectMessage):
                 text = strip_bot_mention(event.text, self.config.bot.name)

@@ -128,5 +128,10 @@ async def _run_forever(project: Path) -> None:
         await clock.aclose()
 
 
+from bot.sop._cli import sop as _sop_commands  # noqa: E402  (the `qunbot sop` group lives with the engine)
+
+main.add_command(_sop_commands)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

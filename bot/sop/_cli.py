@@ -1,0 +1,79 @@
+"""`qunbot sop …`: check SOP files and preview their timeline (added to the main CLI in bot/cli.py)."""
+
+from __future__ import annotations
+
+import sys
+from datetime import datetime
+from pathlib import Path
+
+import click
+
+from bot._clock import RealClock
+from bot._config import ConfigError, load_config
+from bot._runtime import DEFAULT_TEMPLATES
+from bot._templates import Renderer
+
+
+@click.group()
+def sop() -> None:
+    """SOP files (sop/*.yaml): check them, preview what they will post."""
+
+
+def _project(ctx: click.Context) -> Path:
+    obj = ctx.find_root().obj
+    return obj.project if obj is not None else Path(".").resolve()
+
+
+@sop.command("check")
+@click.pass_context
+def check(ctx: click.Context) -> None:
+    """Validate every SOP file, its templates, actions and the long-term group rule."""
+    from bot.sop._check import load_project
+
+    project = _project(ctx)
+    try:
+        config = load_config(project)
+    except ConfigError as err:
+        click.echo(f"error: {err}", err=True)
+        sys.exit(1)
+    loaded, problems = load_project(project, config)
+    for problem in problems:
+        click.echo(problem, err=True)
+    if problems:
+        click.echo(f"error: {len(problems)} problem(s) found", err=True)
+        sys.exit(1)
+    click.echo(f"ok: {len(loaded)} SOP file(s) valid: {', '.join(loaded) or '(none)'}")
+
+
+@sop.command("preview")
+@click.option("--days", default=7, show_default=True, type=click.IntRange(1, 366), help="How many days to show.")
+@click.option("--room", help="Only what this room gets: a room id (rooms:, tags) or a room topic (topics:).")
+@click.option("--start", "start_text", help="Start of the timeline, ISO 8601 (default: now, in the bot time zone).")
+@click.pass_context
+def preview(ctx: click.Context, days: int, room: str | None, start_text: str | None) -> None:
+    """A timeline of what the SOP files will post where and when, with the rendered text."""
+    from bot.sop._check import load_project
+    from bot.sop._preview import build_preview
+
+    project = _project(ctx)
+    try:
+        config = load_config(project)
+    except ConfigError as err:
+        click.echo(f"error: {err}", err=True)
+        sys.exit(1)
+    tz = config.bot.tz
+    if start_text:
+        try:
+            start = datetime.fromisoformat(start_text)
+        except ValueError:
+            click.echo(f"error: --start {start_text!r} is not ISO 8601 (such as 2026-12-11T00:00+08:00)", err=True)
+            sys.exit(2)
+        start = start if start.tzinfo else start.replace(tzinfo=tz)
+    else:
+        start = RealClock(tz).now().replace(second=0, microsecond=0)
+    loaded, problems = load_project(project, config, now=start)
+    for problem in problems:
+        click.echo(f"warning: {problem}", err=True)
+    renderer = Renderer([project / config.templates_dir, DEFAULT_TEMPLATES], timezone=tz,
+                        globals={"bot_name": config.bot.name})
+    click.echo(build_preview(loaded, config, renderer, start=start, days=days, room=room))

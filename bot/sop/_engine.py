@@ -1,0 +1,367 @@
+"""The SOP engine: a runtime Component that turns loaded SOP files into posts and plugin actions.
+
+Recurring and sequence steps: one clock timer per step at its next APScheduler fire time; when it
+fires, every target room gets a ledger row and an outbox message in one transaction (keyed, so a
+restart never posts twice; `expires_at` = fire time + grace, so slow fan-out respects lateness).
+Join-relative steps: rows written when a member joins, sent by one sweeper armed at the earliest due row.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime, timedelta
+from fnmatch import fnmatchcase
+from functools import partial
+
+from sqlalchemy import func, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import Session, col, select
+
+from bot._clock import TimerHandle
+from bot._context import RoomInfo
+from bot._events import Event, MembersJoined
+from bot._models import Membership, OutboxMessage, Room
+from bot._runtime import DEFAULT_TEMPLATES, Runtime
+from bot.sop._load import LoadedSop, load_all, render_step, variant_of
+from bot.sop._models import SopDelivery
+from bot.sop._schema import Step, Targets, parse_duration
+from bot.sop._triggers import fire_times, occurrence
+
+log = logging.getLogger("qunbot.sop")
+
+RELOAD_POLL = 3.0
+"""Seconds of wall time between two looks at file modification times (edits happen in wall time)."""
+_FAR = timedelta(days=3660)
+_MISSED_LOG_LIMIT = 50
+_SWEEP_BATCH = 500
+
+
+class SopEngine:
+    """Runs the project's SOP files for every account of one runtime."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.rt = runtime
+        self.tz = runtime.config.bot.tz
+        self.files: dict[str, LoadedSop] = {}
+        self.problems: dict[str, str] = {}
+        self._timers: dict[tuple[str, str], TimerHandle] = {}
+        self._sweep_timer: TimerHandle | None = None
+        self._watch: asyncio.Task[None] | None = None
+        self._signature: tuple[tuple[str, int, int], ...] = ()
+        self._insert = postgresql.insert if runtime.engine.dialect.name == "postgresql" else sqlite.insert
+
+    # --- life cycle --------------------------------------------------------------------
+
+    async def start(self, runtime: Runtime) -> None:
+        self._signature = self._files_signature()
+        self.reload()
+        runtime.listeners.append(self._on_event)
+        self._arm_sweep()
+        self._watch = asyncio.get_running_loop().create_task(self._watch_files(), name="sop:watch")
+
+    async def stop(self) -> None:
+        if self._on_event in self.rt.listeners:
+            self.rt.listeners.remove(self._on_event)
+        for handle in self._timers.values():
+            handle.cancel()
+        self._timers.clear()
+        if self._sweep_timer is not None:
+            self._sweep_timer.cancel()
+            self._sweep_timer = None
+        if self._watch is not None:
+            self._watch.cancel()
+            self._watch = None
+
+    def reload(self) -> dict[str, str]:
+        """Load every SOP file again; a broken file keeps its last valid version running. Returns problems."""
+        config = self.rt.config
+        tags = {tag for room in config.rooms.values() for tag in room.tags}
+        loaded, problems = load_all(
+            self.rt.project, config.sop.dir, self.rt.renderer, [self.rt.project / config.templates_dir,
+                                                                DEFAULT_TEMPLATES],
+            self.tz, now=self.rt.now(), room_tags=tags, plugins=self.rt.plugins)
+        for name, problem in problems.items():
+            kept = " (the previous version keeps running)" if name in self.files else ""
+            log.error("SOP file not loaded: %s%s", problem, kept)
+            if name in self.files:
+                loaded[name] = self.files[name]
+        changed = sorted(name for name in loaded if loaded[name] is not self.files.get(name))
+        self.files, self.problems = loaded, problems
+        self._reschedule()
+        if changed:
+            log.info("SOP loaded: %s", ", ".join(changed))
+        return problems
+
+    def check_files(self) -> bool:
+        """Reload if an SOP file or template changed since the last look (what the watcher calls)."""
+        signature = self._files_signature()
+        if signature == self._signature:
+            return False
+        self._signature = signature
+        self.reload()
+        return True
+
+    async def _watch_files(self) -> None:
+        while True:
+            await asyncio.sleep(RELOAD_POLL)
+            try:
+                self.check_files()
+            except Exception:
+                log.exception("SOP reload failed; the previous version keeps running")
+
+    def _files_signature(self) -> tuple[tuple[str, int, int], ...]:
+        config, found = self.rt.config, []
+        for folder in (self.rt.project / config.sop.dir, self.rt.project / config.templates_dir):
+            if folder.is_dir():
+                for path in folder.rglob("*"):
+                    if path.is_file():
+                        stat = path.stat()
+                        found.append((str(path), stat.st_mtime_ns, stat.st_size))
+        return tuple(sorted(found))
+
+    # --- recurring and sequence steps -----------------------------------------------------
+
+    def _reschedule(self) -> None:
+        for handle in self._timers.values():
+            handle.cancel()
+        self._timers.clear()
+        now = self.rt.now()
+        for loaded in self.files.values():
+            if not loaded.sop.enabled:
+                continue
+            for step in loaded.sop.steps:
+                if loaded.triggers.get(step.id) is None:
+                    continue
+                grace = loaded.sop.grace_of(step)
+                self._record_missed(loaded, step, now - grace)
+                self._arm(loaded, step, now - grace)
+
+    def _arm(self, loaded: LoadedSop, step: Step, after: datetime) -> None:
+        trigger = loaded.triggers[step.id]
+        assert trigger is not None
+        fire = next(fire_times(trigger, after, after + _FAR), None)
+        if fire is not None:
+            self._timers[(loaded.name, step.id)] = self.rt.clock.call_at(
+                fire, partial(self._fire, loaded, step, fire), name=f"sop:{loaded.name}:{step.id}", background=True)
+
+    def _record_missed(self, loaded: LoadedSop, step: Step, before: datetime) -> None:
+        """Log (and record as skipped) the fires the bot missed while it was down, beyond their grace."""
+        trigger = loaded.triggers[step.id]
+        assert trigger is not None
+        with Session(self.rt.engine) as session:
+            last = session.exec(select(func.max(SopDelivery.due_at)).where(
+                SopDelivery.file == loaded.name, SopDelivery.step == step.id)).one()
+        if last is None and step.offset is None:
+            return  # a recurring step never run before has nothing to catch up on
+        start = last + timedelta(microseconds=1) if last is not None else datetime(2000, 1, 1, tzinfo=UTC)
+        missed = list(fire_times(trigger, start, before))[-_MISSED_LOG_LIMIT:]
+        for fire in missed:
+            self._deliver_fire(loaded, step, fire, skip_reason=f"late by {_ago(self.rt.now() - fire)}, "
+                                                               f"beyond its grace of {_ago(loaded.sop.grace_of(step))}")
+
+    async def _fire(self, loaded: LoadedSop, step: Step, fire: datetime) -> None:
+        self._timers.pop((loaded.name, step.id), None)
+        grace = loaded.sop.grace_of(step)
+        late = self.rt.now() - fire
+        reason = f"late by {_ago(late)}, beyond its grace of {_ago(grace)}" if late > grace else None
+        actions = self._deliver_fire(loaded, step, fire, skip_reason=reason)
+        for account, room_id, key in actions:
+            await self._run_action(loaded, step, account, room_id, key)
+        self._arm(loaded, step, fire + timedelta(microseconds=1))
+        if reason is None and step.action is None:
+            self.rt.clock.call_at(fire + grace + timedelta(seconds=1), partial(self._report, loaded, step, fire),
+                                  name=f"sop:report:{loaded.name}:{step.id}", background=True)
+
+    def _deliver_fire(self, loaded: LoadedSop, step: Step, fire: datetime, *, skip_reason: str | None,
+                      ) -> list[tuple[str, str, str]]:
+        """Write ledger rows (and outbox rows) for every target room; return the actions still to run."""
+        occ = occurrence(step, fire, self.tz)
+        grace = loaded.sop.grace_of(step)
+        rooms = self.target_rooms(loaded.sop.targets)
+        actions: list[tuple[str, str, str]] = []
+        woken: set[str] = set()
+        with Session(self.rt.engine) as session:
+            for account, room in rooms:
+                key = f"sop:{loaded.name}:{step.id}:{room.id}:{occ}"
+                status = "skipped" if skip_reason else ("pending" if step.action else "queued")
+                if not self._claim(session, account, key, loaded, step, room.id, None, fire, status, skip_reason):
+                    continue
+                if skip_reason:
+                    log.warning("SOP %s.%s for room %s at %s skipped: %s", loaded.name, step.id, room.id,
+                                fire.isoformat(), skip_reason)
+                elif step.action is not None:
+                    actions.append((account, room.id, key))
+                else:
+                    self._enqueue(session, loaded, step, account, key, room, fire + grace, member=None)
+                    woken.add(account)
+            session.commit()
+        for account in woken:
+            self.rt.outbox(account).wake()
+        if rooms and not skip_reason and step.action is None:
+            log.info("SOP %s.%s (%s): queued for %d room(s)", loaded.name, step.id, occ, len(rooms))
+        return actions
+
+    def _claim(self, session: Session, account: str, key: str, loaded: LoadedSop, step: Step, room_id: str,
+               member_id: str | None, due: datetime, status: str, detail: str | None) -> bool:
+        """Insert the ledger row; False if this post was already handled (exactly once)."""
+        result = session.execute(self._insert(SopDelivery.__table__).values(
+            account=account, key=key, file=loaded.name, step=step.id, room_id=room_id, member_id=member_id,
+            due_at=due, status=status, sent_at=None if status in ("skipped", "pending") else self.rt.now(),
+            detail=detail or "").on_conflict_do_nothing(index_elements=["account", "key"]))
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    def _enqueue(self, session: Session, loaded: LoadedSop, step: Step, account: str, key: str, room: RoomInfo,
+                 expires: datetime, *, member: str | None, to_member: bool = False) -> None:
+        variant = variant_of(loaded, step, room.id)
+        if step.variants:
+            log.info("SOP %s.%s: room %s gets variant %d (%s)", loaded.name, step.id, room.id, variant + 1,
+                     step.variants[variant])
+        info = self.rt.members.member_info(member, room.id) if member else None
+        rendered = render_step(self.rt.renderer, loaded, step, variant=variant, room=room, now=self.rt.now(),
+                               member=info)
+        assert rendered is not None
+        mentions = rendered.mentions
+        if member and step.mention and not to_member and member not in mentions:
+            mentions = (member, *mentions)
+        text = rendered.text if to_member else self.rt.members.with_mentions(rendered.text, mentions, room.id)
+        self.rt.outbox(account).enqueue(
+            session, key=key, text=text, room_id=None if to_member else room.id, to=member if to_member else None,
+            mentions=() if to_member else mentions, file=step.file, source=f"sop:{loaded.name}:{step.id}",
+            not_before=self.rt.now(), expires_at=expires)
+
+    async def _run_action(self, loaded: LoadedSop, step: Step, account: str, room_id: str, key: str) -> None:
+        assert step.action is not None
+        spec = step.action
+        try:
+            ok = await self.rt.invoke_action(account, spec.plugin, spec.name, room_id=room_id, params=spec.params,
+                                             key=key, source=f"sop:{loaded.name}:{step.id}")
+        except Exception as err:  # a missing plugin or bad params must not stop the other rooms
+            log.error("SOP %s.%s: action %s.%s in room %s failed: %s", loaded.name, step.id, spec.plugin,
+                      spec.name, room_id, err)
+            ok = False
+        self._set_status(account, key, "done" if ok else "failed")
+
+    def _set_status(self, account: str, key: str, status: str, detail: str = "") -> None:
+        with Session(self.rt.engine) as session:
+            session.execute(update(SopDelivery).where(SopDelivery.account == account, SopDelivery.key == key)
+                            .values(status=status, sent_at=self.rt.now(), detail=detail))
+            session.commit()
+
+    async def _report(self, loaded: LoadedSop, step: Step, fire: datetime) -> None:
+        """After the grace period: how the fan-out went and when the last room got it."""
+        pattern = f"sop:{loaded.name}:{step.id}:%:{occurrence(step, fire, self.tz)}"
+        with Session(self.rt.engine) as session:
+            rows = session.exec(select(OutboxMessage.status, OutboxMessage.sent_at)
+                                .where(col(OutboxMessage.key).like(pattern))).all()
+        if not rows:
+            return
+        sent = [at for status, at in rows if status == "sent" and at is not None]
+        last = max(sent).astimezone(self.tz).strftime("%H:%M:%S") if sent else "-"
+        log.info("SOP %s.%s (%s): %d of %d room(s) got it, the last at %s; %d skipped as late, %d other",
+                 loaded.name, step.id, fire.astimezone(self.tz).strftime("%m-%d %H:%M"), len(sent), len(rows), last,
+                 sum(1 for status, _ in rows if status == "skipped"), len(rows) - len(sent) -
+                 sum(1 for status, _ in rows if status == "skipped"))
+
+    # --- join-relative steps --------------------------------------------------------------
+
+    async def _on_event(self, event: Event) -> None:
+        if not isinstance(event, MembersJoined):
+            return
+        room = self.rt.members.room_info(event.room_id)
+        with Session(self.rt.engine) as session:
+            for loaded in self.files.values():
+                if not loaded.sop.enabled or not self._matches(loaded.sop.targets, room):
+                    continue
+                for step in loaded.sop.steps:
+                    if step.after_join is None:
+                        continue
+                    due = event.time + parse_duration(step.after_join, signed=False)
+                    for member in event.members:
+                        key = (f"sop:{loaded.name}:{step.id}:{room.id}:{member.id}:"
+                               f"{event.time.astimezone(self.tz).date().isoformat()}")
+                        self._claim(session, event.account, key, loaded, step, room.id, member.id, due, "pending",
+                                    None)
+            session.commit()
+        self._arm_sweep()
+
+    def _arm_sweep(self) -> None:
+        with Session(self.rt.engine) as session:
+            due = session.exec(select(func.min(SopDelivery.due_at)).where(
+                SopDelivery.status == "pending", col(SopDelivery.member_id).is_not(None))).one()
+        if self._sweep_timer is not None:
+            if due is not None and self._sweep_timer.when <= due:
+                return
+            self._sweep_timer.cancel()
+            self._sweep_timer = None
+        if due is not None:
+            self._sweep_timer = self.rt.clock.call_at(due.astimezone(self.tz), self._sweep, name="sop:sweep",
+                                                      background=True)
+
+    async def _sweep(self) -> None:
+        """Send the join-relative rows that came due (one job, however many members joined)."""
+        self._sweep_timer = None
+        now, woken = self.rt.now(), set()
+        with Session(self.rt.engine) as session:
+            query = (select(SopDelivery).where(SopDelivery.status == "pending", col(SopDelivery.member_id)
+                                               .is_not(None), col(SopDelivery.due_at) <= now)
+                     .order_by(col(SopDelivery.due_at), col(SopDelivery.id)).limit(_SWEEP_BATCH))
+            if self.rt.engine.dialect.name == "postgresql":
+                query = query.with_for_update(skip_locked=True)
+            for row in session.exec(query).all():
+                row.status, row.detail = self._sweep_one(session, row, now)
+                row.sent_at = now if row.status == "queued" else None
+                session.add(row)
+                if row.status == "queued":
+                    woken.add(row.account)
+            session.commit()
+        for account in woken:
+            self.rt.outbox(account).wake()
+        self._arm_sweep()
+
+    def _sweep_one(self, session: Session, row: SopDelivery, now: datetime) -> tuple[str, str]:
+        loaded = self.files.get(row.file)
+        step = loaded.step(row.step) if loaded else None
+        if loaded is None or step is None or step.after_join is None:
+            return "cancelled", "the step is no longer in the SOP file"
+        membership = session.get(Membership, (row.room_id, row.member_id))
+        if membership is None or membership.left_at is not None:
+            return "cancelled", "the member left the room"
+        due, grace = row.due_at.astimezone(self.tz), loaded.sop.grace_of(step)
+        if now - due > grace:
+            detail = f"late by {_ago(now - due)}, beyond its grace of {_ago(grace)}"
+            log.warning("SOP %s.%s for %s in %s skipped: %s", row.file, row.step, row.member_id, row.room_id, detail)
+            return "skipped", detail
+        room = self.rt.members.room_info(row.room_id)
+        try:
+            self._enqueue(session, loaded, step, row.account, row.key, room, due + grace, member=row.member_id,
+                          to_member=step.to == "dm")
+        except Exception as err:
+            log.error("SOP %s.%s for %s: %s", row.file, row.step, row.member_id, err)
+            return "failed", str(err)
+        return "queued", ""
+
+    # --- targets --------------------------------------------------------------------------
+
+    def target_rooms(self, targets: Targets) -> list[tuple[str, RoomInfo]]:
+        """(account, room) for every known room a file targets."""
+        with Session(self.rt.engine) as session:
+            accounts = dict(session.exec(select(Room.id, Room.account)).all())
+        return [(accounts[room.id], room) for room in sorted(self.rt.members.rooms(), key=lambda r: r.id)
+                if room.id in accounts and accounts[room.id] in self.rt.adapters and self._matches(targets, room)]
+
+    @staticmethod
+    def _matches(targets: Targets, room: RoomInfo) -> bool:
+        return (room.id in targets.rooms or any(tag in room.tags for tag in targets.tags)
+                or any(fnmatchcase(room.topic, pattern) for pattern in targets.topics))
+
+
+def _ago(delta: timedelta) -> str:
+    minutes = int(delta.total_seconds() // 60)
+    return f"{minutes // 60}h{minutes % 60:02d}m" if minutes >= 60 else f"{minutes}m"
+
+
+def make_engine(runtime: Runtime) -> SopEngine | None:
+    """Component factory: an engine when the project has an SOP folder."""
+    return SopEngine(runtime) if (runtime.project / runtime.config.sop.dir).is_dir() else None
+

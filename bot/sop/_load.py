@@ -1,0 +1,195 @@
+"""Load `sop/*.yaml` into runnable form, checking everything a file refers to.
+
+A file is usable only if all of it is: schema, triggers, templates (present, parseable, no
+undefined variables) and actions (plugin enabled, params valid). Problems are `file:line: ...`.
+Template sources are snapshotted at load, so a broken template edit leaves the last good text running.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, tzinfo
+from pathlib import Path
+from typing import Any
+
+from apscheduler.triggers.base import BaseTrigger
+from pydantic import BaseModel, ValidationError
+
+from bot._context import MemberInfo, RoomInfo
+from bot._plugin import Plugin
+from bot._templates import Rendered, Renderer, TemplateError
+from bot._yaml import YamlDoc, YamlError
+from bot.sop._schema import SopFile, Step, load_sop
+from bot.sop._triggers import anchor_of, trigger_for
+
+BASE_VARIABLES = ("room", "now", "today", "step", "sop")
+
+
+@dataclass
+class LoadedSop:
+    """One valid SOP file, ready to run."""
+
+    name: str
+    """The file stem (`daily` for sop/daily.yaml): part of every idempotency key."""
+    path: Path
+    doc: YamlDoc
+    sop: SopFile
+    anchor: datetime | None
+    triggers: dict[str, BaseTrigger | None]
+    sources: dict[str, str] = field(default_factory=dict)
+
+    def line(self, step: Step, *keys: str) -> int | None:
+        return self.doc.line("steps", self.sop.steps.index(step), *keys)
+
+    def step(self, step_id: str) -> Step | None:
+        return next((s for s in self.sop.steps if s.id == step_id), None)
+
+
+def sop_files(project: Path, directory: str) -> list[Path]:
+    folder = project / directory
+    return sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")]) if folder.is_dir() else []
+
+
+def load_all(project: Path, directory: str, renderer: Renderer, templates: Sequence[Path], tz: tzinfo, *,
+             now: datetime, room_tags: set[str], plugins: Mapping[str, Plugin] | None,
+             ) -> tuple[dict[str, LoadedSop], dict[str, str]]:
+    """Every valid file by name, and the first problem of every invalid one (`file:line: ...`) by name."""
+    loaded, problems = {}, {}
+    for path in sop_files(project, directory):
+        try:
+            loaded[path.stem] = load_one(path, project, renderer, templates, tz, now=now, room_tags=room_tags,
+                                         plugins=plugins)
+        except (YamlError, TemplateError) as err:
+            problems[path.stem] = str(err)
+    return loaded, problems
+
+
+def load_one(path: Path, project: Path, renderer: Renderer, templates: Sequence[Path], tz: tzinfo, *,
+             now: datetime, room_tags: set[str], plugins: Mapping[str, Plugin] | None) -> LoadedSop:
+    display = _display(path, project)
+    doc, sop = load_sop(path)
+    doc = YamlDoc(display, doc.data, doc.lines)
+    for index, tag in enumerate(sop.targets.tags):
+        if tag not in room_tags:
+            raise YamlError(display, doc.line("targets", "tags", index),
+                            f"targets.tags: no room in qunbot.toml has tag {tag!r} (set [rooms.<id>] tags)")
+    triggers: dict[str, BaseTrigger | None] = {}
+    loaded = LoadedSop(path.stem, path, doc, sop, anchor_of(sop, tz), triggers)
+    for step in sop.steps:
+        when = step.when
+        try:
+            triggers[step.id] = trigger_for(sop, step, tz)
+        except ValueError as err:
+            raise YamlError(display, loaded.line(step, when), f"steps.{step.id}.{when}: {err}") from None
+        for name in step.templates:
+            loaded.sources[name] = _template_source(renderer, templates, name)
+        if step.action is not None and plugins is not None:
+            _check_action(loaded, step, plugins)
+        for index, _ in enumerate(step.variants or (None,)):
+            try:
+                render_step(renderer, loaded, step, variant=index, room=sample_room(sop),
+                            now=loaded.anchor or now, member=sample_member(step))
+            except TemplateError as err:
+                raise YamlError(display, loaded.line(step), f"steps.{step.id}: {err}") from None
+            for name in step.templates[index:index + 1]:
+                _check_variables(renderer, loaded, step, name)
+    return loaded
+
+
+def variant_of(loaded: LoadedSop, step: Step, room_id: str) -> int:
+    """Which variant a room gets: a stable hash of file, step and room, the same after every restart."""
+    if not step.variants:
+        return 0
+    digest = hashlib.sha256(f"{loaded.name}:{step.id}:{room_id}".encode()).hexdigest()
+    return int(digest, 16) % len(step.variants)
+
+
+def render_step(renderer: Renderer, loaded: LoadedSop, step: Step, *, variant: int, room: RoomInfo,
+                now: datetime, member: MemberInfo | None = None) -> Rendered | None:
+    """The text of one post (None for an action step), from the snapshotted template or inline text."""
+    if step.action is not None:
+        return None
+    variables: dict[str, Any] = {"room": room, "now": now, "today": now.date(), "step": step.id,
+                                 "sop": loaded.sop.name or loaded.name, **step.vars}
+    if loaded.anchor is not None:
+        variables["start"] = loaded.anchor
+    if member is not None:
+        variables["member"] = member
+    if step.text is not None:
+        return renderer.render_string(step.text, name=f"{loaded.doc.file}:{loaded.line(step, 'text')}", **variables)
+    name = step.templates[variant]
+    return renderer.render_string(loaded.sources[name], name=name, **variables)
+
+
+def sample_room(sop: SopFile) -> RoomInfo:
+    """A stand-in room for check and preview when the real rooms are not known."""
+    if sop.targets.rooms:
+        return RoomInfo(sop.targets.rooms[0], "", sop.targets.tags)
+    pattern = sop.targets.topics[0] if sop.targets.topics else ""
+    return RoomInfo(f"<{pattern or ','.join(sop.targets.tags)}>", pattern.replace("*", ""), sop.targets.tags)
+
+
+def sample_member(step: Step) -> MemberInfo | None:
+    return MemberInfo("new_member", "新成员") if step.after_join is not None else None
+
+
+def grace_of(loaded: LoadedSop, step: Step) -> timedelta:
+    return loaded.sop.grace_of(step)
+
+
+def _template_source(renderer: Renderer, templates: Sequence[Path], name: str) -> str:
+    for folder in templates:
+        candidate = folder / name
+        if candidate.is_file():
+            renderer.check(name)
+            return candidate.read_text(encoding="utf-8")
+    raise TemplateError(f"{templates[0].name}/{name}" if templates else name, None, f"template not found: {name}")
+
+
+def _check_variables(renderer: Renderer, loaded: LoadedSop, step: Step, name: str) -> None:
+    allowed = {*BASE_VARIABLES, *step.vars}
+    if loaded.anchor is not None:
+        allowed.add("start")
+    if step.after_join is not None:
+        allowed.add("member")
+    unknown = renderer.undeclared_variables(name) - allowed
+    if unknown:
+        raise YamlError(loaded.doc.file, loaded.line(step), f"steps.{step.id}: template {name} uses undefined "
+                        f"variable(s) {', '.join(sorted(unknown))} (available: {', '.join(sorted(allowed))})")
+
+
+def _check_action(loaded: LoadedSop, step: Step, plugins: Mapping[str, Plugin]) -> None:
+    assert step.action is not None
+    spec, file = step.action, loaded.doc.file
+    plugin = plugins.get(spec.plugin)
+    if plugin is None:
+        raise YamlError(file, loaded.line(step, "action", "plugin"),
+                        f"steps.{step.id}.action: plugin {spec.plugin!r} is not enabled")
+    action = plugin.actions.get(spec.name)
+    if action is None:
+        known = ", ".join(sorted(plugin.actions)) or "none"
+        raise YamlError(file, loaded.line(step, "action", "name"),
+                        f"steps.{step.id}.action: plugin {spec.plugin} has no action {spec.name!r} (has: {known})")
+    if action.params is not None:
+        _validate_params(loaded, step, action.params)
+
+
+def _validate_params(loaded: LoadedSop, step: Step, model: type[BaseModel]) -> None:
+    assert step.action is not None
+    try:
+        model.model_validate(step.action.params)
+    except ValidationError as err:
+        first = err.errors(include_url=False)[0]
+        loc = [str(p) for p in first["loc"]]
+        line = loaded.line(step, "action", "params", *loc) if loc else loaded.line(step, "action", "params")
+        where = ".".join(["params", *loc])
+        raise YamlError(loaded.doc.file, line, f"steps.{step.id}.action.{where}: {first['msg']}") from None
+
+
+def _display(path: Path, project: Path) -> str:
+    try:
+        return str(path.relative_to(project))
+    except ValueError:
+        return str(path)
