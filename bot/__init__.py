@@ -6,6 +6,7 @@ The public plugin API is re-exported here; modules starting with `_` are private
 from bot._config import ConfigError, ProjectConfig
 from bot._context import Context, MemberInfo, RoomInfo
 from bot._db import UTCDateTime
+from bot._durations import parse_duration
 from bot._events import (
     ActionInvoked,
     DirectMessage,
@@ -33,6 +34,7 @@ from bot._rules import (
     to_me,
 )
 from bot._templates import Rendered, TemplateError
+from bot._unique import insert_unique
 
 __version__ = "0.1.0"
 
@@ -65,7 +67,9 @@ __all__ = [
     "TimerFired",
     "UTCDateTime",
     "in_room",
+    "insert_unique",
     "is_direct_message",
     "is_room_message",
+    "parse_duration",
     "to_me",
 ]

@@ -17,6 +17,7 @@ from pydantic import BaseModel
 from sqlmodel import Session
 
 from bot._events import DirectMessage, Event, RoomMessage, TimerFired
+from bot._models import Membership
 
 if TYPE_CHECKING:
     from bot._plugin import Plugin
@@ -122,6 +123,14 @@ class Context:
 
     def member_info(self, member_id: str, room_id: str | None = None) -> MemberInfo:
         return self._rt.members.member_info(member_id, room_id or self.room_id)
+
+    def joined_at(self, member_id: str | None = None, room_id: str | None = None) -> datetime | None:
+        """When the member joined the room, as the bot saw it; None if they were there before it looked."""
+        room, who = room_id or self.room_id, member_id or self.member_id
+        if room is None or who is None:
+            return None
+        membership = self.db.get(Membership, (room, who))
+        return None if membership is None else membership.joined_at
 
     # --- config, storage, other plugins ------------------------------------------------
 

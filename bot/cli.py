@@ -83,6 +83,44 @@ def check(obj: _Obj) -> None:
     click.echo("ok: config, plugins and templates are valid")
 
 
+@main.group()
+def lottery() -> None:
+    """Lottery draws of the lottery plugin."""
+
+
+@lottery.command("verify")
+@click.argument("draw_id", type=int)
+@click.option("--db", "db_url", help="Database URL (default: [database] url in qunbot.toml).")
+@click.pass_obj
+def lottery_verify(obj: _Obj, draw_id: int, db_url: str | None) -> None:
+    """Recompute draw DRAW_ID from its stored seed and entrants; exit 1 if the winners do not match."""
+    from sqlalchemy.exc import SQLAlchemyError
+    from sqlmodel import Session
+
+    from bot._db import make_engine
+    from bot._loader import load_plugins
+
+    try:
+        config = load_config(obj.project)
+        plugins = {p.name: p for p in load_plugins(obj.project, config)}
+    except ConfigError as err:
+        _fail(str(err))
+    if "lottery" not in plugins:
+        _fail("the lottery plugin is not enabled in qunbot.toml")
+    engine = make_engine(db_url or config.database.url, base_dir=obj.project)
+    try:
+        with Session(engine) as session:
+            result = plugins["lottery"].service.verify(session, draw_id)
+    except SQLAlchemyError as err:
+        _fail(f"cannot read the lottery history: {type(err).__name__}: {str(err).splitlines()[0]}")
+    finally:
+        engine.dispose()
+    for line in result.report():
+        click.echo(line)
+    if not result.ok:
+        sys.exit(1)
+
+
 @main.command()
 @click.pass_obj
 def run(obj: _Obj) -> None:

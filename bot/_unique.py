@@ -1,0 +1,21 @@
+"""Insert a row unless a unique constraint says it exists: the "once per member" invariants plugins need.
+
+The database decides, not a read-then-write in Python, so two handlers racing cannot both insert;
+a conflict leaves the caller's transaction usable (no IntegrityError to roll back).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import Session, SQLModel
+
+
+def insert_unique(session: Session, model: type[SQLModel], **values: Any) -> bool:
+    """INSERT … ON CONFLICT DO NOTHING in the caller's transaction; True if the row was inserted."""
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    table = model.__table__  # type: ignore[attr-defined]
+    result = session.execute(insert(table).values(**values).on_conflict_do_nothing())
+    return bool(result.rowcount)  # type: ignore[attr-defined]
