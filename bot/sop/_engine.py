@@ -127,6 +127,9 @@ class SopEngine:
             handle.cancel()
         self._timers.clear()
         now = self.rt.now()
+        with Session(self.rt.engine) as session:  # each file's last post: the bot ran it until then
+            running_since = dict(session.exec(select(SopDelivery.file, func.max(SopDelivery.due_at)).where(
+                col(SopDelivery.member_id).is_(None)).group_by(SopDelivery.file)).all())
         for loaded in self.files.values():
             if not loaded.sop.enabled:
                 continue
@@ -134,7 +137,7 @@ class SopEngine:
                 if loaded.triggers.get(step.id) is None:
                     continue
                 grace = loaded.sop.grace_of(step)
-                self._record_missed(loaded, step, now - grace)
+                self._record_missed(loaded, step, now - grace, running_since.get(loaded.name))
                 self._arm(loaded, step, now - grace)
 
     def _arm(self, loaded: LoadedSop, step: Step, after: datetime) -> None:
@@ -145,13 +148,15 @@ class SopEngine:
             self._timers[(loaded.name, step.id)] = self.rt.clock.call_at(
                 fire, partial(self._fire, loaded, step, fire), name=f"sop:{loaded.name}:{step.id}", background=True)
 
-    def _record_missed(self, loaded: LoadedSop, step: Step, before: datetime) -> None:
-        """Log (and record as skipped) the fires the bot missed while it was down, beyond their grace."""
+    def _record_missed(self, loaded: LoadedSop, step: Step, before: datetime, file_last: datetime | None) -> None:
+        """Log (and record as skipped) the fires the bot missed while it was down, beyond their grace.
+
+        Missed since the step's own last post, or, for a step that never posted, since the file's last."""
         trigger = loaded.triggers[step.id]
         assert trigger is not None
         with Session(self.rt.engine) as session:
             last = session.exec(select(func.max(SopDelivery.due_at)).where(
-                SopDelivery.file == loaded.name, SopDelivery.step == step.id)).one()
+                SopDelivery.file == loaded.name, SopDelivery.step == step.id)).one() or file_last
         if last is None and step.offset is None:
             return  # a recurring step never run before has nothing to catch up on
         start = last + timedelta(microseconds=1) if last is not None else datetime(2000, 1, 1, tzinfo=UTC)

@@ -20,8 +20,8 @@ from pydantic import BaseModel, ValidationError
 from bot._context import MemberInfo, RoomInfo
 from bot._plugin import Plugin
 from bot._templates import Rendered, Renderer, TemplateError
-from bot._yaml import YamlDoc, YamlError
-from bot.sop._schema import SopFile, Step, load_sop
+from bot._yaml import YamlDoc, YamlError, load_yaml
+from bot.sop._schema import SopFile, Step, parse_sop
 from bot.sop._triggers import anchor_of, trigger_for
 
 BASE_VARIABLES = ("room", "now", "today", "step", "sop")
@@ -69,8 +69,9 @@ def load_all(project: Path, directory: str, renderer: Renderer, templates: Seque
 def load_one(path: Path, project: Path, renderer: Renderer, templates: Sequence[Path], tz: tzinfo, *,
              now: datetime, room_tags: set[str], plugins: Mapping[str, Plugin] | None) -> LoadedSop:
     display = _display(path, project)
-    doc, sop = load_sop(path)
-    doc = YamlDoc(display, doc.data, doc.lines)
+    raw = load_yaml(path)
+    doc = YamlDoc(display, raw.data, raw.lines)
+    sop = parse_sop(doc)
     for index, tag in enumerate(sop.targets.tags):
         if tag not in room_tags:
             raise YamlError(display, doc.line("targets", "tags", index),

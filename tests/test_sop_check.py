@@ -1,0 +1,201 @@
+"""SOP files are checked like code: file:line errors, the long-term group rule, and the CLI around them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+from click.testing import CliRunner
+from pydantic import BaseModel, Field
+from test_sop_engine import engine_of, project
+
+from bot import Context, Plugin
+from bot._config import load_config
+from bot.cli import main
+from bot.sop._check import load_project
+from bot.testing import BotHarness
+
+REPO = Path(__file__).resolve().parent.parent
+NOW = datetime.fromisoformat("2026-11-23T09:00:00+08:00")
+
+
+def problems(tmp_path: Path, sop: str, templates: dict[str, str] | None = None, toml: str = "") -> list[str]:
+    root = project(tmp_path, {"x.yaml": sop}, templates, toml)
+    return load_project(root, load_config(root), now=NOW)[1]
+
+
+def test_schema_errors_name_file_and_line(tmp_path):
+    found = problems(tmp_path, """\
+        targets: {rooms: [g1]}
+        steps:
+          - id: m
+            at: "08:00"
+            tempalte: a.j2
+    """)
+    assert len(found) == 1 and found[0].startswith("sop/x.yaml:5: steps.0.tempalte")
+
+
+def test_bad_times_and_missing_pieces_are_reported(tmp_path):
+    assert "sop/x.yaml:3: steps.0.at" in problems(tmp_path, """\
+        targets: {rooms: [g1]}
+        steps:
+          - {id: m, at: "8点", text: 早}
+    """)[0]
+    assert "need a start" in problems(tmp_path, """\
+        targets: {rooms: [g1]}
+        steps: [{id: m, offset: +1h, text: 早}]
+    """)[0]
+    bad_cron = problems(tmp_path, """\
+        targets: {rooms: [g1]}
+        steps:
+          - {id: m, cron: "0 25 * * *", text: 早}
+    """)[0]
+    assert bad_cron.startswith("sop/x.yaml:3: steps.m.cron")
+    missing = problems(tmp_path, """\
+        targets: {rooms: [g1]}
+        steps:
+          - {id: m, at: "08:00", template: nope/none.j2}
+    """)[0]
+    assert "template not found: nope/none.j2" in missing
+    assert "no room in qunbot.toml has tag 'vip'" in problems(tmp_path, """\
+        targets: {tags: [vip]}
+        steps: [{id: m, at: "08:00", text: 早}]
+    """)[0]
+
+
+def test_undefined_template_variables_are_reported_with_what_is_available(tmp_path):
+    found = problems(tmp_path, """\
+        targets: {rooms: [g1]}
+        steps:
+          - {id: m, at: "08:00", template: t.j2}
+    """, {"t.j2": "你好 {{ member.name }}"})
+    assert found[0].startswith("sop/x.yaml:3: steps.m") and "member" in found[0]
+    ok = problems(tmp_path, """\
+        targets: {rooms: [g1]}
+        steps:
+          - {id: m, after_join: 1d, template: t.j2}
+    """, {"t.j2": "你好 {{ member.name }}"})
+    assert ok == []
+
+
+MARKETING = """\
+    group: {group}
+    targets: {{topics: ["完子会员*"]}}
+    steps:
+      - {{id: morning, at: "08:00", text: 早安}}
+      - id: sale
+        at: "12:00"
+        text: 今日特价
+        kind: marketing
+      - {{id: night, at: "22:00", text: 晚安}}
+"""
+
+
+def test_the_marketing_share_rule_flags_a_long_term_file_and_spares_a_flash_group(tmp_path):
+    found = problems(tmp_path, MARKETING.format(group="long-term"))
+    assert len(found) == 1
+    assert found[0].startswith("sop/x.yaml:8: long-term group rule (topic 完子会员*): 7 of 21 posts are marketing")
+    assert "(33% > 20%" in found[0] and "more window" in found[0]
+    assert problems(tmp_path, MARKETING.format(group="flash")) == []
+    relaxed = '[bot]\ntimezone = "Asia/Shanghai"\n[sop]\nmarketing_share = 0.4\n'
+    assert problems(tmp_path, MARKETING.format(group="long-term"), toml=relaxed) == []
+
+
+def test_a_weekly_sale_in_a_daily_rhythm_stays_under_the_share(tmp_path):
+    assert problems(tmp_path, """\
+        targets: {topics: ["完子会员*"]}
+        steps:
+          - {id: morning, at: "08:00", text: 早安}
+          - {id: sale, at: "12:00", days: 周六, text: 周末特价, kind: marketing}
+    """) == []
+
+
+class LotteryParams(BaseModel):
+    prize: str
+    winners: int = Field(gt=0)
+
+
+def lottery_plugin() -> Plugin:
+    plugin = Plugin("raffle")
+
+    @plugin.action("start", params=LotteryParams)
+    async def start(ctx: Context, params: LotteryParams) -> None:
+        await ctx.say(f"抽奖开始：{params.prize}，{params.winners} 位")
+
+    return plugin
+
+
+ACTION = """\
+    group: flash
+    targets: {{rooms: [f1, f2]}}
+    start: "2026-11-23T20:00:00+08:00"
+    steps:
+      - {{id: open, offset: 0, text: 开场}}
+      - id: draw
+        offset: +1h
+        action:
+          plugin: raffle
+          name: start
+          params: {{prize: 面膜, winners: {winners}}}
+"""
+
+
+async def test_a_step_starts_a_plugin_action_once_per_room_with_validated_params(tmp_path):
+    root = project(tmp_path, {"a.yaml": ACTION.format(winners=3)})
+    bot = BotHarness(root, plugins=[lottery_plugin()], start="2026-11-23T19:00:00+08:00")
+    bot.room("f1", "快闪1群", members={"u1": "Alice"})
+    bot.room("f2", "快闪2群", members={"u1": "Alice"})
+    async with bot:
+        assert engine_of(bot).problems == {}
+        await bot.advance("3h")
+        await bot.restart(crash=True)
+        await bot.advance("1h")
+    draws = [(m.at.isoformat(timespec="minutes"), m.room_id, m.text) for m in bot.sent if "抽奖" in m.text]
+    assert draws == [("2026-11-23T21:00+08:00", "f1", "抽奖开始：面膜，3 位"),
+                     ("2026-11-23T21:00+08:00", "f2", "抽奖开始：面膜，3 位")]
+
+
+async def test_invalid_action_params_are_a_file_line_error_and_the_file_does_not_run(tmp_path):
+    root = project(tmp_path, {"a.yaml": ACTION.format(winners=0)})
+    async with BotHarness(root, plugins=[lottery_plugin()], start="2026-11-23T19:00:00+08:00") as bot:
+        problem = engine_of(bot).problems["a"]
+        await bot.advance("3h")
+    assert problem.startswith("sop/a.yaml:11: steps.draw.action.params.winners: Input should be greater than 0")
+    assert bot.sent == []
+
+
+def test_the_samples_pass_sop_check_and_qunbot_check():
+    result = CliRunner().invoke(main, ["--project", str(REPO), "sop", "check"])
+    assert result.exit_code == 0, result.stderr
+    assert "daily, flash_sale, onboarding" in result.stdout
+
+
+def test_qunbot_check_includes_sop_problems(tmp_path):
+    project(tmp_path, {"x.yaml": "targets: {rooms: [g1]}\nsteps:\n  - {id: m, at: '8:70', text: x}\n"})
+    result = CliRunner().invoke(main, ["--project", str(tmp_path), "check"])
+    assert result.exit_code == 1 and "sop/x.yaml:3: steps.0.at" in result.stderr
+    result = CliRunner().invoke(main, ["--project", str(tmp_path), "sop", "check"])
+    assert result.exit_code == 1 and "sop/x.yaml:3" in result.stderr
+
+
+def test_preview_shows_a_week_of_the_samples_with_rendered_text():
+    args = ["--project", str(REPO), "sop", "preview", "--days", "7", "--start", "2026-12-11T00:00:00+08:00"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.stderr
+    out = result.stdout
+    assert "12月11日 周五" in out and "12月17日 周四" in out and "12月18日" not in out
+    assert "  20:00  flash_sale.warmup  → 群名 快闪*  [marketing]" in out
+    assert "明晚 20:00 快闪专场开抢！" in out and "📎 assets/flash/serum.jpg" in out
+    assert out.count("daily.morning") == 7 and out.count("daily.noon_topic") == 5   # weekdays only
+    assert "onboarding.day1  → 群名 完子会员* @新成员" in out and "私聊新成员" in out
+    lines = out.splitlines()
+    flash = [line for line in lines if "flash_sale." in line]
+    times = [line.split()[0] for line in flash]
+    assert times == ["20:00", "18:00", "20:00", "20:10", "20:30", "21:00", "21:50", "22:00"]
+    only = CliRunner().invoke(main, [*args, "--room", "快闪1群"]).stdout
+    assert "daily." not in only and only.count("flash_sale.") == 8
+
+
+def test_preview_rejects_a_bad_start():
+    result = CliRunner().invoke(main, ["--project", str(REPO), "sop", "preview", "--start", "明天"])
+    assert result.exit_code == 2 and "ISO 8601" in result.stderr

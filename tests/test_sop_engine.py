@@ -1,0 +1,305 @@
+"""The SOP engine on the virtual clock: exact times, sequences, join-relative steps, lateness, pacing, reload."""
+
+from __future__ import annotations
+
+import logging
+import os
+import textwrap
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from sqlmodel import select
+
+from bot.sop import SopEngine
+from bot.sop._models import SopDelivery
+from bot.testing import BotHarness
+
+SH = "+08:00"
+
+
+def project(tmp_path: Path, sops: dict[str, str], templates: dict[str, str] | None = None,
+            toml: str = "") -> Path:
+    (tmp_path / "sop").mkdir(exist_ok=True)
+    (tmp_path / "qunbot.toml").write_text(toml or '[bot]\ntimezone = "Asia/Shanghai"\n', encoding="utf-8")
+    for name, text in sops.items():
+        (tmp_path / "sop" / name).write_text(textwrap.dedent(text), encoding="utf-8")
+    for name, text in (templates or {}).items():
+        path = tmp_path / "scripts_templates" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    return tmp_path
+
+
+def engine_of(bot: BotHarness) -> SopEngine:
+    return next(c for c in bot.sim._components if isinstance(c, SopEngine))
+
+
+def sent(bot: BotHarness) -> list[tuple[str, str | None, str]]:
+    """(local time HH:MM as ISO, room, text) of every message sent so far."""
+    return [(m.at.isoformat(timespec="minutes"), m.room_id or f"dm:{m.to}", m.text) for m in bot.sent]
+
+
+def ledger(bot: BotHarness) -> dict[str, str]:
+    with bot.db() as session:
+        return {row.key: row.status for row in session.exec(select(SopDelivery))}
+
+
+DAILY = """\
+    targets: {topics: ["完子会员*"]}
+    steps:
+      - {id: late_night, at: "23:59", text: "晚安 {{ now|cn_date }}"}
+      - {id: after_midnight, at: "00:01", text: "凌晨 {{ now|cn_weekday }}"}
+      - {id: morning, at: "08:00", template: daily/m.j2}
+"""
+
+
+async def test_daily_posts_at_the_exact_minute_across_midnight_whatever_the_server_zone(tmp_path):
+    root = project(tmp_path, {"daily.yaml": DAILY}, {"daily/m.j2": "早安 {{ room.topic }}"})
+    # The harness starts at a UTC instant (a server on UTC); the bot's zone decides the wall times.
+    async with BotHarness(root, plugins=[], start="2026-11-22T15:00:00+00:00") as bot:  # 23:00 in Shanghai
+        bot.room("g1", "完子会员1群", members={"u1": "Alice"})
+        bot.room("other", "别的群", members={"u1": "Alice"})
+        await bot.advance("3d")
+    assert sent(bot) == [
+        ("2026-11-22T23:59+08:00", "g1", "晚安 11月22日"),
+        ("2026-11-23T00:01+08:00", "g1", "凌晨 周一"),
+        ("2026-11-23T08:00+08:00", "g1", "早安 完子会员1群"),
+        ("2026-11-23T23:59+08:00", "g1", "晚安 11月23日"),
+        ("2026-11-24T00:01+08:00", "g1", "凌晨 周二"),
+        ("2026-11-24T08:00+08:00", "g1", "早安 完子会员1群"),
+        ("2026-11-24T23:59+08:00", "g1", "晚安 11月24日"),
+        ("2026-11-25T00:01+08:00", "g1", "凌晨 周三"),
+        ("2026-11-25T08:00+08:00", "g1", "早安 完子会员1群"),
+    ]
+    assert all(m.at.second == 0 for m in bot.sent)
+
+
+async def test_the_configured_zone_decides_wall_times(tmp_path):
+    """Asia/Kolkata (+05:30, no DST): 08:00 there is 02:30 UTC, not 08:00 of Shanghai or of the server."""
+    root = project(tmp_path, {"daily.yaml": DAILY}, {"daily/m.j2": "早安"}, toml='[bot]\ntimezone = "Asia/Kolkata"\n')
+    async with BotHarness(root, plugins=[], start="2026-11-23T00:00:00+00:00") as bot:
+        bot.room("g1", "完子会员1群", members={"u1": "Alice"})
+        await bot.advance("1d")
+    mornings = [m.at for m in bot.sent if m.text == "早安"]
+    assert [t.isoformat() for t in mornings] == ["2026-11-23T08:00:00+05:30"]
+    assert mornings[0].astimezone(datetime.fromisoformat("2026-01-01T00:00+00:00").tzinfo).hour == 2
+
+
+SALE = """\
+    group: flash
+    targets: {{rooms: [f1]}}
+    start: "{start}"
+    grace: 5m
+    steps:
+      - {{id: warmup, offset: -1d, text: 明晚开抢}}
+      - {{id: open, offset: 0, text: 开场, file: poster.jpg}}
+      - {{id: push, offset: +10m, text: "推品 {{{{ start|hm }}}}"}}
+      - {{id: close, offset: +30m, text: 收尾}}
+"""
+
+
+async def test_a_sequence_anchored_in_the_future_runs_at_its_offsets(tmp_path):
+    root = project(tmp_path, {"sale.yaml": SALE.format(start="2026-11-24T20:00:00+08:00")})
+    async with BotHarness(root, plugins=[], start="2026-11-23T09:00:00+08:00") as bot:
+        bot.room("f1", "快闪1群", members={"u1": "Alice"})
+        await bot.advance("3d")
+    assert [(t, text) for t, _, text in sent(bot)] == [
+        ("2026-11-23T20:00+08:00", "明晚开抢"), ("2026-11-24T20:00+08:00", "开场"),
+        ("2026-11-24T20:10+08:00", "推品 20:00"), ("2026-11-24T20:30+08:00", "收尾")]
+    assert bot.sent[1].file == "poster.jpg"
+
+
+async def test_a_sequence_whose_start_has_partly_passed_skips_the_late_steps_and_sends_the_rest(tmp_path, caplog):
+    root = project(tmp_path, {"sale.yaml": SALE.format(start="2026-11-23T20:00:00+08:00")})
+    caplog.set_level(logging.WARNING, "qunbot.sop")
+    bot = BotHarness(root, plugins=[], start="2026-11-23T20:12:00+08:00")
+    bot.room("f1", "快闪1群", members={"u1": "Alice"})                # the bot is in the room when it starts
+    async with bot:
+        await bot.advance("1d")
+        status = ledger(bot)
+    # warm-up (a day late) and open (12 min late) are beyond the 5 min grace; the push is 2 min late: sent.
+    assert [(t, text) for t, _, text in sent(bot)] == [("2026-11-23T20:12+08:00", "推品 20:00"),
+                                                       ("2026-11-23T20:30+08:00", "收尾")]
+    assert status["sop:sale:warmup:f1:2026-11-22T20:00"] == "skipped"
+    assert status["sop:sale:open:f1:2026-11-23T20:00"] == "skipped"
+    assert "sale.open for room f1" in caplog.text and "beyond its grace of 5m" in caplog.text
+
+
+ONBOARDING = """\
+    targets: {topics: ["完子会员*"]}
+    grace: 1h
+    steps:
+      - {id: day1, after_join: 1d, template: on/day1.j2}
+      - {id: day3, after_join: 3d, to: dm, text: "{{ member.display }}，入群三天啦"}
+"""
+
+
+async def test_join_relative_steps_for_two_members_who_joined_on_different_days(tmp_path):
+    root = project(tmp_path, {"on.yaml": ONBOARDING}, {"on/day1.j2": "欢迎入群一天，记得签到"})
+    async with BotHarness(root, plugins=[], start="2026-11-23T09:00:00+08:00") as bot:
+        bot.room("g1", "完子会员1群", members={"owner": "群主"})
+        await bot.join("g1", {"u1": "Alice"})                  # Monday 09:00
+        await bot.advance("1d5h30m")
+        await bot.join("g1", {"u2": "Bob"})                    # Tuesday 14:30
+        await bot.advance("5d")
+        rows = ledger(bot)
+        with bot.db() as session:
+            assert all(r.sent_at is not None for r in session.exec(select(SopDelivery)))
+    assert sent(bot) == [
+        ("2026-11-24T09:00+08:00", "g1", "@Alice 欢迎入群一天，记得签到"),
+        ("2026-11-25T14:30+08:00", "g1", "@Bob 欢迎入群一天，记得签到"),
+        ("2026-11-26T09:00+08:00", "dm:u1", "Alice，入群三天啦"),
+        ("2026-11-27T14:30+08:00", "dm:u2", "Bob，入群三天啦"),
+    ]
+    assert bot.sent[0].mentions == ("u1",) and bot.sent[2].mentions == ()
+    assert sorted(rows.values()) == ["queued"] * 4
+
+
+async def test_a_member_who_left_gets_no_onboarding(tmp_path):
+    root = project(tmp_path, {"on.yaml": ONBOARDING}, {"on/day1.j2": "欢迎"})
+    async with BotHarness(root, plugins=[], start="2026-11-23T09:00:00+08:00") as bot:
+        bot.room("g1", "完子会员1群", members={"owner": "群主"})
+        await bot.join("g1", {"u1": "Alice"})
+        await bot.leave("g1", "u1")
+        await bot.advance("4d")
+        assert bot.sent == [] and set(ledger(bot).values()) == {"cancelled"}
+
+
+OUTAGE = """\
+    targets: {rooms: [g1]}
+    steps:
+      - {id: morning, at: "08:00", text: 早安}
+      - {id: noon, at: "12:00", text: 午安}
+"""
+
+
+async def test_after_an_outage_posts_late_beyond_grace_are_skipped_and_logged_not_sent_hours_late(tmp_path, caplog):
+    root = project(tmp_path, {"d.yaml": OUTAGE})
+    caplog.set_level(logging.WARNING, "qunbot.sop")
+    async with BotHarness(root, plugins=[], start="2026-11-23T07:00:00+08:00") as bot:
+        bot.room("g1", "g", members={"u1": "Alice"})
+        await bot.advance("1h30m")                            # 08:00 sent; now 08:30
+        await bot.sim.stop(cleanup=False)                     # the bot is down over the next morning...
+        await bot.sim.clock.advance_to(datetime.fromisoformat("2026-11-24T09:00:00+08:00"))
+        await bot.sim.start()                                 # ...and back at 09:00
+        await bot.advance("4h")
+        status = ledger(bot)
+    texts = [(t, text) for t, _, text in sent(bot)]
+    assert texts == [("2026-11-23T08:00+08:00", "早安"), ("2026-11-24T12:00+08:00", "午安")]
+    assert status["sop:d:noon:g1:2026-11-23"] == "skipped"
+    assert status["sop:d:morning:g1:2026-11-24"] == "skipped"
+    assert "d.morning for room g1" in caplog.text and "late by 1h00m" in caplog.text
+
+
+async def test_a_restart_within_grace_sends_the_post_once(tmp_path):
+    root = project(tmp_path, {"d.yaml": OUTAGE})
+    async with BotHarness(root, plugins=[], start="2026-11-23T07:00:00+08:00") as bot:
+        bot.room("g1", "g", members={"u1": "Alice"})
+        await bot.sim.stop(cleanup=False)
+        await bot.sim.clock.advance_to(datetime.fromisoformat("2026-11-23T08:04:00+08:00"))
+        await bot.sim.start()                                 # 4 minutes late: within the 10 m grace
+        await bot.drain()
+        await bot.restart(crash=True)                         # a crash right after: nothing twice
+        await bot.advance("2m")
+        await bot.restart(crash=False)
+        await bot.advance("1h")
+    assert [(t, text) for t, _, text in sent(bot)] == [("2026-11-23T08:04+08:00", "早安")]
+
+
+async def test_sequence_order_holds_in_every_room_under_pacing(tmp_path):
+    sops = {"s.yaml": """\
+        group: flash
+        targets: {topics: ["快闪*"]}
+        start: "2026-11-23T20:00:00+08:00"
+        grace: 1h
+        steps:
+          - {id: a, offset: 0, text: 第一条}
+          - {id: b, offset: +20s, text: 第二条}
+          - {id: c, offset: +40s, text: 第三条}
+    """}
+    pacing = {"min_interval": 10, "jitter": 2, "room_interval": 3}
+    async with BotHarness(project(tmp_path, sops), plugins=[], start="2026-11-23T19:00:00+08:00",
+                          pacing=pacing) as bot:
+        for n in range(6):
+            bot.room(f"f{n}", f"快闪{n}群", members={"u1": "Alice"})
+        await bot.advance("2h")
+    assert len(bot.sent) == 18
+    by_room: dict[str | None, list[str]] = {}
+    for message in bot.sent:
+        by_room.setdefault(message.room_id, []).append(message.text)
+    assert all(texts == ["第一条", "第二条", "第三条"] for texts in by_room.values()), by_room
+    gaps = [(b.at - a.at).total_seconds() for a, b in zip(bot.sent, bot.sent[1:], strict=False)]
+    assert min(gaps) >= 10                                    # the account's pacing held
+    assert bot.sent[-1].at - bot.sent[0].at > timedelta(seconds=170)
+
+
+async def test_fan_out_respects_the_grace_through_the_outbox_expiry(tmp_path):
+    sops = {"d.yaml": """\
+        targets: {topics: ["完子会员*"]}
+        grace: 1m
+        steps: [{id: m, at: "08:00", text: 早安}]
+    """}
+    async with BotHarness(project(tmp_path, sops), plugins=[], start="2026-11-23T07:00:00+08:00",
+                          pacing={"min_interval": 25, "jitter": 0, "room_interval": 0}) as bot:
+        for n in range(5):
+            bot.room(f"g{n}", f"完子会员{n}群", members={"u1": "Alice"})
+        await bot.advance("2h")
+    assert [m.at.isoformat(timespec="seconds") for m in bot.sent] == [
+        "2026-11-23T08:00:00+08:00", "2026-11-23T08:00:25+08:00", "2026-11-23T08:00:50+08:00"]
+
+
+async def test_hot_reload_applies_a_good_edit_and_keeps_the_old_version_on_a_broken_one(tmp_path, caplog):
+    root = project(tmp_path, {"d.yaml": """\
+        targets: {rooms: [g1]}
+        steps: [{id: m, at: "08:00", template: t/m.j2}]
+    """}, {"t/m.j2": "早安 v1"})
+    path, template = root / "sop" / "d.yaml", root / "scripts_templates" / "t" / "m.j2"
+
+    def edit(file: Path, text: str) -> None:
+        stat = file.stat()
+        file.write_text(text, encoding="utf-8")
+        os.utime(file, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+
+    async with BotHarness(root, plugins=[], start="2026-11-23T07:00:00+08:00") as bot:
+        bot.room("g1", "g", members={"u1": "Alice"})
+        engine = engine_of(bot)
+        await bot.advance("2h")                                   # day 1: v1 at 08:00
+        edit(path, 'targets: {rooms: [g1]}\nsteps: [{id: m, at: "09:30", template: t/m.j2}]\n')
+        edit(template, "早安 v2")
+        assert engine.check_files() is True and engine.problems == {}
+        assert engine.check_files() is False                      # nothing changed since
+        await bot.advance_to("2026-11-24T09:00:00+08:00")         # 09:30 on day 1: already posted today
+        assert len(bot.sent) == 1
+        await bot.advance("1h")                                   # day 2: the edit, at 09:30
+        caplog.set_level(logging.ERROR, "qunbot.sop")
+        edit(path, 'targets: {rooms: [g1]}\nsteps:\n  - {id: m, at: "25:00", template: t/m.j2}\n')
+        edit(template, "早安 {{ oops")
+        assert engine.check_files() is True
+        await bot.advance_to("2026-11-25T10:00:00+08:00")         # day 3: the last good version still runs
+    assert [(t, text) for t, _, text in sent(bot)] == [
+        ("2026-11-23T08:00+08:00", "早安 v1"), ("2026-11-24T09:30+08:00", "早安 v2"),
+        ("2026-11-25T09:30+08:00", "早安 v2")]
+    assert "sop/d.yaml:3: steps.0.at" in engine.problems["d"]
+    assert "sop/d.yaml:3" in caplog.text and "previous version keeps running" in caplog.text
+
+
+async def test_variants_are_assigned_per_room_stably_and_logged(tmp_path, caplog):
+    root = project(tmp_path, {"v.yaml": """\
+        targets: {topics: ["完子会员*"]}
+        steps: [{id: noon, at: "12:30", variants: [v/a.j2, v/b.j2]}]
+    """}, {"v/a.j2": "开场A", "v/b.j2": "开场B"})
+    caplog.set_level(logging.INFO, "qunbot.sop")
+    rooms = [f"g{n}" for n in range(8)]
+    async with BotHarness(root, plugins=[], start="2026-11-23T09:00:00+08:00") as bot:
+        for room in rooms:
+            bot.room(room, f"完子会员{room}", members={"u1": "Alice"})
+        await bot.advance("1d")
+        await bot.restart(crash=True)
+        await bot.advance("1d")
+    days: dict[str, list[str]] = {}
+    for message in bot.sent:
+        days.setdefault(message.room_id or "", []).append(message.text)
+    assert sorted(days) == rooms
+    assert all(len(texts) == 2 and texts[0] == texts[1] for texts in days.values())   # stable across a restart
+    assert {texts[0] for texts in days.values()} == {"开场A", "开场B"}                  # both variants in use
+    assert "room g0 gets variant" in caplog.text
