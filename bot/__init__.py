@@ -35,6 +35,7 @@ from bot._rules import (
 )
 from bot._templates import Rendered, TemplateError
 from bot._unique import insert_unique
+from bot._yaml import YamlDoc, YamlError, load_yaml, pydantic_error_to_yaml_error
 
 __version__ = "0.1.0"
 
@@ -66,10 +67,14 @@ __all__ = [
     "TemplateError",
     "TimerFired",
     "UTCDateTime",
+    "YamlDoc",
+    "YamlError",
     "in_room",
     "insert_unique",
     "is_direct_message",
     "is_room_message",
+    "load_yaml",
     "parse_duration",
+    "pydantic_error_to_yaml_error",
     "to_me",
 ]

@@ -11,6 +11,7 @@ import logging
 import re
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
@@ -138,6 +139,11 @@ class Context:
     def config(self) -> Any:
         """This plugin's validated config for this room (`[plugins.x]` merged with room overrides)."""
         return self._rt.plugin_config(self.plugin.name, self.room_id)
+
+    @property
+    def project(self) -> Path:
+        """The bot project folder, for plugin data files such as `data/quiz/*.yaml`."""
+        return self._rt.project
 
     @property
     def db(self) -> Session:
