@@ -57,6 +57,11 @@ def test_bad_times_and_missing_pieces_are_reported(tmp_path):
           - {id: m, at: "08:00", template: nope/none.j2}
     """)[0]
     assert "template not found: nope/none.j2" in missing
+    assert problems(tmp_path, """\
+        targets: {rooms: [g1]}
+        steps:
+          - {id: m, at: "08:00", text: 早, file: img/none.png}
+    """)[0].startswith("sop/x.yaml:3: steps.m.file: no file 'img/none.png'")
     assert "no room in qunbot.toml has tag 'vip'" in problems(tmp_path, """\
         targets: {tags: [vip]}
         steps: [{id: m, at: "08:00", text: 早}]
@@ -185,15 +190,16 @@ def test_preview_shows_a_week_of_the_samples_with_rendered_text():
     out = result.stdout
     assert "12月11日 周五" in out and "12月17日 周四" in out and "12月18日" not in out
     assert "  20:00  flash_sale.warmup  → 群名 快闪*  [marketing]" in out
-    assert "明晚 20:00 快闪专场开抢！" in out and "📎 assets/flash/serum.jpg" in out
+    assert "明晚 20:00 快闪专场开抢！" in out and "📎 assets/flash/serum.png" in out
     assert out.count("daily.morning") == 7 and out.count("daily.noon_topic") == 5   # weekdays only
     assert "onboarding.day1  → 群名 完子会员* @新成员" in out and "私聊新成员" in out
     lines = out.splitlines()
     flash = [line for line in lines if "flash_sale." in line]
     times = [line.split()[0] for line in flash]
-    assert times == ["20:00", "18:00", "20:00", "20:10", "20:30", "21:00", "21:50", "22:00"]
+    assert times == ["20:00", "18:00", "20:00", "20:10", "20:30", "20:55", "21:00", "21:50", "22:00"]
+    assert "▶ 启动插件动作 lottery.start" in out
     only = CliRunner().invoke(main, [*args, "--room", "快闪1群"]).stdout
-    assert "daily." not in only and only.count("flash_sale.") == 8
+    assert "daily." not in only and only.count("flash_sale.") == 9
 
 
 def test_preview_rejects_a_bad_start():

@@ -92,7 +92,7 @@ SALE = """\
     grace: 5m
     steps:
       - {{id: warmup, offset: -1d, text: 明晚开抢}}
-      - {{id: open, offset: 0, text: 开场, file: poster.jpg}}
+      - {{id: open, offset: 0, text: 开场, file: "https://cdn.example.com/poster.jpg"}}
       - {{id: push, offset: +10m, text: "推品 {{{{ start|hm }}}}"}}
       - {{id: close, offset: +30m, text: 收尾}}
 """
@@ -106,7 +106,7 @@ async def test_a_sequence_anchored_in_the_future_runs_at_its_offsets(tmp_path):
     assert [(t, text) for t, _, text in sent(bot)] == [
         ("2026-11-23T20:00+08:00", "明晚开抢"), ("2026-11-24T20:00+08:00", "开场"),
         ("2026-11-24T20:10+08:00", "推品 20:00"), ("2026-11-24T20:30+08:00", "收尾")]
-    assert bot.sent[1].file == "poster.jpg"
+    assert bot.sent[1].file == "https://cdn.example.com/poster.jpg"
 
 
 async def test_a_sequence_whose_start_has_partly_passed_skips_the_late_steps_and_sends_the_rest(tmp_path, caplog):
@@ -303,3 +303,39 @@ async def test_variants_are_assigned_per_room_stably_and_logged(tmp_path, caplog
     assert all(len(texts) == 2 and texts[0] == texts[1] for texts in days.values())   # stable across a restart
     assert {texts[0] for texts in days.values()} == {"开场A", "开场B"}                  # both variants in use
     assert "room g0 gets variant" in caplog.text
+
+
+async def test_join_steps_overdue_after_an_outage_are_skipped_and_the_rest_still_sent(tmp_path):
+    root = project(tmp_path, {"on.yaml": ONBOARDING}, {"on/day1.j2": "欢迎"})
+    async with BotHarness(root, plugins=[], start="2026-11-23T09:00:00+08:00") as bot:
+        bot.room("g1", "完子会员1群", members={"owner": "群主"})
+        await bot.join("g1", {"u1": "Alice"})
+        await bot.sim.stop(cleanup=False)                                 # down over day 1, 09:00 ...
+        await bot.sim.clock.advance_to(datetime.fromisoformat("2026-11-24T12:00:00+08:00"))
+        await bot.sim.start()                                             # ... back 3 h later (grace 1 h)
+        await bot.advance("3d")
+        rows = ledger(bot)
+    assert sent(bot) == [("2026-11-26T09:00+08:00", "dm:u1", "Alice，入群三天啦")]
+    assert rows["sop:on:day1:g1:u1:2026-11-23"] == "skipped"
+
+
+def test_the_flash_sample_runs_in_simulate_with_its_lottery_action():
+    import json
+
+    from click.testing import CliRunner
+
+    from bot.cli import main
+
+    repo = Path(__file__).resolve().parent.parent
+    result = CliRunner().invoke(main, ["--project", str(repo), "simulate", str(repo / "examples/sop_flash.yaml")])
+    assert result.exit_code == 0, result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    flash = [line["at"][11:16] for line in lines if line.get("room") == "flash1" and line["at"] < "2026-12-12T23"]
+    # warm-up, countdown, open, 2 products, heads-up, the lottery plugin's draw opening (the action), its 2
+    # entries and the result, last call, close: each step at its offset, in order.
+    assert flash == ["20:00", "18:00", "20:00", "20:10", "20:30", "20:55", "21:00", "21:01", "21:01", "21:10",
+                     "21:50", "22:00"]
+    opened = next(line for line in lines if line.get("room") == "flash1" and line["at"].startswith("2026-12-12T20:00"))
+    assert opened["file"] == "assets/flash/poster.png"
+    welcome = [line for line in lines if line.get("room") == "club1" and line["mentions"] == ["u9"]]
+    assert len(welcome) == 1 and welcome[0]["at"].startswith("2026-12-12T21:00")

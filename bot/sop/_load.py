@@ -8,6 +8,7 @@ Template sources are snapshotted at load, so a broken template edit leaves the l
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, tzinfo
@@ -25,6 +26,7 @@ from bot.sop._schema import SopFile, Step, parse_sop
 from bot.sop._triggers import anchor_of, trigger_for
 
 BASE_VARIABLES = ("room", "now", "today", "step", "sop")
+_URL = re.compile(r"^https?://", re.IGNORECASE)
 
 
 @dataclass
@@ -86,6 +88,9 @@ def load_one(path: Path, project: Path, renderer: Renderer, templates: Sequence[
             raise YamlError(display, loaded.line(step, when), f"steps.{step.id}.{when}: {err}") from None
         for name in step.templates:
             loaded.sources[name] = _template_source(renderer, templates, name)
+        if step.file is not None and not _URL.match(step.file) and not (project / step.file).is_file():
+            raise YamlError(display, loaded.line(step, "file"), f"steps.{step.id}.file: no file {step.file!r} in the "
+                            "project folder (give a path under the project, or an http(s) URL)")
         if step.action is not None and plugins is not None:
             _check_action(loaded, step, plugins)
         for index, _ in enumerate(step.variants or (None,)):
