@@ -87,7 +87,9 @@ async def open_draw(ctx: Context, params: StartDraw, *, opened_by: str | None) -
     if (params.min_level or params.signed_in_today) and not _has_points(ctx):
         await ctx.say(template="lottery/usage.j2", error="等级和签到条件需要启用积分插件（points）")
         return None
-    if _normalize(keyword) in _open_keywords.get(ctx.room_id, ()):
+    running = ctx.db.exec(select(LotteryDraw.keyword).where(LotteryDraw.room_id == ctx.room_id,
+                                                            LotteryDraw.status == "open")).all()
+    if _normalize(keyword) in {_normalize(k) for k in running}:
         await ctx.say(template="lottery/usage.j2", error=f"口令「{keyword}」已有一场抽奖在进行")
         return None
     deadline = params.deadline_at(ctx.now, config.default_duration)

@@ -93,7 +93,9 @@ async def start_action(ctx: Context, params: StartQuiz) -> None:
 async def start_round(ctx: Context, params: StartQuiz, *, started_by: str | None) -> None:
     assert ctx.room_id is not None, "a quiz needs a room"
     config: QuizConfig = ctx.config
-    if ctx.room_id in _asking:
+    running = ctx.db.exec(select(QuizRound.id).where(QuizRound.room_id == ctx.room_id,
+                                                     QuizRound.status == "running")).first()
+    if running is not None:
         await ctx.say(template="quiz/usage.j2", error="本群正在答题，等这一轮结束再开始吧")
         return
     try:
