@@ -275,3 +275,26 @@ def test_draw_is_unbiased_chi_square():
     # the test can fail: a biased draw (always keep the sorted order) is rejected by the same statistic
     biased = {e: (trials if e == "u1" else 0) for e in entrants}
     assert sum((c - expected) ** 2 / expected for c in biased.values()) > 20.515
+
+
+@pytest.mark.skipif(not (REPO / "plugins/points").exists(), reason="needs the points plugin (issue 5)")
+async def test_level_and_sign_in_conditions_use_the_points_service(repo):
+    async with BotHarness(repo, plugins=["points", "lottery"]) as bot:
+        await _harness_with_room(bot)
+        points = bot.runtime.plugins["points"].service
+        with bot.db() as db:
+            points.grant(db, room_id="g1", member_id="u1", amount=1_000_000, reason="test", source="test",
+                         key="rich-u1", at=bot.now)
+            db.commit()
+        await _open(bot, "奖品=口红 名额=1 口令=抽 时长=10m 等级=2")
+        bot.pop()
+        await bot.say("g1", "u2", "抽")
+        refused = bot.pop_text()
+        await bot.say("g1", "u1", "抽")
+        accepted = bot.pop_text()
+        await _open(bot, "奖品=面膜 名额=1 口令=签 时长=10m 签到=是")
+        bot.pop()
+        await bot.say("g1", "u2", "签")
+        not_signed = bot.pop_text()
+    assert "等级需达到 V2" in refused and "参与成功" in accepted
+    assert "需要今天已签到" in not_signed
