@@ -23,6 +23,7 @@ from jinja2 import nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 _WEEKDAYS = "一二三四五六日"
+_COMPILED_CACHE = 256
 # Per-render collector: a ContextVar is private to the running task/thread, so concurrent renders
 # on one Renderer never share it, and templates cannot reach it by name.
 _mentions: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar("qunbot_mentions", default=None)
@@ -61,6 +62,7 @@ class Renderer:
             auto_reload=True,
         )
         self._env.globals.update(globals or {})
+        self._compiled: dict[str, jinja2.Template] = {}
         self._env.filters.update({
             "mention": _mention,
             "mention_all": _mention_all,
@@ -76,10 +78,15 @@ class Renderer:
         return self._render(self._load(name), name, variables)
 
     def render_string(self, source: str, /, *, name: str = "<inline>", **variables: Any) -> Rendered:
-        try:
-            template = self._env.from_string(source)
-        except jinja2.TemplateSyntaxError as err:
-            raise TemplateError(name, err.lineno, err.message or "syntax error") from None
+        template = self._compiled.get(source)
+        if template is None:  # compiling costs ~1 ms; SOP fan-out renders one source for hundreds of rooms
+            try:
+                template = self._env.from_string(source)
+            except jinja2.TemplateSyntaxError as err:
+                raise TemplateError(name, err.lineno, err.message or "syntax error") from None
+            if len(self._compiled) >= _COMPILED_CACHE:
+                self._compiled.clear()
+            self._compiled[source] = template
         return self._render(template, name, variables)
 
     def _render(self, template: jinja2.Template, name: str, variables: dict[str, Any]) -> Rendered:
