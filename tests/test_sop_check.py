@@ -205,3 +205,21 @@ def test_preview_shows_a_week_of_the_samples_with_rendered_text():
 def test_preview_rejects_a_bad_start():
     result = CliRunner().invoke(main, ["--project", str(REPO), "sop", "preview", "--start", "明天"])
     assert result.exit_code == 2 and "ISO 8601" in result.stderr
+
+
+def test_inline_text_is_checked_for_syntax_and_names(tmp_path):
+    assert problems(tmp_path, """\
+        targets: {rooms: [g1]}
+        steps:
+          - {id: m, at: "08:00", text: "早安 {{ mebmer.name }}"}
+    """)[0].startswith("sop/x.yaml:3: steps.m.text uses undefined variable(s) mebmer")
+    assert problems(tmp_path, """\
+        targets: {rooms: [g1]}
+        steps:
+          - {id: m, at: "08:00", text: "早安 {{ now|cn_date }"}
+    """)[0].startswith("sop/x.yaml:3: steps.m.text:")
+    assert "has no attribute 'nme'" in problems(tmp_path, """\
+        targets: {rooms: [g1]}
+        steps:
+          - {id: m, after_join: 1d, text: "欢迎 {{ member.nme }}"}
+    """)[0]

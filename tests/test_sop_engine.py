@@ -339,3 +339,28 @@ def test_the_flash_sample_runs_in_simulate_with_its_lottery_action():
     assert opened["file"] == "assets/flash/poster.png"
     welcome = [line for line in lines if line.get("room") == "club1" and line["mentions"] == ["u9"]]
     assert len(welcome) == 1 and welcome[0]["at"].startswith("2026-12-12T21:00")
+
+
+async def test_a_render_failure_in_one_room_spares_the_other_rooms_and_the_next_days(tmp_path, caplog):
+    toml = '[bot]\ntimezone = "Asia/Shanghai"\n[rooms.g1]\ntags = ["vip"]\n'
+    root = project(tmp_path, {"d.yaml": """\
+        targets: {topics: ["完子会员*"]}
+        steps: [{id: m, at: "08:00", text: "早安 {{ room.tags[0] }}"}]
+    """}, toml=toml)
+    async with BotHarness(root, plugins=[], start="2026-11-23T07:00:00+08:00") as bot:
+        bot.room("g1", "完子会员1群", members={"u1": "Alice"})
+        bot.room("g2", "完子会员2群", members={"u1": "Alice"})     # no tags: the template cannot render here
+        await bot.advance("2d")
+        rows = ledger(bot)
+    assert sent(bot) == [("2026-11-23T08:00+08:00", "g1", "早安 vip"), ("2026-11-24T08:00+08:00", "g1", "早安 vip")]
+    assert rows["sop:d:m:g2:2026-11-23"] == "failed" and "SOP d.m for room g2 failed" in caplog.text
+
+
+async def test_the_bot_joining_a_room_gets_no_onboarding(tmp_path):
+    root = project(tmp_path, {"on.yaml": ONBOARDING}, {"on/day1.j2": "欢迎"})
+    async with BotHarness(root, plugins=[], start="2026-11-23T09:00:00+08:00") as bot:
+        bot.room("g1", "完子会员1群", members={"owner": "群主"})
+        await bot.join("g1", {"bot": "小完子", "u1": "Alice"})
+        await bot.advance("4d")
+        rows = ledger(bot)
+    assert {key.split(":")[4] for key in rows} == {"u1"}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from contextlib import suppress
 from datetime import UTC, datetime, timedelta
 from fnmatch import fnmatchcase
 from functools import partial
@@ -49,11 +50,16 @@ class SopEngine:
         self._sweep_timer: TimerHandle | None = None
         self._watch: asyncio.Task[None] | None = None
         self._signature: tuple[tuple[str, int, int], ...] = ()
+        self._bot_ids: set[str] = set()
         self._insert = postgresql.insert if runtime.engine.dialect.name == "postgresql" else sqlite.insert
 
     # --- life cycle --------------------------------------------------------------------
 
     async def start(self, runtime: Runtime) -> None:
+        for adapter in runtime.adapters.values():
+            me = await adapter.self_member()
+            if me is not None:
+                self._bot_ids.add(me.id)
         self._signature = self._files_signature()
         self.reload()
         runtime.listeners.append(self._on_event)
@@ -71,6 +77,8 @@ class SopEngine:
             self._sweep_timer = None
         if self._watch is not None:
             self._watch.cancel()
+            with suppress(asyncio.CancelledError):
+                await self._watch
             self._watch = None
 
     def reload(self) -> dict[str, str]:
@@ -167,13 +175,13 @@ class SopEngine:
 
     async def _fire(self, loaded: LoadedSop, step: Step, fire: datetime) -> None:
         self._timers.pop((loaded.name, step.id), None)
+        self._arm(loaded, step, fire + timedelta(microseconds=1))  # first: a failure below must not end the step
         grace = loaded.sop.grace_of(step)
         late = self.rt.now() - fire
         reason = f"late by {_ago(late)}, beyond its grace of {_ago(grace)}" if late > grace else None
         actions = self._deliver_fire(loaded, step, fire, skip_reason=reason)
         for account, room_id, key in actions:
             await self._run_action(loaded, step, account, room_id, key)
-        self._arm(loaded, step, fire + timedelta(microseconds=1))
         if reason is None and step.action is None:
             self.rt.clock.call_at(fire + grace + timedelta(seconds=1), partial(self._report, loaded, step, fire),
                                   name=f"sop:report:{loaded.name}:{step.id}", background=True)
@@ -198,7 +206,14 @@ class SopEngine:
                 elif step.action is not None:
                     actions.append((account, room.id, key))
                 else:
-                    self._enqueue(session, loaded, step, account, key, room, fire + grace, member=None)
+                    try:
+                        self._enqueue(session, loaded, step, account, key, room, fire + grace, member=None)
+                    except Exception as err:  # one room's bad data must not stop the others
+                        log.error("SOP %s.%s for room %s failed: %s", loaded.name, step.id, room.id, err)
+                        session.execute(update(SopDelivery).where(SopDelivery.account == account,
+                                                                  SopDelivery.key == key)
+                                        .values(status="failed", detail=str(err)[:500]))
+                        continue
                     woken.add(account)
             session.commit()
         for account in woken:
@@ -283,6 +298,8 @@ class SopEngine:
                         continue
                     due = event.time + parse_duration(step.after_join, signed=False)
                     for member in event.members:
+                        if member.id in self._bot_ids:
+                            continue
                         key = (f"sop:{loaded.name}:{step.id}:{room.id}:{member.id}:"
                                f"{event.time.astimezone(self.tz).date().isoformat()}")
                         self._claim(session, event.account, key, loaded, step, room.id, member.id, due, "pending",

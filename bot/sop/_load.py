@@ -15,6 +15,8 @@ from datetime import datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Any
 
+import jinja2
+import jinja2.meta
 from apscheduler.triggers.base import BaseTrigger
 from pydantic import BaseModel, ValidationError
 
@@ -27,6 +29,24 @@ from bot.sop._triggers import anchor_of, trigger_for
 
 BASE_VARIABLES = ("room", "now", "today", "step", "sop")
 _URL = re.compile(r"^https?://", re.IGNORECASE)
+
+
+class _AnyFilter(dict[str, Any]):
+    """Filter names are the renderer's business; finding a text's variables must not trip over them."""
+
+    def __contains__(self, key: object) -> bool:
+        return True
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return super().get(key, _identity)
+
+
+def _identity(value: Any, *args: Any, **kwargs: Any) -> Any:
+    return value
+
+
+_PARSER = jinja2.Environment()  # syntax and names of inline text; rendering uses the bot's sandbox
+_PARSER.filters = _AnyFilter()
 
 
 @dataclass
@@ -93,15 +113,37 @@ def load_one(path: Path, project: Path, renderer: Renderer, templates: Sequence[
                             "project folder (give a path under the project, or an http(s) URL)")
         if step.action is not None and plugins is not None:
             _check_action(loaded, step, plugins)
+        if step.text is not None:
+            _check_inline(loaded, step)
+        for name in step.templates:
+            _check_variables(renderer, loaded, step, name)
         for index, _ in enumerate(step.variants or (None,)):
-            try:
-                render_step(renderer, loaded, step, variant=index, room=sample_room(sop),
-                            now=loaded.anchor or now, member=sample_member(step))
-            except TemplateError as err:
-                raise YamlError(display, loaded.line(step), f"steps.{step.id}: {err}") from None
-            for name in step.templates[index:index + 1]:
-                _check_variables(renderer, loaded, step, name)
+            _trial_render(renderer, loaded, step, index, now)
     return loaded
+
+
+def _trial_render(renderer: Renderer, loaded: LoadedSop, step: Step, variant: int, now: datetime) -> None:
+    """Render with a stand-in room and member: catches misspelt names and attributes. Errors that depend
+    on a real room's data (an empty tag list) are left to run time, where they fail that room only."""
+    try:
+        render_step(renderer, loaded, step, variant=variant, room=sample_room(loaded.sop),
+                    now=loaded.anchor or now, member=sample_member(step))
+    except TemplateError as err:
+        if "is undefined" in err.message or "has no attribute" in err.message or "no filter" in err.message:
+            raise YamlError(loaded.doc.file, loaded.line(step), f"steps.{step.id}: {err}") from None
+
+
+def _check_inline(loaded: LoadedSop, step: Step) -> None:
+    assert step.text is not None
+    line = loaded.line(step, "text")
+    try:
+        ast = _PARSER.parse(step.text)
+    except jinja2.TemplateSyntaxError as err:
+        raise YamlError(loaded.doc.file, line, f"steps.{step.id}.text: {err.message}") from None
+    unknown = jinja2.meta.find_undeclared_variables(ast) - _allowed(loaded, step) - {"bot_name"}
+    if unknown:
+        raise YamlError(loaded.doc.file, line, f"steps.{step.id}.text uses undefined variable(s) "
+                        f"{', '.join(sorted(unknown))} (available: {', '.join(sorted(_allowed(loaded, step)))})")
 
 
 def variant_of(loaded: LoadedSop, step: Step, room_id: str) -> int:
@@ -154,12 +196,17 @@ def _template_source(renderer: Renderer, templates: Sequence[Path], name: str) -
     raise TemplateError(f"{templates[0].name}/{name}" if templates else name, None, f"template not found: {name}")
 
 
-def _check_variables(renderer: Renderer, loaded: LoadedSop, step: Step, name: str) -> None:
+def _allowed(loaded: LoadedSop, step: Step) -> set[str]:
     allowed = {*BASE_VARIABLES, *step.vars}
     if loaded.anchor is not None:
         allowed.add("start")
     if step.after_join is not None:
         allowed.add("member")
+    return allowed
+
+
+def _check_variables(renderer: Renderer, loaded: LoadedSop, step: Step, name: str) -> None:
+    allowed = _allowed(loaded, step)
     unknown = renderer.undeclared_variables(name) - allowed
     if unknown:
         raise YamlError(loaded.doc.file, loaded.line(step), f"steps.{step.id}: template {name} uses undefined "
