@@ -147,7 +147,11 @@ async def run_isolated(runtime: Runtime, ctx: Context, call: Callable[..., Await
     """Run one handler with a timeout; log and roll back on failure. True if it succeeded."""
     ok = False
     try:
-        await asyncio.wait_for(call(ctx, *args), timeout=runtime.config.bot.handler_timeout)
+        # asyncio.timeout runs the handler in this task (wait_for would wrap it in another), so nothing
+        # else on the loop runs between the handler's last write and its commit below: with SQLite,
+        # another session writing in that gap would wait on this one's lock and block the loop.
+        async with asyncio.timeout(runtime.config.bot.handler_timeout):
+            await call(ctx, *args)
         ok = True
     except TimeoutError:
         log.error("plugin handler %s timed out after %.1fs on event %s; cancelled, its changes rolled back",
