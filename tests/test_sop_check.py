@@ -32,11 +32,11 @@ def test_schema_errors_name_file_and_line(tmp_path):
             at: "08:00"
             tempalte: a.j2
     """)
-    assert len(found) == 1 and found[0].startswith("sop/x.yaml:5: steps.0.tempalte")
+    assert len(found) == 1 and found[0].startswith("sop/x.yaml:5: steps.m.tempalte")
 
 
 def test_bad_times_and_missing_pieces_are_reported(tmp_path):
-    assert "sop/x.yaml:3: steps.0.at" in problems(tmp_path, """\
+    assert "sop/x.yaml:3: steps.m.at" in problems(tmp_path, """\
         targets: {rooms: [g1]}
         steps:
           - {id: m, at: "8点", text: 早}
@@ -178,7 +178,7 @@ def test_the_samples_pass_sop_check_and_qunbot_check():
 def test_qunbot_check_includes_sop_problems(tmp_path):
     project(tmp_path, {"x.yaml": "targets: {rooms: [g1]}\nsteps:\n  - {id: m, at: '8:70', text: x}\n"})
     result = CliRunner().invoke(main, ["--project", str(tmp_path), "check"])
-    assert result.exit_code == 1 and "sop/x.yaml:3: steps.0.at" in result.stderr
+    assert result.exit_code == 1 and "sop/x.yaml:3: steps.m.at" in result.stderr
     result = CliRunner().invoke(main, ["--project", str(tmp_path), "sop", "check"])
     assert result.exit_code == 1 and "sop/x.yaml:3" in result.stderr
 

@@ -248,6 +248,59 @@ async def test_fan_out_respects_the_grace_through_the_outbox_expiry(tmp_path):
         "2026-11-23T08:00:00+08:00", "2026-11-23T08:00:25+08:00", "2026-11-23T08:00:50+08:00"]
 
 
+async def test_the_log_says_when_the_last_room_of_a_fan_out_got_it(tmp_path, caplog):
+    sops = {"d.yaml": """\
+        targets: {topics: ["完子会员*"]}
+        grace: 2m
+        steps: [{id: m, at: "08:00", text: 早安}]
+    """}
+    caplog.set_level(logging.INFO, "qunbot.sop")
+    async with BotHarness(project(tmp_path, sops), plugins=[], start="2026-11-23T07:00:00+08:00",
+                          pacing={"min_interval": 50, "jitter": 0, "room_interval": 0}) as bot:
+        for n in range(4):
+            bot.room(f"g{n}", f"完子会员{n}群", members={"u1": "Alice"})
+        await bot.advance("2h")
+    last = bot.sent[-1].at.astimezone(bot.sent[0].at.tzinfo)
+    assert len(bot.sent) == 3 and last.strftime("%H:%M:%S") == "08:01:40"     # the 4th room would be 08:02:30
+    assert "SOP d.m (11-23 08:00): 3 of 4 room(s) got it, the last at 08:01:40; 1 skipped as late\n" in caplog.text
+
+
+async def test_targets_by_tag_from_config_and_by_room_id(tmp_path):
+    toml = '[bot]\ntimezone = "Asia/Shanghai"\n[rooms.g1]\ntags = ["vip"]\n[rooms.g3]\ntags = ["vip", "old"]\n'
+    root = project(tmp_path, {"t.yaml": """\
+        targets: {tags: [vip], rooms: [g4]}
+        steps: [{id: m, at: "08:00", text: "早安 {{ room.id }}"}]
+    """}, toml=toml)
+    async with BotHarness(root, plugins=[], start="2026-11-23T07:00:00+08:00") as bot:
+        for n in range(1, 6):
+            bot.room(f"g{n}", f"群{n}", members={"u1": "Alice"})
+        await bot.advance("2h")
+    assert sorted(m.text for m in bot.sent) == ["早安 g1", "早安 g3", "早安 g4"]
+
+
+async def test_weekday_and_cron_steps_fire_on_the_right_days(tmp_path):
+    root = project(tmp_path, {"w.yaml": """\
+        targets: {rooms: [g1]}
+        steps:
+          - {id: workday, at: "12:30", days: 工作日, text: 午间话题}
+          - {id: mon_wed, at: "09:00", days: [周一, 周三], text: 一三}
+          - {id: sunday, cron: "15 20 * * 0", text: 周日晚}
+          - {id: fridays, cron: "0 18 * * fri", text: 周五}
+    """})
+    async with BotHarness(root, plugins=[], start="2026-11-23T00:00:00+08:00") as bot:   # a Monday
+        bot.room("g1", "g", members={"u1": "Alice"})
+        await bot.advance("7d")
+    days: dict[str, list[str]] = {}
+    for message in bot.sent:
+        days.setdefault(message.text, []).append(message.at.strftime("%a %H:%M"))
+    assert days == {
+        "午间话题": ["Mon 12:30", "Tue 12:30", "Wed 12:30", "Thu 12:30", "Fri 12:30"],
+        "一三": ["Mon 09:00", "Wed 09:00"],
+        "周日晚": ["Sun 20:15"],          # crontab counts Sunday as 0 (APScheduler's own from_crontab would not)
+        "周五": ["Fri 18:00"],
+    }
+
+
 async def test_hot_reload_applies_a_good_edit_and_keeps_the_old_version_on_a_broken_one(tmp_path, caplog):
     root = project(tmp_path, {"d.yaml": """\
         targets: {rooms: [g1]}
@@ -279,7 +332,7 @@ async def test_hot_reload_applies_a_good_edit_and_keeps_the_old_version_on_a_bro
     assert [(t, text) for t, _, text in sent(bot)] == [
         ("2026-11-23T08:00+08:00", "早安 v1"), ("2026-11-24T09:30+08:00", "早安 v2"),
         ("2026-11-25T09:30+08:00", "早安 v2")]
-    assert "sop/d.yaml:3: steps.0.at" in engine.problems["d"]
+    assert "sop/d.yaml:3: steps.m.at" in engine.problems["d"]
     assert "sop/d.yaml:3" in caplog.text and "previous version keeps running" in caplog.text
 
 
@@ -364,3 +417,93 @@ async def test_the_bot_joining_a_room_gets_no_onboarding(tmp_path):
         await bot.advance("4d")
         rows = ledger(bot)
     assert {key.split(":")[4] for key in rows} == {"u1"}
+
+
+def _edit(file: Path, data: str | bytes) -> None:
+    """Write and move the modification time on, as a later save in an editor would."""
+    before = file.stat().st_mtime_ns if file.exists() else 0
+    file.write_bytes(data if isinstance(data, bytes) else data.encode())
+    os.utime(file, ns=(before, before + 1_000_000_000))
+
+
+async def test_broken_files_at_start_are_reported_and_the_good_ones_run(tmp_path, caplog):
+    root = project(tmp_path, {
+        "good.yaml": 'targets: {rooms: [g1]}\nsteps: [{id: m, at: "08:00", text: 早安}]\n',
+        "tabs.yaml": 'targets: {rooms: [g1]}\nsteps:\n\t- {id: m, at: "08:00", text: x}\n',
+        "binary.yaml": "",
+        "badtpl.yaml": 'targets: {rooms: [g1]}\nsteps: [{id: m, at: "09:00", template: t/bad.j2}]\n',
+    })
+    (root / "sop" / "binary.yaml").write_bytes(b"\xff\xfe\x00\x81")
+    (root / "scripts_templates" / "t").mkdir(parents=True)
+    (root / "scripts_templates" / "t" / "bad.j2").write_bytes("早安 {{ now|cn_date }".encode("gbk"))
+    caplog.set_level(logging.ERROR, "qunbot.sop")
+    async with BotHarness(root, plugins=[], start="2026-11-23T07:00:00+08:00") as bot:
+        bot.room("g1", "g", members={"u1": "Alice"})
+        problems = dict(engine_of(bot).problems)
+        await bot.advance("3h")
+    assert [m.text for m in bot.sent] == ["早安"]
+    assert problems["tabs"].startswith("sop/tabs.yaml:3:") and "not tabs" in problems["tabs"]
+    assert problems["binary"].startswith("sop/binary.yaml: cannot read file")
+    assert problems["badtpl"].startswith("sop/badtpl.yaml:2: steps.m: scripts_templates/t/bad.j2: cannot read")
+    assert "SOP file not loaded: sop/badtpl.yaml:2" in caplog.text
+
+
+async def test_a_broken_template_edit_keeps_the_last_good_text_until_it_is_fixed(tmp_path, caplog):
+    root = project(tmp_path, {"d.yaml": 'targets: {rooms: [g1]}\nsteps: [{id: m, at: "08:00", template: t/m.j2}]\n'},
+                   {"t/m.j2": "早安 v1"})
+    template = root / "scripts_templates" / "t" / "m.j2"
+    caplog.set_level(logging.ERROR, "qunbot.sop")
+    async with BotHarness(root, plugins=[], start="2026-11-23T07:00:00+08:00") as bot:
+        bot.room("g1", "g", members={"u1": "Alice"})
+        engine = engine_of(bot)
+        _edit(template, "早安 {% if %}")                                  # a syntax error
+        assert engine.check_files() is True
+        assert engine.problems["d"] == ("sop/d.yaml:2: steps.m: scripts_templates/t/m.j2:1: Expected an "
+                                        "expression, got 'end of statement block'")
+        await bot.advance("1d")
+        _edit(template, "早安 {{ memebr }}".encode())                     # a misspelt variable
+        assert engine.check_files() is True and "memebr" in engine.problems["d"]
+        _edit(template, "早安 v2".encode("utf-16"))                       # saved in the wrong encoding
+        assert engine.check_files() is True and "UTF-8" in engine.problems["d"]
+        await bot.advance("1d")
+        _edit(template, "早安 v3")
+        assert engine.check_files() is True and engine.problems == {}
+        await bot.advance("1d")
+    assert [m.text for m in bot.sent] == ["早安 v1", "早安 v1", "早安 v3"]
+    assert caplog.text.count("the previous version keeps running") == 3
+
+
+async def test_the_file_watcher_reloads_by_itself_and_survives_a_failing_reload(tmp_path, monkeypatch):
+    import asyncio
+
+    from bot.sop import _engine
+
+    monkeypatch.setattr(_engine, "RELOAD_POLL", 0)
+    root = project(tmp_path, {"d.yaml": 'targets: {rooms: [g1]}\nsteps: [{id: m, at: "08:00", text: v1}]\n'})
+    async with BotHarness(root, plugins=[], start="2026-11-23T07:00:00+08:00") as bot:
+        engine = engine_of(bot)
+        calls = 0
+        real_reload = engine.reload
+
+        def flaky_reload() -> dict[str, str]:
+            nonlocal calls
+            calls += 1
+            if calls == 1:
+                raise OSError("disk went away")
+            return real_reload()
+
+        monkeypatch.setattr(engine, "reload", flaky_reload)
+        _edit(root / "sop" / "d.yaml", 'targets: {rooms: [g1]}\nsteps: [{id: m, at: "08:00", text: v2}]\n')
+        for _ in range(200):                       # let the watcher task run; it polls without waiting
+            await asyncio.sleep(0)
+            if calls >= 1:
+                break
+        _edit(root / "sop" / "d.yaml", 'targets: {rooms: [g1]}\nsteps: [{id: m, at: "08:00", text: v3}]\n')
+        for _ in range(200):
+            await asyncio.sleep(0)
+            if calls >= 2:
+                break
+        assert calls == 2 and engine._watch is not None and not engine._watch.done()
+        bot.room("g1", "g", members={"u1": "Alice"})
+        await bot.advance("2h")
+    assert [m.text for m in bot.sent] == ["v3"]

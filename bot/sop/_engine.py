@@ -36,6 +36,7 @@ RELOAD_POLL = 3.0
 _FAR = timedelta(days=3660)
 _MISSED_LOG_LIMIT = 50
 _SWEEP_BATCH = 500
+_SWEEP_RETRY = timedelta(minutes=1)
 
 
 class SopEngine:
@@ -277,11 +278,15 @@ class SopEngine:
         if not rows:
             return
         sent = [at for status, at in rows if status == "sent" and at is not None]
-        last = max(sent).astimezone(self.tz).strftime("%H:%M:%S") if sent else "-"
-        log.info("SOP %s.%s (%s): %d of %d room(s) got it, the last at %s; %d skipped as late, %d other",
-                 loaded.name, step.id, fire.astimezone(self.tz).strftime("%m-%d %H:%M"), len(sent), len(rows), last,
-                 sum(1 for status, _ in rows if status == "skipped"), len(rows) - len(sent) -
-                 sum(1 for status, _ in rows if status == "skipped"))
+        skipped = sum(1 for status, _ in rows if status == "skipped")
+        summary = f"{len(sent)} of {len(rows)} room(s) got it"
+        if sent:
+            summary += f", the last at {max(sent).astimezone(self.tz):%H:%M:%S}"
+        if skipped:
+            summary += f"; {skipped} skipped as late"
+        if len(rows) - len(sent) - skipped:
+            summary += f"; {len(rows) - len(sent) - skipped} failed or not sent"
+        log.info("SOP %s.%s (%s): %s", loaded.name, step.id, f"{fire.astimezone(self.tz):%m-%d %H:%M}", summary)
 
     # --- join-relative steps --------------------------------------------------------------
 
@@ -323,6 +328,16 @@ class SopEngine:
     async def _sweep(self) -> None:
         """Send the join-relative rows that came due (one job, however many members joined)."""
         self._sweep_timer = None
+        try:
+            self._sweep_due()
+        except Exception:  # the database hiccupped: try again in a minute rather than never
+            log.exception("SOP join sweep failed; retrying in %s", _SWEEP_RETRY)
+            self._sweep_timer = self.rt.clock.call_at(self.rt.now() + _SWEEP_RETRY, self._sweep, name="sop:sweep",
+                                                      background=True)
+            return
+        self._arm_sweep()
+
+    def _sweep_due(self) -> None:
         now, woken = self.rt.now(), set()
         with Session(self.rt.engine) as session:
             query = (select(SopDelivery).where(SopDelivery.status == "pending", col(SopDelivery.member_id)
@@ -339,7 +354,6 @@ class SopEngine:
             session.commit()
         for account in woken:
             self.rt.outbox(account).wake()
-        self._arm_sweep()
 
     def _sweep_one(self, session: Session, row: SopDelivery, now: datetime) -> tuple[str, str]:
         loaded = self.files.get(row.file)

@@ -8,6 +8,7 @@ Template sources are snapshotted at load, so a broken template edit leaves the l
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -26,6 +27,8 @@ from bot._templates import Rendered, Renderer, TemplateError
 from bot._yaml import YamlDoc, YamlError, load_yaml
 from bot.sop._schema import SopFile, Step, parse_sop
 from bot.sop._triggers import anchor_of, trigger_for
+
+log = logging.getLogger("qunbot.sop")
 
 BASE_VARIABLES = ("room", "now", "today", "step", "sop")
 _URL = re.compile(r"^https?://", re.IGNORECASE)
@@ -85,13 +88,19 @@ def load_all(project: Path, directory: str, renderer: Renderer, templates: Seque
                                          plugins=plugins)
         except (YamlError, TemplateError) as err:
             problems[path.stem] = str(err)
+        except Exception as err:  # whatever an edit does, it must not take the other files (or the bot) down
+            log.exception("SOP file %s: unexpected error while loading", path)
+            problems[path.stem] = f"{_display(path, project)}: cannot load: {type(err).__name__}: {err}"
     return loaded, problems
 
 
 def load_one(path: Path, project: Path, renderer: Renderer, templates: Sequence[Path], tz: tzinfo, *,
              now: datetime, room_tags: set[str], plugins: Mapping[str, Plugin] | None) -> LoadedSop:
     display = _display(path, project)
-    raw = load_yaml(path)
+    try:
+        raw = load_yaml(path)
+    except YamlError as err:  # name the file as the admin knows it, relative to the project
+        raise YamlError(display, err.line, err.message) from None
     doc = YamlDoc(display, raw.data, raw.lines)
     sop = parse_sop(doc)
     for index, tag in enumerate(sop.targets.tags):
@@ -106,8 +115,12 @@ def load_one(path: Path, project: Path, renderer: Renderer, templates: Sequence[
             triggers[step.id] = trigger_for(sop, step, tz)
         except ValueError as err:
             raise YamlError(display, loaded.line(step, when), f"steps.{step.id}.{when}: {err}") from None
-        for name in step.templates:
-            loaded.sources[name] = _template_source(renderer, templates, name)
+        for index, name in enumerate(step.templates):
+            try:
+                loaded.sources[name] = _template_source(renderer, templates, name)
+            except TemplateError as err:  # both places: the step that uses it and the template's own line
+                key = ("variants", index) if step.variants else ("template",)
+                raise YamlError(display, loaded.line(step, *key), f"steps.{step.id}: {err}") from None
         if step.file is not None and not _URL.match(step.file) and not (project / step.file).is_file():
             raise YamlError(display, loaded.line(step, "file"), f"steps.{step.id}.file: no file {step.file!r} in the "
                             "project folder (give a path under the project, or an http(s) URL)")
@@ -116,7 +129,10 @@ def load_one(path: Path, project: Path, renderer: Renderer, templates: Sequence[
         if step.text is not None:
             _check_inline(loaded, step)
         for name in step.templates:
-            _check_variables(renderer, loaded, step, name)
+            try:
+                _check_variables(renderer, loaded, step, name)
+            except TemplateError as err:  # an included or extended template that is missing or broken
+                raise YamlError(display, loaded.line(step), f"steps.{step.id}: {name}: {err}") from None
         for index, _ in enumerate(step.variants or (None,)):
             _trial_render(renderer, loaded, step, index, now)
     return loaded
@@ -129,7 +145,9 @@ def _trial_render(renderer: Renderer, loaded: LoadedSop, step: Step, variant: in
         render_step(renderer, loaded, step, variant=variant, room=sample_room(loaded.sop),
                     now=loaded.anchor or now, member=sample_member(step))
     except TemplateError as err:
-        if "is undefined" in err.message or "has no attribute" in err.message or "no filter" in err.message:
+        message = err.message.lower()
+        if any(sign in message for sign in ("is undefined", "has no attribute", "no filter", "no test",
+                                            "recursion")):
             raise YamlError(loaded.doc.file, loaded.line(step), f"steps.{step.id}: {err}") from None
 
 
@@ -191,8 +209,13 @@ def _template_source(renderer: Renderer, templates: Sequence[Path], name: str) -
     for folder in templates:
         candidate = folder / name
         if candidate.is_file():
+            try:
+                source = candidate.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as err:
+                raise TemplateError(f"{folder.name}/{name}", None, f"cannot read the template (save it as UTF-8 "
+                                    f"text): {err}") from None
             renderer.check(name)
-            return candidate.read_text(encoding="utf-8")
+            return source
     raise TemplateError(f"{templates[0].name}/{name}" if templates else name, None, f"template not found: {name}")
 
 

@@ -22,6 +22,7 @@ WHAT_KEYS = ("template", "text", "variants", "action")
 _DAYS = {"mon": "mon", "tue": "tue", "wed": "wed", "thu": "thu", "fri": "fri", "sat": "sat", "sun": "sun",
          "周一": "mon", "周二": "tue", "周三": "wed", "周四": "thu", "周五": "fri", "周六": "sat", "周日": "sun",
          "周天": "sun", "工作日": "mon-fri", "周末": "sat,sun", "每天": "*"}
+_ID = re.compile(r"[A-Za-z0-9_\-\u4e00-\u9fff]+")
 _HM = re.compile(r"([01]?\d|2[0-3]):([0-5]\d)")
 
 
@@ -47,6 +48,11 @@ class Targets(_Strict):
     tags: tuple[str, ...] = ()
     """Tags from `[rooms.<id>] tags` in qunbot.toml."""
 
+    @field_validator("rooms", "topics", "tags", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return (value,) if isinstance(value, str) else value  # `topics: 快闪*` means `topics: [快闪*]`
+
     @model_validator(mode="after")
     def _some(self) -> Targets:
         if not (self.rooms or self.topics or self.tags):
@@ -63,7 +69,7 @@ class ActionSpec(_Strict):
 
 
 class Step(_Strict):
-    id: str = Field(pattern=r"^[A-Za-z0-9_\-\u4e00-\u9fff]+$")
+    id: str
     at: str | None = None
     days: str | tuple[str, ...] | None = None
     cron: str | None = None
@@ -81,6 +87,14 @@ class Step(_Strict):
     to: Literal["room", "dm"] = "room"
     mention: bool = True
     """Join steps in a room @-mention the new member."""
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, value: str) -> str:
+        if not _ID.fullmatch(value):
+            raise ValueError(f"step id {value!r} may use letters, digits, _, - and Chinese characters, no spaces "
+                             "(it names the step in logs and keeps each post sent once)")
+        return value
 
     @field_validator("at")
     @classmethod
@@ -204,7 +218,29 @@ def parse_sop(doc: YamlDoc) -> SopFile:
     try:
         return SopFile.model_validate(doc.data)
     except ValidationError as err:
-        raise pydantic_error_to_yaml_error(doc, err) from None
+        raise _readable(doc, pydantic_error_to_yaml_error(doc, err)) from None
+
+
+_PLAINER = {"Extra inputs are not permitted": "unknown key (docs/sop.md lists the keys an SOP file takes)",
+            "Input should be a valid tuple": "should be a list, such as [a, b]"}
+
+
+def _readable(doc: YamlDoc, err: YamlError) -> YamlError:
+    """`steps.2.at` → `steps.morning.at` (admins know their steps by id, as every other SOP error names
+    them), and pydantic's wording made plainer."""
+    message = err.message
+    for wording, plainer in _PLAINER.items():
+        message = message.replace(wording, plainer)
+    err = YamlError(err.file, err.line, message)
+    found = re.match(r"steps\.(\d+)\b", err.message)
+    steps = doc.data.get("steps") if isinstance(doc.data, dict) else None
+    if found is None or not isinstance(steps, list):
+        return err
+    step = steps[int(found.group(1))]
+    step_id = step.get("id") if isinstance(step, dict) else None
+    if not isinstance(step_id, str | int) or not str(step_id).strip():
+        return err
+    return YamlError(err.file, err.line, f"steps.{step_id}{err.message[found.end():]}")
 
 
 def load_sop(path: Any) -> tuple[YamlDoc, SopFile]:
