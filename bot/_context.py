@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel
 from sqlmodel import Session
 
-from bot._events import DirectMessage, Event, RoomMessage, TimerFired
+from bot._events import DirectMessage, Event, MemberRef, RoomMessage, TimerFired
 from bot._models import Membership
 
 if TYPE_CHECKING:
@@ -36,6 +36,25 @@ class MemberInfo:
     @property
     def display(self) -> str:
         return self.alias or self.name
+
+
+@dataclass(frozen=True, slots=True)
+class MembershipInfo:
+    """A member's life in one room as the runtime recorded it (read-only for plugins)."""
+
+    room_id: str
+    member_id: str
+    joined_at: datetime | None
+    """None if they were in the room before the bot looked."""
+    inviter_id: str | None
+    """Who invited them at their latest join, where WeChat tells."""
+    left_at: datetime | None
+    alias: str | None
+    is_admin: bool
+
+    @property
+    def in_room(self) -> bool:
+        return self.left_at is None
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +152,19 @@ class Context:
         membership = self.db.get(Membership, (room, who))
         return None if membership is None else membership.joined_at
 
+    def membership(self, member_id: str | None = None, room_id: str | None = None) -> MembershipInfo | None:
+        """When the member joined, who invited them, whether they left; None if the bot never saw them there."""
+        room, who = room_id or self.room_id, member_id or self.member_id
+        row = None if room is None or who is None else self.db.get(Membership, (room, who))
+        if row is None:
+            return None
+        return MembershipInfo(row.room_id, row.member_id, row.joined_at, row.inviter_id, row.left_at, row.alias,
+                              row.is_admin)
+
+    async def bot_member(self) -> MemberRef | None:
+        """The bot's own account in this context's account (to leave itself out of a join, say)."""
+        return await self._rt.adapters[self.account].self_member()
+
     # --- config, storage, other plugins ------------------------------------------------
 
     @property
@@ -153,8 +185,14 @@ class Context:
         return self._session
 
     def service(self, plugin_name: str) -> Any:
-        """The public API object another enabled plugin offers (`plugin.service`)."""
-        return self._rt.service(plugin_name)
+        """The public API object another enabled plugin offers (`plugin.service`).
+
+        A service with a `bind(ctx)` method is handed out bound to this context, so it can act in the
+        caller's transaction (the points service queues a level-up message that commits with the grant).
+        """
+        service = self._rt.service(plugin_name)
+        bind = getattr(service, "bind", None)
+        return bind(self) if callable(bind) else service
 
     # --- templates and sending ------------------------------------------------
 
@@ -179,6 +217,13 @@ class Context:
 
         Give `text` or a `template`; @-names for `mentions` missing from the text are prepended.
         """
+        self.queue(text, template=template, room=room, to=to, mentions=mentions, file=file, key=key,
+                   expires_at=expires_at, **variables)
+
+    def queue(self, text: str | None = None, *, template: str | None = None, room: str | None = None,
+              to: str | None = None, mentions: tuple[str, ...] | list[str] = (), file: str | None = None,
+              key: str | None = None, expires_at: datetime | None = None, **variables: Any) -> None:
+        """`say` for synchronous code (a service called from a handler): the message commits with the handler."""
         if (text is None) == (template is None):
             raise ValueError("say() takes exactly one of text or template")
         found: tuple[str, ...] = ()
