@@ -5,9 +5,11 @@ from __future__ import annotations
 import logging
 import os
 import textwrap
+import uuid
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import pytest
 from sqlmodel import select
 
 from bot.sop import SopEngine
@@ -507,3 +509,53 @@ async def test_the_file_watcher_reloads_by_itself_and_survives_a_failing_reload(
         bot.room("g1", "g", members={"u1": "Alice"})
         await bot.advance("2h")
     assert [m.text for m in bot.sent] == ["v3"]
+
+
+@pytest.fixture
+def postgres_url():
+    """A throwaway database on the local PostgreSQL (trust auth), dropped afterwards."""
+    psycopg = pytest.importorskip("psycopg", reason="PostgreSQL tests need the postgres extra (psycopg)")
+    name = f"qunbot_sop_{uuid.uuid4().hex[:12]}"
+    try:
+        admin = psycopg.connect("postgresql://postgres@127.0.0.1:5432/test", autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError as err:
+        pytest.skip(f"PostgreSQL at 127.0.0.1:5432 (database test) is unreachable: {err}")
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+        try:
+            yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+        finally:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+async def test_on_postgresql_the_ledger_and_the_join_sweeper_send_once(tmp_path, postgres_url):
+    """The PostgreSQL paths: INSERT … ON CONFLICT for the ledger, SELECT … FOR UPDATE SKIP LOCKED in the sweep."""
+    root = project(tmp_path, {"on.yaml": ONBOARDING, "d.yaml": OUTAGE}, {"on/day1.j2": "欢迎"})
+    async with BotHarness(root, plugins=[], start="2026-11-23T07:00:00+08:00", db_url=postgres_url) as bot:
+        bot.room("g1", "完子会员1群", members={"owner": "群主"})
+        await bot.join("g1", {"u1": "Alice"})
+        await bot.advance("1d2h")
+        await bot.restart(crash=True)
+        await bot.advance("3d")
+        rows = ledger(bot)
+    assert [(t, room, text) for t, room, text in sent(bot) if text not in ("早安", "午安")] == [
+        ("2026-11-24T07:00+08:00", "g1", "@Alice 欢迎"), ("2026-11-26T07:00+08:00", "dm:u1", "Alice，入群三天啦")]
+    assert sum(text == "早安" for _, _, text in sent(bot)) == 5
+    assert rows["sop:on:day1:g1:u1:2026-11-23"] == "queued"
+
+
+async def test_on_postgresql_rows_another_sweeper_holds_are_skipped_then_sent_once(tmp_path, postgres_url):
+    import psycopg
+
+    root = project(tmp_path, {"on.yaml": ONBOARDING}, {"on/day1.j2": "欢迎"})
+    async with BotHarness(root, plugins=[], start="2026-11-23T09:00:00+08:00", db_url=postgres_url) as bot:
+        bot.room("g1", "完子会员1群", members={"owner": "群主"})
+        await bot.join("g1", {"u1": "Alice", "u2": "Bob"})
+        await bot.advance("23h59m")
+        with psycopg.connect(postgres_url) as other:              # another process is sweeping u1's row
+            other.execute("SELECT id FROM sop_delivery WHERE member_id = 'u1' AND step = 'day1' FOR UPDATE")
+            await bot.advance("2m")                               # due at 09:00: u2 goes, u1 is locked
+            assert [m.text for m in bot.sent] == ["@Bob 欢迎"]
+        await bot.advance("30s")                                  # released: the sweeper comes back for it
+    assert [(m.at.strftime("%H:%M:%S"), m.text) for m in bot.sent] == [("09:00:00", "@Bob 欢迎"),
+                                                                        ("09:01:05", "@Alice 欢迎")]

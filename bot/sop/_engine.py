@@ -37,6 +37,7 @@ _FAR = timedelta(days=3660)
 _MISSED_LOG_LIMIT = 50
 _SWEEP_BATCH = 500
 _SWEEP_RETRY = timedelta(minutes=1)
+_SWEEP_LOCKED_RETRY = timedelta(seconds=5)
 
 
 class SopEngine:
@@ -312,10 +313,12 @@ class SopEngine:
             session.commit()
         self._arm_sweep()
 
-    def _arm_sweep(self) -> None:
+    def _arm_sweep(self, *, not_before: datetime | None = None) -> None:
         with Session(self.rt.engine) as session:
             due = session.exec(select(func.min(SopDelivery.due_at)).where(
                 SopDelivery.status == "pending", col(SopDelivery.member_id).is_not(None))).one()
+        if due is not None and not_before is not None:
+            due = max(due, not_before)
         if self._sweep_timer is not None:
             if due is not None and self._sweep_timer.when <= due:
                 return
@@ -329,15 +332,18 @@ class SopEngine:
         """Send the join-relative rows that came due (one job, however many members joined)."""
         self._sweep_timer = None
         try:
-            self._sweep_due()
+            swept = self._sweep_due()
         except Exception:  # the database hiccupped: try again in a minute rather than never
             log.exception("SOP join sweep failed; retrying in %s", _SWEEP_RETRY)
             self._sweep_timer = self.rt.clock.call_at(self.rt.now() + _SWEEP_RETRY, self._sweep, name="sop:sweep",
                                                       background=True)
             return
-        self._arm_sweep()
+        # A full batch: more are due, go on at once. Otherwise rows still due are locked by another
+        # process's sweep (PostgreSQL): look again shortly instead of spinning on them.
+        self._arm_sweep(not_before=None if swept == _SWEEP_BATCH else self.rt.now() + _SWEEP_LOCKED_RETRY)
 
-    def _sweep_due(self) -> None:
+    def _sweep_due(self) -> int:
+        """Handle up to one batch of due rows; return how many."""
         now, woken = self.rt.now(), set()
         with Session(self.rt.engine) as session:
             query = (select(SopDelivery).where(SopDelivery.status == "pending", col(SopDelivery.member_id)
@@ -345,7 +351,8 @@ class SopEngine:
                      .order_by(col(SopDelivery.due_at), col(SopDelivery.id)).limit(_SWEEP_BATCH))
             if self.rt.engine.dialect.name == "postgresql":
                 query = query.with_for_update(skip_locked=True)
-            for row in session.exec(query).all():
+            rows = session.exec(query).all()
+            for row in rows:
                 row.status, row.detail = self._sweep_one(session, row, now)
                 row.sent_at = now if row.status == "queued" else None
                 session.add(row)
@@ -354,6 +361,7 @@ class SopEngine:
             session.commit()
         for account in woken:
             self.rt.outbox(account).wake()
+        return len(rows)
 
     def _sweep_one(self, session: Session, row: SopDelivery, now: datetime) -> tuple[str, str]:
         loaded = self.files.get(row.file)
