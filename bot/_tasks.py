@@ -33,6 +33,7 @@ class Tasks:
         self._clock = clock
         self._fire = fire
         self._armed: dict[int, TimerHandle] = {}
+        self._account_of: dict[int, str] = {}
         self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
 
     def add(self, session: Session, *, account: str, plugin: str, name: str, key: str, due_at: datetime,
@@ -41,13 +42,9 @@ class Tasks:
         stmt = self._insert(ScheduledTask.__table__).values(
             account=account, plugin=plugin, name=name, key=key, due_at=due_at, data=data,
             room_id=room_id, member_id=member_id, status="pending",
-        ).on_conflict_do_nothing(index_elements=["account", "plugin", "key"])
-        result = session.execute(stmt)
-        if not result.rowcount:  # type: ignore[attr-defined]
-            return None
-        found = session.exec(select(ScheduledTask.id).where(
-            ScheduledTask.account == account, ScheduledTask.plugin == plugin, ScheduledTask.key == key)).one()
-        return found
+        ).on_conflict_do_nothing(index_elements=["account", "plugin", "key"]).returning(ScheduledTask.__table__.c.id)
+        inserted = session.execute(stmt).first()  # RETURNING, not rowcount: see bot/_unique.py
+        return None if inserted is None else int(inserted[0])
 
     def cancel(self, session: Session, *, account: str, plugin: str, key: str) -> bool:
         task = session.exec(select(ScheduledTask).where(
@@ -83,6 +80,15 @@ class Tasks:
         for handle in self._armed.values():
             handle.cancel()
         self._armed.clear()
+        self._account_of.clear()
+
+    def disarm(self, account: str) -> None:
+        """Drop one account's armed timers (its lease went to another process; they stay in the database)."""
+        for task_id in [t for t, a in self._account_of.items() if a == account]:
+            self._account_of.pop(task_id)
+            handle = self._armed.pop(task_id, None)
+            if handle is not None:
+                handle.cancel()
 
     def _arm(self, task: ScheduledTask, *, late: bool) -> None:
         assert task.id is not None
@@ -92,6 +98,7 @@ class Tasks:
 
         async def fire() -> None:
             self._armed.pop(task_id, None)
+            self._account_of.pop(task_id, None)
             with Session(self._engine) as session:
                 current = session.get(ScheduledTask, task_id)
             if current is None or current.status != "pending":
@@ -101,5 +108,6 @@ class Tasks:
                             current.plugin, current.name, current.key, current.due_at.isoformat())
             await self._fire(current, late)
 
+        self._account_of[task_id] = task.account
         self._armed[task_id] = self._clock.call_at(task.due_at.astimezone(self._clock.tz), fire,
                                                    name=f"task:{task.plugin}:{task.key}")

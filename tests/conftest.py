@@ -19,3 +19,22 @@ def project(tmp_path: Path) -> Path:
 @pytest.fixture
 def repo() -> Path:
     return REPO
+
+
+@pytest.fixture
+def postgres_url():
+    """A throwaway database on the local PostgreSQL (127.0.0.1:5432, trust auth), dropped afterwards."""
+    import uuid
+
+    psycopg = pytest.importorskip("psycopg", reason="PostgreSQL tests need the postgres extra (psycopg)")
+    name = f"qunbot_t_{uuid.uuid4().hex[:12]}"
+    try:
+        admin = psycopg.connect("postgresql://postgres@127.0.0.1:5432/test", autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError as err:
+        pytest.skip(f"PostgreSQL at 127.0.0.1:5432 (database test) is unreachable: {err}")
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+        try:
+            yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+        finally:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

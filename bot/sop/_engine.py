@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from fnmatch import fnmatchcase
 from functools import partial
 
-from sqlalchemy import func, update
+from sqlalchemy import func, literal_column, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
@@ -230,8 +230,9 @@ class SopEngine:
         result = session.execute(self._insert(SopDelivery.__table__).values(
             account=account, key=key, file=loaded.name, step=step.id, room_id=room_id, member_id=member_id,
             due_at=due, status=status, sent_at=None if status in ("skipped", "pending") else self.rt.now(),
-            detail=detail or "").on_conflict_do_nothing(index_elements=["account", "key"]))
-        return bool(result.rowcount)  # type: ignore[attr-defined]
+            detail=detail or "").on_conflict_do_nothing(index_elements=["account", "key"])
+            .returning(literal_column("1")))
+        return result.first() is not None  # RETURNING, not rowcount: see bot/_unique.py
 
     def _enqueue(self, session: Session, loaded: LoadedSop, step: Step, account: str, key: str, room: RoomInfo,
                  expires: datetime, *, member: str | None, to_member: bool = False) -> None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import func, update
+from sqlalchemy import func, literal_column, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
@@ -230,8 +230,8 @@ class PointsService:
         written = session.execute(_insert(session)(PointsLedger.__table__).values(  # type: ignore[attr-defined]
             room_id=room_id, member_id=member_id, amount=amount, kind=kind, reason=reason, source=source,
             key=key, actor_id=actor_id, created_at=at,
-        ).on_conflict_do_nothing())
-        if not written.rowcount:  # type: ignore[attr-defined]
+        ).on_conflict_do_nothing().returning(literal_column("1"))).first()
+        if written is None:
             # A concurrent call with the same key won between our check and our insert: undo our part.
             session.execute(update(PointsAccount).where(
                 col(PointsAccount.room_id) == room_id, col(PointsAccount.member_id) == member_id,
