@@ -4,7 +4,7 @@ The public plugin API is re-exported here; modules starting with `_` are private
 """
 
 from bot._config import ConfigError, ProjectConfig
-from bot._context import Context, MemberInfo, RoomInfo
+from bot._context import Context, MemberInfo, MembershipInfo, RoomInfo
 from bot._db import UTCDateTime
 from bot._durations import parse_duration
 from bot._events import (
@@ -50,6 +50,7 @@ __all__ = [
     "Event",
     "Matcher",
     "MemberInfo",
+    "MembershipInfo",
     "MemberRef",
     "MemberRenamed",
     "MembersJoined",
