@@ -156,3 +156,17 @@ def test_check_reports_bad_bank_with_file_and_line(tmp_path):
     result = CliRunner().invoke(main, ["--project", str(tmp_path), "check"])
     assert result.exit_code != 0
     assert "bad.yaml:3: questions.0: answer 'C' is not one of the choices A-B" in result.stderr
+
+
+async def test_an_sop_step_starts_a_round_through_the_action_hook_and_it_survives_a_restart():
+    async with _harness() as bot:
+        bot.room("g1", "答题群", members=MEMBERS, admins=["owner1"])
+        ran = await bot.runtime.invoke_action("default", "quiz", "start", room_id="g1",
+                                              params={"bank": "skincare", "questions": 2}, key="sop:quiz:1")
+        await bot.drain()
+        assert ran and "第 1/2 题" in bot.pop_text()
+        await bot.restart()                                # the question's close timer is durable
+        await bot.say("g1", "u1", "B")
+        await bot.advance("60s")
+        revealed = bot.pop_text()
+        assert "第 2/2 题" in revealed and _balance(bot, "u1") == 10
