@@ -173,6 +173,10 @@ def test_the_samples_pass_sop_check_and_qunbot_check():
     result = CliRunner().invoke(main, ["--project", str(REPO), "sop", "check"])
     assert result.exit_code == 0, result.stderr
     assert "daily, flash_sale, onboarding" in result.stdout
+    assert ("SOP 检查通过：3 个文件 daily（每日节奏）、flash_sale（双十二快闪专场）、onboarding（新人陪伴）"
+            in result.stdout)
+    result = CliRunner().invoke(main, ["--project", str(REPO), "check"])
+    assert "sop/" not in result.output, result.output
 
 
 def test_qunbot_check_includes_sop_problems(tmp_path):
@@ -180,7 +184,9 @@ def test_qunbot_check_includes_sop_problems(tmp_path):
     result = CliRunner().invoke(main, ["--project", str(tmp_path), "check"])
     assert result.exit_code == 1 and "sop/x.yaml:3: steps.m.at" in result.stderr
     result = CliRunner().invoke(main, ["--project", str(tmp_path), "sop", "check"])
-    assert result.exit_code == 1 and "sop/x.yaml:3" in result.stderr
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[0].startswith("sop/x.yaml:3: steps.m.at: time '8:70' must be HH:MM")
+    assert "SOP 检查未通过：1 个问题" in result.stderr
 
 
 def test_preview_shows_a_week_of_the_samples_with_rendered_text():
@@ -188,18 +194,49 @@ def test_preview_shows_a_week_of_the_samples_with_rendered_text():
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.stderr
     out = result.stdout
+    assert out.startswith("SOP 预览：2026-12-11 00:00 起 7 天（到 12-18 00:00，时区 Asia/Shanghai）")
+    assert "  flash_sale  双十二快闪专场（快闪群） → 群名以「快闪」开头的群：9 条" in out
     assert "12月11日 周五" in out and "12月17日 周四" in out and "12月18日" not in out
-    assert "  20:00  flash_sale.warmup  → 群名 快闪*  [marketing]" in out
-    assert "明晚 20:00 快闪专场开抢！" in out and "📎 assets/flash/serum.png" in out
+    assert "  20:00  flash_sale.warmup  [营销]  → 群名以「快闪」开头的群" in out
+    assert "明晚 20:00 快闪专场开抢！" in out and "📎 附件：assets/flash/serum.png" in out
     assert out.count("daily.morning") == 7 and out.count("daily.noon_topic") == 5   # weekdays only
-    assert "onboarding.day1  → 群名 完子会员* @新成员" in out and "私聊新成员" in out
+    assert "onboarding.day1  [内容]  → 群名以「完子会员」开头的群，@新成员" in out
+    assert "  onboarding.day3  [内容]  → 私聊新成员（群名以「完子会员」开头的群）" in out
+    assert "（入群后的步骤按一位在 12-11 00:00 入群的新成员计算）" in out
     lines = out.splitlines()
     flash = [line for line in lines if "flash_sale." in line]
     times = [line.split()[0] for line in flash]
     assert times == ["20:00", "18:00", "20:00", "20:10", "20:30", "20:55", "21:00", "21:50", "22:00"]
-    assert "▶ 启动插件动作 lottery.start" in out
+    assert "▶ 启动插件动作 lottery.start（prize: 修护精华正装 1 瓶，winners: 3，duration: 10m，keyword: 抽奖）" in out
     only = CliRunner().invoke(main, [*args, "--room", "快闪1群"]).stdout
-    assert "daily." not in only and only.count("flash_sale.") == 9
+    assert "daily." not in only and only.count("flash_sale.") == 9 and "（daily、onboarding 不发到「快闪1群」）" in only
+
+
+def test_preview_shows_every_variant_and_which_one_a_given_room_gets(tmp_path):
+    root = project(tmp_path, {"v.yaml": """\
+        targets: {topics: ["完子会员*"]}
+        steps: [{id: noon, at: "12:30", variants: [v/a.j2, v/b.j2]}]
+    """}, {"v/a.j2": "开场A", "v/b.j2": "开场B"})
+    base = ["--project", str(root), "sop", "preview", "--days", "1", "--start", "2026-11-23T09:00"]
+    every = CliRunner().invoke(main, base).stdout
+    assert "  12:30  v.noon  [内容]  → 群名以「完子会员」开头的群  2 个版本，每个群固定用其中一个" in every
+    assert "── 版本 1（v/a.j2）\n         开场A\n         ── 版本 2（v/b.j2）\n         开场B" in every
+    from bot.sop._load import variant_of
+
+    loaded, _ = load_project(root, load_config(root), now=NOW)
+    for topic in ("完子会员1群", "完子会员2群", "完子会员3群"):
+        chosen = variant_of(loaded["v"], loaded["v"].sop.steps[0], topic)
+        one = CliRunner().invoke(main, [*base, "--room", topic]).stdout
+        assert f"这个群用版本 {chosen + 1}/2（v/{'ab'[chosen]}.j2）\n         开场{'AB'[chosen]}" in one
+
+
+def test_preview_says_when_a_quiet_file_posts_next_and_when_a_sale_is_over():
+    base = ["--project", str(REPO), "sop", "preview", "--days", "7"]
+    before = CliRunner().invoke(main, [*base, "--start", "2026-11-23T09:00"]).stdout
+    assert ("  flash_sale  双十二快闪专场（快闪群） → 群名以「快闪」开头的群：0 条；下一条在 2026-12-11 20:00，"
+            "用 --start 2026-12-10 查看") in before
+    after = CliRunner().invoke(main, [*base, "--start", "2027-01-01T09:00"]).stdout
+    assert "0 条；这一场（2026-12-12 20:00 开始）已经结束" in after
 
 
 def test_preview_rejects_a_bad_start():

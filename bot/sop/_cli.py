@@ -40,9 +40,13 @@ def check(ctx: click.Context) -> None:
     for problem in problems:
         click.echo(problem, err=True)
     if problems:
-        click.echo(f"error: {len(problems)} problem(s) found", err=True)
+        click.echo(f"error: {len(problems)} problem(s) found / SOP 检查未通过：{len(problems)} 个问题，"
+                   "按上面的 文件:行号 改好后再运行 qunbot sop check", err=True)
         sys.exit(1)
+    names = "、".join(f"{name}（{item.sop.name}）" if item.sop.name else name for name, item in loaded.items())
     click.echo(f"ok: {len(loaded)} SOP file(s) valid: {', '.join(loaded) or '(none)'}")
+    click.echo(f"SOP 检查通过：{len(loaded)} 个文件 {names or '（sop/ 里没有文件）'}，用到的模板、插件动作和"
+               "长期群营销比例都没问题。看时间线：qunbot sop preview --days 7")
 
 
 @sop.command("preview")
@@ -73,7 +77,7 @@ def preview(ctx: click.Context, days: int, room: str | None, start_text: str | N
         start = RealClock(tz).now().replace(second=0, microsecond=0)
     loaded, problems = load_project(project, config, now=start)
     for problem in problems:
-        click.echo(f"warning: {problem}", err=True)
+        click.echo(f"warning: {problem}（这个文件有问题，不在预览里）", err=True)
     renderer = Renderer([project / config.templates_dir, DEFAULT_TEMPLATES], timezone=tz,
                         globals={"bot_name": config.bot.name})
     click.echo(build_preview(loaded, config, renderer, start=start, days=days, room=room))
