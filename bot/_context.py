@@ -184,6 +184,12 @@ class Context:
             self._session = self._rt.new_session()
         return self._session
 
+    @property
+    def plugins(self) -> list[Plugin]:
+        """The plugins enabled where this event happened (all enabled ones outside a room), in load order."""
+        return [p for name, p in self._rt.plugins.items()
+                if self.room_id is None or self._rt.plugin_enabled(name, self.room_id)]
+
     def service(self, plugin_name: str) -> Any:
         """The public API object another enabled plugin offers (`plugin.service`).
 

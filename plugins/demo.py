@@ -25,7 +25,7 @@ menu = plugin.on_fullmatch("菜单", "帮助", "help", words_from="menu_words", 
 
 @menu.handle
 async def show_menu(ctx: Context) -> None:
-    plugins = [p for p in ctx._rt.plugins.values() if p.usage]
+    plugins = [p for p in ctx.plugins if p.usage]
     await ctx.reply(template="demo/menu.j2", plugins=plugins)
 
 

@@ -29,3 +29,14 @@ async def test_private_ping(repo):
         await bot.private("u5", "ping")
         [message] = bot.pop()
     assert (message.to, message.room_id, message.text) == ("u5", None, "pong")
+
+
+async def test_menu_leaves_out_plugins_switched_off_in_the_room(repo):
+    settings = {"rooms": {"g2": {"plugins_disabled": ["points"]}}}
+    async with BotHarness(repo, plugins=["demo", "points"], settings=settings) as bot:
+        bot.room("g1", members={"u1": "Alice"})
+        bot.room("g2", members={"u1": "Alice"})
+        await bot.say("g1", "u1", "菜单")
+        await bot.say("g2", "u1", "菜单")
+        in_g1, in_g2 = bot.pop()
+    assert "签到积分" in in_g1.text and "签到积分" not in in_g2.text
