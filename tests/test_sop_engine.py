@@ -193,6 +193,31 @@ async def test_after_an_outage_posts_late_beyond_grace_are_skipped_and_logged_no
     assert "d.morning for room g1" in caplog.text and "late by 1h00m" in caplog.text
 
 
+async def test_after_an_outage_a_step_due_several_times_within_grace_posts_once_the_latest(tmp_path, caplog):
+    """APScheduler's coalesce, chosen on purpose: no burst of catch-up posts of one step."""
+    root = project(tmp_path, {"c.yaml": """\
+        targets: {rooms: [g1]}
+        grace: 12m
+        steps: [{id: tick, cron: "*/5 * * * *", text: "整点播报 {{ now|hm }}"}]
+    """})
+    caplog.set_level(logging.WARNING, "qunbot.sop")
+    async with BotHarness(root, plugins=[], start="2026-11-23T07:40:00+08:00") as bot:
+        bot.room("g1", "g", members={"u1": "Alice"})
+        await bot.advance("1m")                                   # 07:40 sent; now 07:41
+        await bot.sim.stop(cleanup=False)
+        await bot.sim.clock.advance_to(datetime.fromisoformat("2026-11-23T07:58:00+08:00"))
+        await bot.sim.start()                                     # 07:45 is 13 min late, 07:50 and 07:55 are not
+        await bot.advance("3m")
+        status = ledger(bot)
+    assert [(t, text) for t, _, text in sent(bot)] == [
+        ("2026-11-23T07:40+08:00", "整点播报 07:40"), ("2026-11-23T07:58+08:00", "整点播报 07:55"),
+        ("2026-11-23T08:00+08:00", "整点播报 08:00")]
+    assert status["sop:c:tick:g1:2026-11-23T07:45"] == "skipped"
+    assert status["sop:c:tick:g1:2026-11-23T07:50"] == "skipped"
+    assert status["sop:c:tick:g1:2026-11-23T07:55"] == "queued"
+    assert "coalesced: the post due at 07:55 is sent instead" in caplog.text
+
+
 async def test_a_restart_within_grace_sends_the_post_once(tmp_path):
     root = project(tmp_path, {"d.yaml": OUTAGE})
     async with BotHarness(root, plugins=[], start="2026-11-23T07:00:00+08:00") as bot:
@@ -392,8 +417,8 @@ def test_the_flash_sample_runs_in_simulate_with_its_lottery_action():
                      "21:50", "22:00"]
     opened = next(line for line in lines if line.get("room") == "flash1" and line["at"].startswith("2026-12-12T20:00"))
     assert opened["file"] == "assets/flash/poster.png"
-    welcome = [line for line in lines if line.get("room") == "club1" and line["mentions"] == ["u9"]]
-    assert len(welcome) == 1 and welcome[0]["at"].startswith("2026-12-12T21:00")
+    welcome = [line for line in lines if line.get("room") == "club1" and "入群一天" in line["text"]]
+    assert len(welcome) == 1 and welcome[0]["at"].startswith("2026-12-12T21:00") and welcome[0]["mentions"] == ["u9"]
 
 
 async def test_a_render_failure_in_one_room_spares_the_other_rooms_and_the_next_days(tmp_path, caplog):

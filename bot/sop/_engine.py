@@ -34,6 +34,7 @@ log = logging.getLogger("qunbot.sop")
 RELOAD_POLL = 3.0
 """Seconds of wall time between two looks at file modification times (edits happen in wall time)."""
 _FAR = timedelta(days=3660)
+_TICK = timedelta(microseconds=1)
 _MISSED_LOG_LIMIT = 50
 _SWEEP_BATCH = 500
 _SWEEP_RETRY = timedelta(minutes=1)
@@ -181,27 +182,34 @@ class SopEngine:
         grace = loaded.sop.grace_of(step)
         late = self.rt.now() - fire
         reason = f"late by {_ago(late)}, beyond its grace of {_ago(grace)}" if late > grace else None
-        actions = self._deliver_fire(loaded, step, fire, skip_reason=reason)
+        trigger = loaded.triggers[step.id]
+        assert trigger is not None
+        later = next(fire_times(trigger, fire + timedelta(microseconds=1), self.rt.now() + _TICK), None)
+        if reason is None and later is not None:  # coalesce: after an outage, one post per step, the latest
+            reason = f"coalesced: the post due at {later.astimezone(self.tz):%H:%M} is sent instead"
+        claimed, actions = self._deliver_fire(loaded, step, fire, skip_reason=reason)
         for account, room_id, key in actions:
             await self._run_action(loaded, step, account, room_id, key)
-        if reason is None and step.action is None:
+        if claimed and reason is None and step.action is None:
             self.rt.clock.call_at(fire + grace + timedelta(seconds=1), partial(self._report, loaded, step, fire),
                                   name=f"sop:report:{loaded.name}:{step.id}", background=True)
 
     def _deliver_fire(self, loaded: LoadedSop, step: Step, fire: datetime, *, skip_reason: str | None,
-                      ) -> list[tuple[str, str, str]]:
-        """Write ledger rows (and outbox rows) for every target room; return the actions still to run."""
+                      ) -> tuple[int, list[tuple[str, str, str]]]:
+        """Write ledger rows (and outbox rows) for every target room not handled yet; return how many rooms
+        that was, and the actions still to run."""
         occ = occurrence(step, fire, self.tz)
-        grace = loaded.sop.grace_of(step)
         rooms = self.target_rooms(loaded.sop.targets)
         actions: list[tuple[str, str, str]] = []
         woken: set[str] = set()
+        claimed = 0
         with Session(self.rt.engine) as session:
             for account, room in rooms:
                 key = f"sop:{loaded.name}:{step.id}:{room.id}:{occ}"
                 status = "skipped" if skip_reason else ("pending" if step.action else "queued")
                 if not self._claim(session, account, key, loaded, step, room.id, None, fire, status, skip_reason):
                     continue
+                claimed += 1
                 if skip_reason:
                     log.warning("SOP %s.%s for room %s at %s skipped: %s", loaded.name, step.id, room.id,
                                 fire.isoformat(), skip_reason)
@@ -209,7 +217,7 @@ class SopEngine:
                     actions.append((account, room.id, key))
                 else:
                     try:
-                        self._enqueue(session, loaded, step, account, key, room, fire + grace, member=None)
+                        self._enqueue(session, loaded, step, account, key, room, fire, member=None)
                     except Exception as err:  # one room's bad data must not stop the others
                         log.error("SOP %s.%s for room %s failed: %s", loaded.name, step.id, room.id, err)
                         session.execute(update(SopDelivery).where(SopDelivery.account == account,
@@ -220,9 +228,9 @@ class SopEngine:
             session.commit()
         for account in woken:
             self.rt.outbox(account).wake()
-        if rooms and not skip_reason and step.action is None:
-            log.info("SOP %s.%s (%s): queued for %d room(s)", loaded.name, step.id, occ, len(rooms))
-        return actions
+        if claimed and not skip_reason and step.action is None:
+            log.info("SOP %s.%s (%s): queued for %d room(s)", loaded.name, step.id, occ, claimed)
+        return claimed, actions
 
     def _claim(self, session: Session, account: str, key: str, loaded: LoadedSop, step: Step, room_id: str,
                member_id: str | None, due: datetime, status: str, detail: str | None) -> bool:
@@ -235,13 +243,15 @@ class SopEngine:
         return result.first() is not None  # RETURNING, not rowcount: see bot/_unique.py
 
     def _enqueue(self, session: Session, loaded: LoadedSop, step: Step, account: str, key: str, room: RoomInfo,
-                 expires: datetime, *, member: str | None, to_member: bool = False) -> None:
+                 due: datetime, *, member: str | None, to_member: bool = False) -> None:
+        """Render (with `now` = the due time, as `preview` shows it) and hand to the paced outbox, which
+        drops the message if it cannot go out within the step's grace."""
         variant = variant_of(loaded, step, room.id)
         if step.variants:
             log.info("SOP %s.%s: room %s gets variant %d (%s)", loaded.name, step.id, room.id, variant + 1,
                      step.variants[variant])
         info = self.rt.members.member_info(member, room.id) if member else None
-        rendered = render_step(self.rt.renderer, loaded, step, variant=variant, room=room, now=self.rt.now(),
+        rendered = render_step(self.rt.renderer, loaded, step, variant=variant, room=room, now=due.astimezone(self.tz),
                                member=info)
         assert rendered is not None
         mentions = rendered.mentions
@@ -251,7 +261,7 @@ class SopEngine:
         self.rt.outbox(account).enqueue(
             session, key=key, text=text, room_id=None if to_member else room.id, to=member if to_member else None,
             mentions=() if to_member else mentions, file=step.file, source=f"sop:{loaded.name}:{step.id}",
-            not_before=self.rt.now(), expires_at=expires)
+            not_before=self.rt.now(), expires_at=due + loaded.sop.grace_of(step))
 
     async def _run_action(self, loaded: LoadedSop, step: Step, account: str, room_id: str, key: str) -> None:
         assert step.action is not None
@@ -379,7 +389,7 @@ class SopEngine:
             return "skipped", detail
         room = self.rt.members.room_info(row.room_id)
         try:
-            self._enqueue(session, loaded, step, row.account, row.key, room, due + grace, member=row.member_id,
+            self._enqueue(session, loaded, step, row.account, row.key, room, due, member=row.member_id,
                           to_member=step.to == "dm")
         except Exception as err:
             log.error("SOP %s.%s for %s: %s", row.file, row.step, row.member_id, err)
