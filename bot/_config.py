@@ -38,6 +38,10 @@ class BotSettings(_Strict):
     handler_timeout: float = Field(10.0, gt=0)
     """Seconds a plugin handler may run before it is cancelled and logged."""
     permission_denied_reply: bool = True
+    command_limit: int = Field(10, ge=0)
+    """Commands one member may give in one room per `command_window`; beyond it they are ignored quietly.
+    0 switches the limit off; operators are never limited."""
+    command_window: float = Field(60.0, gt=0)
 
     @field_validator("timezone")
     @classmethod
@@ -76,6 +80,9 @@ class PacingSettings(_Strict):
     max_attempts: int = Field(5, gt=0)
     cooldown: float = Field(1800.0, ge=0)
     """Seconds an account pauses after the platform says it sends too fast."""
+    reconnect_min: float = Field(2.0, gt=0)
+    """Seconds before the first reconnect after the connection dropped; doubles per failed try."""
+    reconnect_max: float = Field(300.0, gt=0)
 
 
 class AccountSettings(_Strict):
@@ -108,6 +115,23 @@ class RoomSettings(_Strict):
     """Per-room overrides of plugin settings, merged over `[plugins.<name>]`."""
 
 
+class ClusterSettings(_Strict):
+    """Leases that give each account to exactly one live `qunbot run` process (see docs/scaling.md)."""
+
+    lease_ttl: float = Field(30.0, gt=0)
+    """Seconds a lease lasts without renewal: a dead process's accounts are taken over within about this."""
+    heartbeat: float = Field(10.0, gt=0)
+    """Seconds between renewals, and between a standby process's tries to take an account over."""
+    node: str = ""
+    """A name for this process in the lease table (default: host name and process id)."""
+
+    @model_validator(mode="after")
+    def _renew_in_time(self) -> ClusterSettings:
+        if self.heartbeat * 2 > self.lease_ttl:
+            raise ValueError(f"heartbeat ({self.heartbeat}s) must be at most half of lease_ttl ({self.lease_ttl}s)")
+        return self
+
+
 class SopSettings(_Strict):
     dir: str = "sop"
     marketing_share: float = Field(0.2, ge=0, le=1)
@@ -121,6 +145,7 @@ class ProjectConfig(_Strict):
     plugins: PluginsSettings = PluginsSettings()
     rooms: dict[str, RoomSettings] = {}
     sop: SopSettings = SopSettings()
+    cluster: ClusterSettings = ClusterSettings()
     templates_dir: str = "scripts_templates"
     data_dir: str = "data"
 

@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("qunbot.dispatch")
 
 _SPACES = " \t\r\n\u2005\u3000\u00a0"
+_COMMAND_KINDS = frozenset({"fullmatch", "keyword", "command", "regex", "mention"})
+"""Triggers a member sets off on purpose; these count against the per-member command limit."""
 
 
 @dataclass(slots=True)
@@ -116,6 +118,7 @@ async def run_event(runtime: Runtime, event: Event, text: str) -> None:
     """Run every matcher the event wakes, honouring priority and `block`."""
     room_id, member_id = message_parts(event)
     blocked_at: int | None = None
+    allowed: bool | None = None  # decided at the first command that would run
     for candidate in runtime.dispatcher.candidates(event, text):
         matcher = candidate.matcher
         if blocked_at is not None and matcher.priority > blocked_at:
@@ -128,6 +131,11 @@ async def run_event(runtime: Runtime, event: Event, text: str) -> None:
         try:
             if not await matcher.rule(ctx):
                 continue
+            if matcher.trigger.kind in _COMMAND_KINDS and member_id is not None:
+                if allowed is None:
+                    allowed = ctx.is_operator() or runtime.command_limit.allow(room_id, member_id)
+                if not allowed:
+                    continue
             if not await matcher.permission(ctx):
                 await _deny(runtime, ctx, matcher)
                 if matcher.block:

@@ -106,3 +106,17 @@ class SchemaVersion(SQLModel, table=True):
 
     owner: str = Field(primary_key=True)
     version: int
+
+
+class AccountLease(SQLModel, table=True):
+    """Which process runs an account (`qunbot run` on a shared database); see `bot/_lease.py`."""
+
+    __tablename__ = "core_account_lease"
+
+    account: str = Field(primary_key=True)
+    owner: str
+    epoch: int = 1
+    """Bumped at every take-over: the fencing token sends are checked against."""
+    acquired_at: datetime = Field(sa_type=UTCDateTime)
+    renewed_at: datetime = Field(sa_type=UTCDateTime)
+    expires_at: datetime = Field(sa_type=UTCDateTime)

@@ -4,7 +4,13 @@ Pacing keeps an account clear of WeChat's risk control: a minimum gap between
 two sends of the account plus random jitter, a gap per room, and a cap per
 rolling hour. Rows are keyed, so the same logical message is stored and sent
 once, also across a crash and restart. A row marked `sending` when the process
-died is never re-sent (it may have gone out); it is logged as `uncertain`.
+died is never re-sent blindly: the adapter is asked whether it went out
+(`Adapter.was_sent`); if it cannot tell, the row is logged as `uncertain`.
+
+Faults: a database error leaves the queue intact and the loop retries with
+back-off; a dropped connection (`Disconnected`) pauses the account until the
+runtime has reconnected; with a lease (`bot/_lease.py`) nothing is claimed
+unless the lease is current.
 """
 
 from __future__ import annotations
@@ -14,23 +20,30 @@ import random
 from collections import deque
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from sqlalchemy import func, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, col, select
 
 from bot._clock import Clock, TimerHandle
 from bot._config import PacingSettings
 from bot._events import Outgoing
 from bot._models import OutboxMessage
-from bot.adapters._base import RateLimited
+from bot.adapters._base import Disconnected, RateLimited
+
+if TYPE_CHECKING:
+    from bot._lease import Lease
 
 log = logging.getLogger("qunbot.outbox")
 
 Sender = Callable[[Outgoing], Awaitable[None]]
+Confirm = Callable[[Outgoing], Awaitable[bool | None]]
 _HOUR = timedelta(hours=1)
 _SCAN = 500
+_DB_RETRY_MAX = 30.0
 
 
 class Outbox:
@@ -52,6 +65,14 @@ class Outbox:
         self._busy = False
         self._again = False
         self._stopped = False
+        self._offline = False
+        self._db_failures = 0
+        self._unrecorded: dict[int, dict[str, object]] = {}
+        """Outcomes the database could not record when they happened: row id -> column values."""
+        self.lease: Lease | None = None
+        """Set when processes share the database: only the lease holder claims messages."""
+        self.on_disconnect: Callable[[Exception], None] | None = None
+        """Called when the adapter reports the connection dropped (the runtime reconnects)."""
         self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
 
     # --- queueing -------------------------------------------------------------
@@ -82,6 +103,33 @@ class Outbox:
 
     # --- life cycle -------------------------------------------------------------
 
+    async def reconcile(self, confirm: Confirm) -> None:
+        """Before `start`: ask the adapter about rows a crash (or a dead previous owner) left `sending`.
+
+        Delivered ones are marked sent, undelivered ones go back to the queue; `start` marks the
+        rest `uncertain`. This is what makes a take-over exactly-once where the platform can tell.
+        """
+        with Session(self._engine) as session:
+            stuck = session.exec(select(OutboxMessage).where(
+                OutboxMessage.account == self.account, OutboxMessage.status == "sending")).all()
+        for row in stuck:
+            try:
+                delivered = await confirm(_outgoing(row))
+            except Exception as err:
+                log.warning("outbox %s: could not ask whether %s went out: %s", self.account, row.key, err)
+                continue
+            if delivered is None:
+                continue
+            values: dict[str, object] = {"status": "sent", "sent_at": self._clock.now()} if delivered \
+                else {"status": "pending", "attempts": max(0, row.attempts - 1)}
+            with Session(self._engine) as session:
+                session.execute(update(OutboxMessage).where(col(OutboxMessage.id) == row.id,
+                                                            OutboxMessage.status == "sending").values(**values))
+                session.commit()
+            log.warning("outbox %s: message %s (%s) was being sent when the bot stopped; the platform says it %s",
+                        self.account, row.key, row.room_id or row.to,
+                        "went out (recorded as sent)" if delivered else "did not go out (queued again)")
+
     def start(self) -> None:
         """Restore pacing state from what was sent, flag rows a crash left mid-send, and begin."""
         now = self._clock.now()
@@ -104,6 +152,12 @@ class Outbox:
         for sent_at, room_id, to in sent:
             self._note_sent(sent_at.astimezone(self._clock.tz), room_id or f"dm:{to}", jitter=False)
         self._stopped = False
+        self._offline = False
+        self.wake()
+
+    def resume(self) -> None:
+        """The connection is back: send again (messages past their deadline are skipped, as always)."""
+        self._offline = False
         self.wake()
 
     def stop(self) -> None:
@@ -140,6 +194,13 @@ class Outbox:
         self._busy = True
         try:
             next_time = await self._step()
+            self._db_failures = 0
+        except SQLAlchemyError as err:  # the database went away: keep the queue, look again soon
+            self._db_failures += 1
+            delay = min(2.0 ** (self._db_failures - 1), _DB_RETRY_MAX)
+            log.warning("outbox %s: database error (%s); retrying in %.0fs", self.account,
+                        str(err).splitlines()[0], delay)
+            next_time = self._clock.now() + timedelta(seconds=delay)
         finally:
             self._busy = False
         if self._again:
@@ -151,6 +212,10 @@ class Outbox:
     async def _step(self) -> datetime | None:
         """Send the row that may go first, if it may go now; return when to look again."""
         now = self._clock.now()
+        if self._unrecorded:
+            self._record_unrecorded()
+        if self._offline or (self.lease is not None and not self.lease.held()):
+            return None  # woken again by `resume` / the lease keeper
         with Session(self._engine, expire_on_commit=False) as session:
             rows = session.exec(
                 select(OutboxMessage)
@@ -181,8 +246,9 @@ class Outbox:
             if allowed > now:
                 return allowed
             attempts = row.attempts + 1
+            fence = (self.lease.fence(),) if self.lease is not None else ()
             claimed = session.execute(
-                update(OutboxMessage).where(col(OutboxMessage.id) == row.id, OutboxMessage.status == "pending")
+                update(OutboxMessage).where(col(OutboxMessage.id) == row.id, OutboxMessage.status == "pending", *fence)
                 .values(status="sending", attempts=attempts)
             )
             session.commit()
@@ -193,11 +259,15 @@ class Outbox:
 
     async def _deliver(self, session: Session, row: OutboxMessage, now: datetime, attempts: int) -> None:
         lane = row.room_id or f"dm:{row.to}"
-        message = Outgoing(account=self.account, text=row.text, room_id=row.room_id, to=row.to,
-                           mentions=tuple(row.mentions), file=row.file, action=row.action,
-                           member_id=row.member_id)
         try:
-            await self._send(message)
+            await self._send(_outgoing(row))
+        except Disconnected as err:
+            self._offline = True
+            log.error("outbox %s: connection lost (%s); %s stays queued until the account reconnects",
+                      self.account, err, row.key)
+            self._finish(session, row, status="pending", error=str(err), attempts=attempts - 1)
+            if self.on_disconnect is not None:
+                self.on_disconnect(err)
         except RateLimited as err:
             self._cooldown_until = now + timedelta(seconds=self._pacing.cooldown)
             log.error("outbox %s: platform rate limit (%s); pausing sends until %s", self.account, err,
@@ -215,8 +285,8 @@ class Outbox:
                              not_before=now + timedelta(seconds=delay))
         else:
             sent_at = self._clock.now()
-            self._finish(session, row, status="sent", attempts=attempts, sent_at=sent_at)
             self._note_sent(sent_at, lane, jitter=True)
+            self._finish(session, row, status="sent", attempts=attempts, sent_at=sent_at)
             log.info("sent %s to %s", row.key, row.room_id or row.to)
 
     def _finish(self, session: Session, row: OutboxMessage, *, status: str, attempts: int, error: str | None = None,
@@ -226,8 +296,23 @@ class Outbox:
             values["sent_at"] = sent_at
         if not_before is not None:
             values["not_before"] = not_before
-        session.execute(update(OutboxMessage).where(col(OutboxMessage.id) == row.id).values(**values))
-        session.commit()
+        try:
+            session.execute(update(OutboxMessage).where(col(OutboxMessage.id) == row.id).values(**values))
+            session.commit()
+        except SQLAlchemyError as err:  # the send happened (or failed) all the same: record it once the db is back
+            assert row.id is not None
+            self._unrecorded[row.id] = values
+            log.warning("outbox %s: %s is %s but the database could not record it yet (%s)", self.account, row.key,
+                        status, str(err).splitlines()[0])
+
+    def _record_unrecorded(self) -> None:
+        with Session(self._engine) as session:
+            for row_id, values in self._unrecorded.items():
+                session.execute(update(OutboxMessage).where(col(OutboxMessage.id) == row_id).values(**values))
+            session.commit()
+        log.info("outbox %s: recorded the outcome of %d message(s) from during the database outage", self.account,
+                 len(self._unrecorded))
+        self._unrecorded.clear()
 
     def _allowed_at(self, row: OutboxMessage, lane: str) -> datetime:
         times = [row.not_before.astimezone(self._clock.tz)]
@@ -249,3 +334,8 @@ class Outbox:
         self._account_next = when + timedelta(seconds=gap)
         self._room_last[lane] = when
         self._hour.append(when)
+
+
+def _outgoing(row: OutboxMessage) -> Outgoing:
+    return Outgoing(account=row.account, text=row.text, room_id=row.room_id, to=row.to, mentions=tuple(row.mentions),
+                    file=row.file, action=row.action, member_id=row.member_id)

@@ -10,12 +10,14 @@ import asyncio
 import logging
 import random
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from datetime import datetime
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from datetime import datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from sqlmodel import Session
+from sqlalchemy import update
+from sqlmodel import Session, col
 
 from bot._clock import Clock
 from bot._config import ProjectConfig
@@ -23,6 +25,7 @@ from bot._context import Context
 from bot._db import make_engine, session_scope
 from bot._dispatch import Dispatcher, run_event, run_isolated, strip_bot_mention
 from bot._events import ActionInvoked, DirectMessage, Event, RoomMessage, TimerFired
+from bot._limits import MemberRateLimit
 from bot._loader import load_plugins, plugin_configs
 from bot._members import Members
 from bot._migrations import upgrade
@@ -66,6 +69,12 @@ class Runtime:
                             rng=random.Random(rng.random()))
             for account, adapter in self.adapters.items()
         }
+        for account, outbox in self._outboxes.items():
+            outbox.on_disconnect = partial(self._connection_lost, account)
+        self._reconnecting: set[str] = set()
+        self.active: set[str] = set()
+        """Accounts this process runs now (all of them, unless leases hand some to other processes)."""
+        self.command_limit = MemberRateLimit(config.bot.command_limit, config.bot.command_window, clock.now)
         self._room_locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self.listeners: list[Callable[[Event], Awaitable[None]]] = []
         """Runtime parts that watch recorded events beside the plugins (the SOP engine watches joins)."""
@@ -73,26 +82,48 @@ class Runtime:
 
     # --- life cycle ---------------------------------------------------------------
 
-    async def start(self) -> None:
+    async def start(self, *, accounts: Iterable[str] | None = None) -> None:
+        """Migrate, warm the caches and start the accounts (all, or those given: leases start the rest)."""
         upgrade(self.engine, {"core": [], **{name: p.migrations for name, p in self.plugins.items()}})
         self.members.load()
-        for account, adapter in self.adapters.items():
-            await adapter.start(self.dispatch)
-            self.members.sync_rooms(account, await adapter.rooms())
-            self._outboxes[account].start()
-            armed = self.tasks.arm_pending(account)
-            if armed:
-                log.info("account %s: re-armed %d pending plugin timers", account, armed)
-            for plugin in self.plugins.values():
-                for hook in plugin.startup:
-                    event = ActionInvoked(account=account, id=f"startup:{plugin.name}", time=self.clock.now(),
-                                          plugin=plugin.name, name="startup", room_id=None)
-                    await run_isolated(self, Context(self, plugin, event), hook, f"{plugin.name}.{hook.__name__}")
+        for account in self.adapters if accounts is None else accounts:
+            await self.start_account(account)
         self.started = True
         log.info("qunbot started: %d plugins (%s), %d accounts", len(self.plugins), ", ".join(self.plugins),
-                 len(self.adapters))
+                 len(self.active))
+
+    async def start_account(self, account: str) -> None:
+        """Connect one account and resume its queue and timers (at start, or on taking its lease over)."""
+        adapter = self.adapters[account]
+        if self.started:
+            self.members.load()  # another process may have run this account meanwhile
+        await adapter.start(self.dispatch)
+        self.members.sync_rooms(account, await adapter.rooms())
+        outbox = self._outboxes[account]
+        await outbox.reconcile(adapter.was_sent)
+        outbox.start()
+        armed = self.tasks.arm_pending(account)
+        if armed:
+            log.info("account %s: re-armed %d pending plugin timers", account, armed)
+        self.active.add(account)
+        for plugin in self.plugins.values():
+            for hook in plugin.startup:
+                event = ActionInvoked(account=account, id=f"startup:{plugin.name}", time=self.clock.now(),
+                                      plugin=plugin.name, name="startup", room_id=None)
+                await run_isolated(self, Context(self, plugin, event), hook, f"{plugin.name}.{hook.__name__}")
+
+    async def stop_account(self, account: str) -> None:
+        """Stop sending and firing for one account and disconnect it (its rows stay for the next owner)."""
+        self.active.discard(account)
+        self._outboxes[account].stop()
+        self.tasks.disarm(account)
+        try:
+            await self.adapters[account].stop()
+        except Exception:
+            log.exception("adapter %s did not stop cleanly", account)
 
     async def stop(self) -> None:
+        self.active.clear()
         for outbox in self._outboxes.values():
             outbox.stop()
         self.tasks.disarm_all()
@@ -146,6 +177,43 @@ class Runtime:
         ctx = Context(self, plugin, event, room_id=room_id)
         return await run_isolated(self, ctx, action.handler, f"{plugin_name}.{action_name}", parsed)
 
+    # --- connection loss ------------------------------------------------------------
+
+    def _connection_lost(self, account: str, error: Exception) -> None:
+        if account in self._reconnecting or account not in self.active:
+            return
+        self._reconnecting.add(account)
+        self._schedule_reconnect(account, 1, self.clock.now())
+
+    def _schedule_reconnect(self, account: str, attempt: int, since: datetime) -> None:
+        pacing = self.config.pacing_for(account)
+        delay = min(pacing.reconnect_min * 2 ** (attempt - 1), pacing.reconnect_max)
+        log.warning("account %s: connection lost; reconnect attempt %d in %.0fs", account, attempt, delay)
+        self.clock.call_at(self.clock.now() + timedelta(seconds=delay),
+                           partial(self._reconnect, account, attempt, since), name=f"reconnect:{account}")
+
+    async def _reconnect(self, account: str, attempt: int, since: datetime) -> None:
+        if account not in self.active:
+            self._reconnecting.discard(account)
+            return
+        adapter = self.adapters[account]
+        try:
+            try:
+                await adapter.stop()
+            except Exception:
+                log.debug("adapter %s: stop before reconnecting failed", account, exc_info=True)
+            await adapter.start(self.dispatch)
+        except Exception as err:
+            log.warning("account %s: reconnect attempt %d failed: %s", account, attempt, err)
+            self._schedule_reconnect(account, attempt + 1, since)
+            return
+        self._reconnecting.discard(account)
+        outbox = self._outboxes[account]
+        log.warning("account %s: reconnected after %.0fs (%d attempt(s)); %d queued message(s) go out now, "
+                    "those past their deadline are skipped", account, (self.clock.now() - since).total_seconds(),
+                    attempt, outbox.pending_count())
+        outbox.resume()
+
     async def _fire_task(self, task: ScheduledTask, late: bool) -> None:
         plugin = self.plugins.get(task.plugin)
         handler = plugin.timers.get(task.name) if plugin else None
@@ -157,10 +225,14 @@ class Runtime:
                            name=task.name, key=task.key, due_at=task.due_at, room_id=task.room_id,
                            member_id=task.member_id, data=dict(task.data), late=late)
         ctx = Context(self, plugin, event, room_id=task.room_id, member_id=task.member_id)
-        row = ctx.db.get(ScheduledTask, task.id)
-        assert row is not None
-        row.status, row.fired_at = "done", self.clock.now()
-        ctx.db.add(row)
+        # Conditional, in the handler's transaction: of two processes firing one timer, one runs it.
+        claimed = ctx.db.execute(update(ScheduledTask).where(col(ScheduledTask.id) == task.id,
+                                                             ScheduledTask.status == "pending")
+                                 .values(status="done", fired_at=self.clock.now()))
+        if claimed.rowcount != 1:  # type: ignore[attr-defined]
+            ctx._finish(False)
+            log.info("timer %s/%s (%s) already fired elsewhere", task.plugin, task.name, task.key)
+            return
         if not await run_isolated(self, ctx, handler, f"{plugin.name}.timer.{task.name}"):
             self._set_task_status(task.id, "failed")
 

@@ -122,12 +122,19 @@ def lottery_verify(obj: _Obj, draw_id: int, db_url: str | None) -> None:
 
 
 @main.command()
+@click.option("--dashboard", "with_dashboard", is_flag=True, help="Also serve the operator dashboard (docs/dashboard.md).")
 @click.pass_obj
-def run(obj: _Obj) -> None:
+def run(obj: _Obj, with_dashboard: bool) -> None:
     """Run the bot for every account in qunbot.toml until stopped (Ctrl-C / SIGTERM)."""
+    from bot.dashboard import DashboardError
+    from bot.dashboard._cli import run_with_dashboard
+
     try:
-        asyncio.run(_run_forever(obj.project))
-    except ConfigError as err:
+        if with_dashboard:
+            asyncio.run(run_with_dashboard(obj.project, lambda: _run_forever(obj.project)))
+        else:
+            asyncio.run(_run_forever(obj.project))
+    except (ConfigError, DashboardError) as err:
         _fail(str(err))
     except Exception as err:
         from bot.adapters import AdapterError
@@ -140,35 +147,38 @@ def run(obj: _Obj) -> None:
 async def _run_forever(project: Path) -> None:
     from bot._clock import RealClock
     from bot._runtime import Runtime
-    from bot._simulation import build_components
+    from bot._serve import Node
     from bot.adapters import make_adapter
 
     config = load_config(project)
     clock = RealClock(config.bot.tz)
     adapters = {a.id: make_adapter(a, clock, project=project, config=config) for a in config.accounts}
-    runtime = Runtime(project, config, clock=clock, adapters=adapters)
+    node = Node(Runtime(project, config, clock=clock, adapters=adapters))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    await runtime.start()
-    components = build_components(runtime)
-    for component in components:
-        await component.start(runtime)
+    await node.start()
     log.info("running; press Ctrl-C to stop")
     try:
-        await stop.wait()
+        await node.serve(stop)
     finally:
         log.info("stopping")
-        for component in reversed(components):
-            await component.stop()
-        await runtime.stop()
+        await node.stop()
         await clock.aclose()
 
 
 from bot.sop._cli import sop as _sop_commands  # noqa: E402  (the `qunbot sop` group lives with the engine)
 
 main.add_command(_sop_commands)
+
+from bot.dashboard._cli import dashboard as _dashboard_command  # noqa: E402
+from bot.insight._cli import export as _export_command  # noqa: E402
+from bot.insight._cli import member as _member_commands  # noqa: E402
+
+main.add_command(_dashboard_command)
+main.add_command(_export_command)
+main.add_command(_member_commands)
 
 
 if __name__ == "__main__":  # pragma: no cover

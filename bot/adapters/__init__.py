@@ -6,13 +6,13 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bot.adapters._base import Adapter, AdapterError, EventSink, RateLimited, SendError
+from bot.adapters._base import Adapter, AdapterError, Disconnected, EventSink, RateLimited, SendError
 
 if TYPE_CHECKING:
     from bot._clock import Clock
     from bot._config import AccountSettings, ProjectConfig
 
-__all__ = ["Adapter", "AdapterError", "EventSink", "RateLimited", "SendError", "make_adapter"]
+__all__ = ["Adapter", "AdapterError", "Disconnected", "EventSink", "RateLimited", "SendError", "make_adapter"]
 
 
 def make_adapter(settings: AccountSettings, clock: Clock, *, project: Path, config: ProjectConfig) -> Adapter:

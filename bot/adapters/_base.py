@@ -23,6 +23,10 @@ class RateLimited(SendError):
     """The platform said we send too fast (发送消息过于频繁): the account cools down."""
 
 
+class Disconnected(SendError):
+    """The connection to the platform dropped: the account pauses and the runtime reconnects with back-off."""
+
+
 class AdapterError(Exception):
     """The adapter cannot connect or authenticate; `qunbot run` reports it and exits non-zero."""
 
@@ -45,8 +49,17 @@ class Adapter(ABC):
     async def send(self, message: Outgoing) -> None:
         """Send one message, or perform one room action (`message.action`), now.
 
-        Raise `SendError` (or `RateLimited`) on failure; the outbox retries.
+        Raise `SendError` (or `RateLimited`) on failure; the outbox retries. Raise `Disconnected`
+        when the connection is gone: the runtime calls `stop()` then `start()` again, with back-off.
         """
+
+    async def was_sent(self, message: Outgoing) -> bool | None:
+        """After a crash mid-send: did this message reach the platform? None if the adapter cannot tell.
+
+        Lets a restarted or taking-over process finish a send exactly once (e.g. by looking at the
+        room's recent messages from the account) instead of leaving it `uncertain`.
+        """
+        return None
 
     async def rooms(self) -> list[RoomSnapshot]:
         """Rooms the account is in, with members and admins, where the protocol tells."""

@@ -26,7 +26,7 @@ from bot._events import (
     RoomSnapshot,
     RoomTopicChanged,
 )
-from bot.adapters._base import Adapter, EventSink, SendError
+from bot.adapters._base import Adapter, AdapterError, Disconnected, EventSink, SendError
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +87,10 @@ class SimulatedAdapter(Adapter):
         self._ids = itertools.count(1)
         self._run = secrets.token_hex(4)  # ids stay unique across simulated restarts on one database
         self._failures: list[Exception] = []
+        self._online = True
+        self._failing_reconnects = 0
+        self.knows_history = False
+        """Answer `was_sent` from what was sent, as an adapter that can read the chat history would."""
 
     # --- set-up -------------------------------------------------------------------
 
@@ -101,9 +105,18 @@ class SimulatedAdapter(Adapter):
         """Make the next sends raise these errors, in order (to test retries and cool-down)."""
         self._failures.extend(errors)
 
+    def drop_connection(self, *, failing_reconnects: int = 0) -> None:
+        """Lose the connection: sends raise `Disconnected` until a `start` succeeds (after this many fail)."""
+        self._online = False
+        self._failing_reconnects = failing_reconnects
+
     # --- Adapter ----------------------------------------------------------------------
 
     async def start(self, sink: EventSink) -> None:
+        if self._failing_reconnects:
+            self._failing_reconnects -= 1
+            raise AdapterError("the simulated WeChat is still unreachable")
+        self._online = True
         self._sink = sink
 
     async def stop(self) -> None:
@@ -119,7 +132,15 @@ class SimulatedAdapter(Adapter):
     async def self_member(self) -> MemberRef | None:
         return self.bot
 
+    async def was_sent(self, message: Outgoing) -> bool | None:
+        if not self.knows_history:
+            return None
+        return any(m.text == message.text and m.room_id == message.room_id and m.to == message.to
+                   and m.action == message.action for m in self.sent)
+
     async def send(self, message: Outgoing) -> None:
+        if not self._online:
+            raise Disconnected("the simulated WeChat connection is down")
         if self._failures:
             raise self._failures.pop(0)
         if message.room_id is not None and message.room_id not in self.sim_rooms:

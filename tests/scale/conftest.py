@@ -1,0 +1,25 @@
+"""A throwaway PostgreSQL database per test (the service at 127.0.0.1:5432, trust auth), dropped afterwards."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+@pytest.fixture
+def pg_url():
+    psycopg = pytest.importorskip("psycopg", reason="PostgreSQL tests need the postgres extra (psycopg)")
+    name = f"qunbot_scale_{uuid.uuid4().hex[:12]}"
+    try:
+        admin = psycopg.connect(ADMIN_URL, autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError as err:
+        pytest.skip(f"PostgreSQL at 127.0.0.1:5432 (database test) is unreachable: {err}")
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+        try:
+            yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+        finally:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
