@@ -137,6 +137,16 @@ class SopSettings(_Strict):
     marketing_share: float = Field(0.2, ge=0, le=1)
 
 
+class DashboardSettings(_Strict):
+    """`qunbot dashboard`: a read-only web page for operators, on this machine only by default."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8470, gt=0, lt=65536)
+    password_env: str = "QUNBOT_DASHBOARD_PASSWORD"
+    """The environment variable holding the login password; the dashboard refuses to start without one."""
+    session_hours: float = Field(12.0, gt=0)
+
+
 class ProjectConfig(_Strict):
     bot: BotSettings = BotSettings()
     database: DatabaseSettings = DatabaseSettings()
@@ -146,6 +156,7 @@ class ProjectConfig(_Strict):
     rooms: dict[str, RoomSettings] = {}
     sop: SopSettings = SopSettings()
     cluster: ClusterSettings = ClusterSettings()
+    dashboard: DashboardSettings = DashboardSettings()
     templates_dir: str = "scripts_templates"
     data_dir: str = "data"
 

@@ -21,8 +21,16 @@ from bot.insight._models import InsightMessage, InsightPurchase, InsightTag
 Facts = dict[str, Any]
 
 
+_known_tables: dict[int, set[str]] = {}
+
+
 def existing_tables(session: Session) -> set[str]:
-    return set(inspect(session.get_bind()).get_table_names())
+    """Table names in the database; plugin tables once seen are remembered per engine (they are never dropped)."""
+    bind = session.get_bind()
+    known = _known_tables.get(id(bind))
+    if known is None or not {"points_signin", "quiz_answer", "lottery_draw", "poll_vote"} <= known:
+        known = _known_tables[id(bind)] = set(inspect(bind).get_table_names())
+    return known
 
 
 def _window(days: dict[date, int], today: date) -> Callable[[int], tuple[int, int]]:
