@@ -87,6 +87,22 @@ async def test_the_configured_zone_decides_wall_times(tmp_path):
     assert mornings[0].astimezone(datetime.fromisoformat("2026-01-01T00:00+00:00").tzinfo).hour == 2
 
 
+async def test_a_change_of_the_configured_zone_moves_daily_posts_without_posting_a_day_twice(tmp_path):
+    """Tokyo (+09:00) to Shanghai (+08:00), both DST-free, at a restart: 08:00 follows the new zone's wall
+    clock, and the day of the change (08:00 Tokyo is 07:00 Shanghai) does not get a second 早安 at 08:00."""
+    root = project(tmp_path, {"d.yaml": 'targets: {rooms: [g1]}\nsteps: [{id: m, at: "08:00", text: 早安}]\n'})
+    db = f"sqlite:///{tmp_path / 'bot.db'}"
+    times = []
+    for zone, start, run in (("Asia/Tokyo", "2026-11-23T07:00:00+09:00", "2d1h5m"),      # to 11-25 08:05 (+09)
+                             ("Asia/Shanghai", "2026-11-25T07:05:00+08:00", "2d1h")):     # the same instant
+        async with BotHarness(root, plugins=[], start=start, db_url=db, settings={"bot": {"timezone": zone}}) as bot:
+            bot.room("g1", "g", members={"u1": "Alice"})
+            await bot.advance(run)
+        times += [m.at.isoformat(timespec="minutes") for m in bot.sent]
+    assert times == ["2026-11-23T08:00+09:00", "2026-11-24T08:00+09:00", "2026-11-25T08:00+09:00",
+                     "2026-11-26T08:00+08:00", "2026-11-27T08:00+08:00"]
+
+
 SALE = """\
     group: flash
     targets: {{rooms: [f1]}}
