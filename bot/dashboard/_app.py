@@ -134,7 +134,8 @@ def create_app(dash: Dashboard, *, password: str, purchase_token: str | None = N
             head, *body = _entry_lines(entry, local, dash.config, renderer, None)
             days.setdefault(local.date(), []).append({
                 "time": local.strftime("%H:%M"), "step": f"{entry.loaded.name}.{entry.step.id}",
-                "head": head.strip(), "text": "\n".join(line.strip() for line in body),
+                "head": head.strip().removeprefix(local.strftime("%H:%M")).strip(),
+                "text": "\n".join(line.strip() for line in body),
                 "kind": entry.step.effective_kind, "joined": entry.joined})
         calendar = [{"date": d, "label": f"{d.month}月{d.day}日 周{_WEEKDAYS[d.weekday()]}", "entries": e}
                     for d, e in sorted(days.items())]

@@ -39,6 +39,9 @@ def chart(kind: str, labels: list[str], datasets: list[dict[str, Any]], **option
         color = PALETTE[index % len(PALETTE)]
         dataset.setdefault("backgroundColor", color if kind != "doughnut" else PALETTE[:len(dataset["data"])])
         dataset.setdefault("borderColor", color)
+    if kind != "doughnut":  # counts: whole-number ticks from zero
+        options.setdefault("scales", {"x": {"ticks": {"precision": 0}}, "y": {"beginAtZero": True,
+                                                                            "ticks": {"precision": 0}}})
     return {"type": kind, "data": {"labels": labels, "datasets": datasets},
             "options": {"animation": False, "responsive": True, "maintainAspectRatio": False, **options}}
 

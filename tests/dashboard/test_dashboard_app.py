@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import MetaData, func, select
 from sqlmodel import Session
 from starlette.testclient import TestClient
-from week_data import REPO, ROOMS, simulate_week
+from week_data import ROOMS
 
 from bot._config import load_config
 from bot._db import make_engine
@@ -22,13 +22,6 @@ from bot.testing import BotHarness
 
 PAGES = ["/", "/rooms/g1", "/rooms/g2", "/sop", "/draws", "/variants"]
 ENV = {"QUNBOT_DASHBOARD_PASSWORD": "s3cret-pw", "QUNBOT_PURCHASE_TOKEN": "shop-token"}
-
-
-@pytest.fixture(scope="module")
-def week_db(tmp_path_factory):
-    url = f"sqlite:///{tmp_path_factory.mktemp('week')}/week.db"
-    week = asyncio.run(simulate_week(REPO, url))
-    return url, week
 
 
 def client(repo, url, now, environ=ENV) -> TestClient:

@@ -43,8 +43,8 @@ async def simulate_week(project: Path, db_url: str, *, seed: int = 7) -> Week:
         for room_id, (topic, members) in ROOMS.items():
             bot.room(room_id, topic, members=members, admins=["owner1"])
 
-        async def say(room: str, member: str, text: str) -> None:
-            await bot.say(room, member, text)
+        async def say(room: str, member: str, text: str, mentions: tuple[str, ...] = ()) -> None:
+            await bot.say(room, member, text, mentions=mentions)
             week.messages[room][bot.now.date()] += 1
 
         for day in range(7):
@@ -60,6 +60,9 @@ async def simulate_week(project: Path, db_url: str, *, seed: int = 7) -> Week:
                 for member in rng.sample(people, k=min(len(people), 2 + day % 4)):
                     for _ in range(rng.randint(1, 3)):
                         await say(room_id, member, rng.choice(["早上好", "今天的护肤打卡", "有人试过这款吗", "哈哈"]))
+            if day == 0:
+                await say("g1", "owner1", "打标签 @阿3 达人", ("a3",))
+                await say("g1", "owner1", "打标签 @阿5 达人", ("a5",))
             if day == 1:
                 await bot.join("g1", {"a9": "阿9", "a10": "阿10"}, inviter="a1")
                 week.joins[today] += 2
