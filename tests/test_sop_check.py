@@ -209,25 +209,46 @@ def test_preview_shows_a_week_of_the_samples_with_rendered_text():
     assert times == ["20:00", "18:00", "20:00", "20:10", "20:30", "20:55", "21:00", "21:50", "22:00"]
     assert "▶ 启动插件动作 lottery.start（prize: 修护精华正装 1 瓶，winners: 3，duration: 10m，keyword: 抽奖）" in out
     only = CliRunner().invoke(main, [*args, "--room", "快闪1群"]).stdout
-    assert "daily." not in only and only.count("flash_sale.") == 9 and "（daily、onboarding 不发到「快闪1群」）" in only
+    assert "daily." not in only and only.count("flash_sale.") == 9
+    assert "（daily、onboarding 不发到「快闪1群」）" in only
+    by_id = CliRunner().invoke(main, [*args, "--room", "g1"]).stdout
+    assert "共 0 条" in by_id and "请用 --room 加群名预览" in by_id
 
 
-def test_preview_shows_every_variant_and_which_one_a_given_room_gets(tmp_path):
+def _variant_previews(tmp_path: Path) -> dict[str, str]:
+    """Preview a two-variant step for g1..g3; return the text preview shows for each room."""
     root = project(tmp_path, {"v.yaml": """\
-        targets: {topics: ["完子会员*"]}
+        targets: {topics: ["完子会员*"], rooms: [g1, g2, g3]}
         steps: [{id: noon, at: "12:30", variants: [v/a.j2, v/b.j2]}]
     """}, {"v/a.j2": "开场A", "v/b.j2": "开场B"})
     base = ["--project", str(root), "sop", "preview", "--days", "1", "--start", "2026-11-23T09:00"]
     every = CliRunner().invoke(main, base).stdout
-    assert "  12:30  v.noon  [内容]  → 群名以「完子会员」开头的群  2 个版本，每个群固定用其中一个" in every
+    assert ("  12:30  v.noon  [内容]  → 群 g1、群 g2、群 g3、群名以「完子会员」开头的群  2 个版本，每个群固定用其中一个"
+            in every)
     assert "── 版本 1（v/a.j2）\n         开场A\n         ── 版本 2（v/b.j2）\n         开场B" in every
-    from bot.sop._load import variant_of
+    by_topic = CliRunner().invoke(main, [*base, "--room", "完子会员1群"]).stdout   # no room id: both shown
+    assert "2 个版本，每个群固定用其中一个" in by_topic
+    shown = {}
+    for room in ("g1", "g2", "g3"):
+        one = CliRunner().invoke(main, [*base, "--room", room]).stdout
+        chosen = next(n for n in (1, 2) if f"这个群用版本 {n}/2" in one)
+        assert f"（v/{'ab'[chosen - 1]}.j2）\n         开场{'AB'[chosen - 1]}" in one
+        shown[room] = f"开场{'AB'[chosen - 1]}"
+    return shown
 
-    loaded, _ = load_project(root, load_config(root), now=NOW)
-    for topic in ("完子会员1群", "完子会员2群", "完子会员3群"):
-        chosen = variant_of(loaded["v"], loaded["v"].sop.steps[0], topic)
-        one = CliRunner().invoke(main, [*base, "--room", topic]).stdout
-        assert f"这个群用版本 {chosen + 1}/2（v/{'ab'[chosen]}.j2）\n         开场{'AB'[chosen]}" in one
+
+def test_preview_shows_every_variant_and_which_one_a_given_room_gets(tmp_path):
+    assert set(_variant_previews(tmp_path)) == {"g1", "g2", "g3"}
+
+
+async def test_the_variant_preview_shows_for_a_room_is_the_one_the_engine_sends(tmp_path):
+    shown = _variant_previews(tmp_path)
+    async with BotHarness(tmp_path, plugins=[], start="2026-11-23T09:00:00+08:00") as bot:
+        for room in shown:
+            bot.room(room, "别的群名", members={"u1": "Alice"})
+        await bot.advance("4h")
+    assert {m.room_id: m.text for m in bot.sent} == shown
+    assert set(shown.values()) == {"开场A", "开场B"}
 
 
 def test_preview_says_when_a_quiet_file_posts_next_and_when_a_sale_is_over():

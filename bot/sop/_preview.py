@@ -126,7 +126,11 @@ def _legend(files: dict[str, LoadedSop], shown: dict[str, LoadedSop], entries: l
         lines.append(line)
     skipped = [name for name in files if name not in shown and files[name].sop.enabled]
     if room and skipped:
-        lines.append(f"  （{'、'.join(skipped)} 不发到「{room}」）")
+        line = f"  （{'、'.join(skipped)} 不发到「{room}」"
+        by_topic = any(fnmatchcase(room, p) for loaded in shown.values() for p in loaded.sop.targets.topics)
+        if not by_topic and any(files[name].sop.targets.topics for name in skipped):
+            line += "；按群名选群的文件，请用 --room 加群名预览"
+        lines.append(line + "）")
     return lines
 
 
@@ -145,7 +149,9 @@ def _entry_lines(entry: Entry, local: datetime, config: ProjectConfig, renderer:
         return [head, f"         ▶ 启动插件动作 {spec.plugin}.{spec.name}" + (f"（{params}）" if params else ""),
                 "           （消息由插件自己发出）"]
     out = [head]
-    if step.variants and room is None:
+    targets = loaded.sop.targets
+    room_id_known = room is not None and (room in targets.rooms or bool(set(target.tags) & set(targets.tags)))
+    if step.variants and not room_id_known:  # the variant follows the room id, which a topic does not tell
         out[0] += f"  {len(step.variants)} 个版本，每个群固定用其中一个"
         for index, name in enumerate(step.variants):
             out.append(f"         ── 版本 {index + 1}（{name}）")
