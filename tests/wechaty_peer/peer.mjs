@@ -89,8 +89,8 @@ const commands = {
     contact(from).say(text, (mentions || []).map(contact)).to(target)
   },
   image: ({ from, room: roomId, to, name }) => {
-    const png = Buffer.from('iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==', 'base64')
-    contact(from).say(FileBox.fromBuffer(png, name || 'image.png')).to(roomId ? room(roomId) : contact(to))
+    const png = 'iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=='
+    contact(from).say(FileBox.fromBase64(png, name || 'image.png')).to(roomId ? room(roomId) : contact(to))
   },
   join: ({ room: roomId, members, inviter }) => { room(roomId).add(...members.map(contact)).by(contact(inviter)) },
   leave: ({ room: roomId, members, by }) => { room(roomId).remove(...members.map(contact)).by(contact(by)) },
