@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 
+from sqlalchemy import bindparam, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
@@ -30,6 +31,10 @@ from bot._events import (
 from bot._models import Member, Membership, Room
 
 _SPOKE_WRITE_EVERY = timedelta(minutes=10)
+_MEMBERSHIP = Membership.__table__.c  # type: ignore[attr-defined]
+_TOUCH_SPEAKER = (update(Membership.__table__)  # type: ignore[arg-type]
+                  .where(_MEMBERSHIP.room_id == bindparam("room"), _MEMBERSHIP.member_id == bindparam("member"))
+                  .values(last_spoke_at=bindparam("at")))
 
 
 class Members:
@@ -137,13 +142,24 @@ class Members:
         key = (event.room_id, event.sender.id)
         last = self._spoke_written.get(key)
         known = self._names.get(event.sender.id) == event.sender.name
-        if known and event.room_id in self._rooms and last and event.time - last < _SPOKE_WRITE_EVERY:
-            return  # chatter: no write per message
+        if known and event.room_id in self._rooms:
+            if last and event.time - last < _SPOKE_WRITE_EVERY:
+                return  # chatter: no write per message
+            if self._touch_speaker(event):
+                self._spoke_written[key] = event.time
+                return
         self._spoke_written[key] = event.time
         with session_scope(self._engine) as session:
             self._ensure_room(session, event.account, event.room_id)
             ms = self._upsert_membership(session, event.room_id, event.sender)
             ms.last_spoke_at = event.time
+
+    def _touch_speaker(self, event: RoomMessage) -> bool:
+        """A known speaker's membership row exists: one UPDATE, no ORM loads (busy rooms call this a lot)."""
+        with self._engine.begin() as connection:
+            result = connection.execute(_TOUCH_SPEAKER, {"room": event.room_id, "member": event.sender.id,
+                                                         "at": event.time})
+        return bool(result.rowcount)
 
     def _remember_name(self, ref: MemberRef) -> None:
         if self._names.get(ref.id) != ref.name and ref.name:
