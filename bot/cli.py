@@ -122,6 +122,25 @@ def lottery_verify(obj: _Obj, draw_id: int, db_url: str | None) -> None:
 
 
 @main.command()
+@click.option("--account", help="Only this account id (default: every account in qunbot.toml).")
+@click.option("--login-timeout", default=20.0, show_default=True, help="Seconds to wait for the account's login.")
+@click.pass_obj
+def doctor(obj: _Obj, account: str | None, login_timeout: float) -> None:
+    """Connect each account once: endpoint, token, login, rooms — and say plainly what is wrong."""
+    from bot._doctor import run_doctor
+    from bot.adapters import AdapterError
+
+    try:
+        lines, ok = run_doctor(obj.project, account=account, login_timeout=login_timeout)
+    except (ConfigError, AdapterError) as err:
+        _fail(str(err))
+    for line in lines:
+        click.echo(line)
+    if not ok:
+        sys.exit(1)
+
+
+@main.command()
 @click.option("--dashboard", "with_dashboard", is_flag=True, help="Also serve the operator dashboard (docs/dashboard.md).")
 @click.pass_obj
 def run(obj: _Obj, with_dashboard: bool) -> None:

@@ -9,9 +9,11 @@ No sleeps: each step waits for the record it expects, with a timeout.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -315,3 +317,80 @@ def test_missing_environment_variables_are_named(tmp_path, monkeypatch):
         "error: account wx1: set QB_NO_ENDPOINT and QB_NO_TOKEN (the puppet service's host:port and token "
         "from your puppet provider or gateway)")
     assert not (project / ".wechaty").exists() and not Path(".wechaty").exists()
+
+
+async def _qunbot(project: Path, *args: str, env: dict[str, str], timeout: float = 120) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot.cli", "--project", str(project), *args, env={**os.environ, **env},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    async with asyncio.timeout(timeout):
+        out, err = await proc.communicate()
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def test_doctor_reports_account_and_rooms_and_explains_failures(peer, tmp_path):
+    project = write_project(tmp_path / "proj")
+    good = {"QB_TEST_TOKEN": peer.token, "QB_TEST_ENDPOINT": peer.endpoint}
+
+    code, out, _ = await _qunbot(project, "doctor", env=good)
+    assert code == 0, out
+    assert "ok    the service accepted the token" in out
+    assert "ok    logged in as 小完子 (bot)" in out
+    assert "ok    in 1 room(s)" in out
+
+    code, out, _ = await _qunbot(project, "doctor", env={**good, "QB_TEST_TOKEN": "wrong"})
+    assert code == 1
+    assert 'FAIL  127.0.0.1' in out and 'the service refused the token (Invalid Wechaty TOKEN "wrong")' in out
+    assert "copy the token into $QB_TEST_TOKEN again" in out
+
+    code, out, _ = await _qunbot(project, "doctor", env={**good, "QB_TEST_ENDPOINT": "127.0.0.1:1"})
+    assert code == 1
+    assert "FAIL  cannot reach the puppet service at 127.0.0.1:1" in out
+    assert "is the gateway running? $QB_TEST_ENDPOINT must be host:port" in out
+
+    code, out, _ = await _qunbot(project, "doctor", env={**good, "QB_TEST_ENDPOINT": "http://"})
+    assert code == 1 and "is not host:port" in out
+
+
+async def test_doctor_says_when_no_account_is_logged_in(tmp_path):
+    peer = await Peer.start()
+    try:
+        await peer.cmd("contact", id="bot", name="小完子")  # the service runs, nobody scanned the QR code
+        project = write_project(tmp_path / "proj")
+        env = {"QB_TEST_TOKEN": peer.token, "QB_TEST_ENDPOINT": peer.endpoint}
+        code, out, _ = await _qunbot(project, "doctor", "--login-timeout", "3", env=env)
+    finally:
+        await peer.close()
+    assert code == 1
+    assert "ok    the service accepted the token" in out
+    assert "did not log in within 3 s" in out and "scan its QR code" in out
+
+
+async def test_qunbot_run_against_the_service_answers_and_stops_cleanly(peer, tmp_path):
+    """What an operator does by hand (docs/wechaty.md): `qunbot run` with the two variables set."""
+    project = write_project(tmp_path / "proj")
+    env = {**os.environ, "QB_TEST_TOKEN": peer.token, "QB_TEST_ENDPOINT": peer.endpoint}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot.cli", "--project", str(project), "--log-json", "run", env=env,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+    assert proc.stderr is not None
+    messages: list[str] = []
+    try:
+        async with asyncio.timeout(120):
+            while not any(m.startswith("running") for m in messages):
+                line = await proc.stderr.readline()
+                assert line, f"qunbot run exited early: {messages}"
+                messages.append(json.loads(line)["message"])
+        await peer.cmd("say", **{"from": "u2"}, room=ROOM, text="ping")
+        await peer.wait_for(sent_to_room("pong"), timeout=60)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(60):
+            rest = await proc.stderr.read()
+            code = await proc.wait()
+    messages += [json.loads(x)["message"] for x in rest.decode().splitlines() if x.startswith("{")]
+    assert code == 0
+    assert "account wx1: logged in as 小完子 (bot)" in messages
+    assert "stopping" in messages
+    assert not (project / ".wechaty").exists() and (project / "data" / ".wechaty").is_dir()

@@ -117,13 +117,17 @@ class WechatyAdapter(Adapter):
         self._tasks = []
         self._close()
 
-    async def _connect(self) -> asyncio.Task[None]:
-        """Open one connection: reachable, authenticated, event stream flowing. AdapterError otherwise."""
+    async def check_reachable(self) -> None:
+        """AdapterError unless something accepts TCP connections at the endpoint."""
         try:
             await compat.reachable(self.endpoint, timeout=self.connect_timeout)
         except AdapterError as err:
             raise AdapterError(f"account {self.account}: {err}: is the gateway running and the endpoint right?"
                                ) from None
+
+    async def _connect(self) -> asyncio.Task[None]:
+        """Open one connection: reachable, authenticated, event stream flowing. AdapterError otherwise."""
+        await self.check_reachable()
         puppet = compat.new_puppet(self.cache_dir, self.endpoint, self._token)
         first = asyncio.Event()
         for name in _EVENTS:
@@ -309,6 +313,10 @@ class WechatyAdapter(Adapter):
             snapshots.append(RoomSnapshot(room_id, room.topic or room_id, tuple(ref for ref, _ in members),
                                           tuple(room.admin_ids or ()), room.owner_id or None, aliases))
         return snapshots
+
+    async def room_ids(self) -> list[str]:
+        """The rooms the account is in (ids only: one call, for `qunbot doctor`)."""
+        return list(await self._call(self._require_puppet().room_list()))
 
     async def _snapshot_member(self, room_id: str, member_id: str) -> tuple[MemberRef, str]:
         try:
