@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 from pydantic import BaseModel, Field
 from test_sop_engine import engine_of, project
@@ -281,3 +282,46 @@ def test_inline_text_is_checked_for_syntax_and_names(tmp_path):
         steps:
           - {id: m, after_join: 1d, text: "欢迎 {{ member.nme }}"}
     """)[0]
+
+
+STEP = "targets: {rooms: [g1]}\nsteps:\n  - {id: m, at: '08:00', %s}\n"
+
+
+@pytest.mark.parametrize(("sop", "templates", "expected"), [
+    (STEP % "template: t.j2", {"t.j2": "早安".encode("gbk")},
+     "sop/x.yaml:3: steps.m: scripts_templates/t.j2: cannot read the template (save it as UTF-8 text)"),
+    (STEP % "template: t.j2", {"t.j2": "早安\n{% if %}"},
+     "sop/x.yaml:3: steps.m: scripts_templates/t.j2:2: Expected an expression"),
+    (STEP % "template: t.j2", {"t.j2": "早安 {% include 'gone.j2' %}"},
+     "sop/x.yaml:3: steps.m: t.j2: gone.j2: template not found: gone.j2"),
+    (STEP % "template: t.j2", {"t.j2": "{% include 't.j2' %}"},
+     "sop/x.yaml:3: steps.m: scripts_templates/t.j2:1: RecursionError"),
+    (STEP % "text: '{{ now|cn_dat }}'", {}, "sop/x.yaml:3: steps.m: sop/x.yaml:3:1: No filter named 'cn_dat'"),
+    (STEP % "text: x, days: 星期八", {}, "sop/x.yaml:3: steps.m: unknown day '星期八': use mon…sun, 周一…周日"),
+    ("targets: {rooms: [g1]}\nsteps:\n  - {id: 早 安, at: '08:00', text: x}\n", {},
+     "sop/x.yaml:3: steps.早 安.id: step id '早 安' may use letters, digits, _, - and Chinese characters"),
+    ("targets: {rooms: [g1]}\nsteps:\n\t- {id: m, at: '08:00', text: x}\n", {},
+     "sop/x.yaml:3: found character '\\t' that cannot start any token (indent with spaces, not tabs)"),
+    ("targets: {rooms: [g1]}\nsteps: [{id: m, at: '08:00', text: x}]\nsteps: []\n", {},
+     "sop/x.yaml:3: found duplicate key \"steps\""),
+    ("targets: {rooms: [g1]}\nsteps: {id: m, at: '08:00', text: x}\n", {},
+     "sop/x.yaml:2: steps: should be a list, such as [a, b]"),
+    ("target: {rooms: [g1]}\nsteps: [{id: m, at: '08:00', text: x}]\n", {},
+     "sop/x.yaml:1: target: unknown key (is it a typo for 'targets'?)"),
+])
+def test_common_admin_mistakes_are_file_line_errors(tmp_path, sop, templates, expected):
+    root = project(tmp_path, {}, toml="")
+    (root / "sop" / "x.yaml").write_text(sop, encoding="utf-8")
+    for name, data in templates.items():
+        path = root / "scripts_templates" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data if isinstance(data, bytes) else data.encode())
+    found = load_project(root, load_config(root), now=NOW)[1]
+    assert len(found) == 1 and found[0].startswith(expected), found
+
+
+def test_one_target_may_be_written_without_brackets(tmp_path):
+    assert problems(tmp_path, """\
+        targets: {topics: 快闪*}
+        steps: [{id: m, at: "08:00", text: 早}]
+    """) == []
