@@ -2,29 +2,28 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import csv
 import json
-import sys
+import shutil
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 from sqlalchemy import MetaData, select, text
+from week_data import REPO
 
 from bot._db import make_engine
 from bot.cli import main
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "dashboard"))
-from week_data import REPO, simulate_week
-
 
 @pytest.fixture(scope="module")
-def week(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("export")
-    url = f"sqlite:///{folder}/week.db"
-    return url, asyncio.run(simulate_week(REPO, url))
+def week(week_db, tmp_path_factory):
+    """A copy of the shared week: forgetting members changes it."""
+    url, simulated = week_db
+    copy = tmp_path_factory.mktemp("forget") / "week.db"
+    shutil.copy(url.removeprefix("sqlite:///"), copy)
+    return f"sqlite:///{copy}", simulated
 
 
 def read(path: Path) -> list[dict[str, str]]:
