@@ -79,19 +79,29 @@ class Node:
         await self.rt.stop()
 
     async def heartbeat(self) -> None:
-        """Renew what this process holds, take over what nobody holds. One round, every account."""
+        """Renew what this process holds, then take over what nobody holds (renewing again after each start)."""
+        await self._renew_all()
         for account, lease in self.leases.items():
+            if lease.epoch is not None:
+                continue
             try:
-                if lease.epoch is not None:
-                    await self._renew(account, lease)
-                elif lease.acquire():
-                    await self._take(account, lease)
+                taken = lease.acquire()
             except SQLAlchemyError as err:
-                if lease.epoch is not None:
-                    log.warning("account %s: lease renewal failed (%s); sends pause in %.0fs unless the database "
-                                "answers", account, str(err).splitlines()[0], lease.remaining)
-                else:
-                    log.warning("account %s: cannot reach the lease table (%s)", account, str(err).splitlines()[0])
+                log.warning("account %s: cannot reach the lease table (%s)", account, str(err).splitlines()[0])
+                continue
+            if taken:
+                await self._take(account, lease)
+                await self._renew_all()  # starting an account takes time; keep the others' leases fresh
+
+    async def _renew_all(self) -> None:
+        for account, lease in self.leases.items():
+            if lease.epoch is None:
+                continue
+            try:
+                await self._renew(account, lease)
+            except SQLAlchemyError as err:
+                log.warning("account %s: lease renewal failed (%s); sends pause in %.0fs unless the database "
+                            "answers", account, str(err).splitlines()[0], lease.remaining)
 
     async def _renew(self, account: str, lease: Lease) -> None:
         was_held = lease.held()
@@ -108,9 +118,13 @@ class Node:
         log.info("account %s: lease taken (epoch %d); starting it", account, lease.epoch)
         try:
             await self.rt.start_account(account)
-        except BaseException:
+        except BaseException as err:
             await self.rt.stop_account(account)
             with suppress(SQLAlchemyError):
                 lease.release()
-            raise
+            if not isinstance(err, SQLAlchemyError):
+                raise
+            log.error("account %s: could not start (%s); lease released, trying again next heartbeat", account,
+                      str(err).splitlines()[0])
+            return
         log.info("account %s: running on %s", account, self.owner)

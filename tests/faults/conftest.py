@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sys
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -23,3 +25,7 @@ def pg_url():
             yield f"postgresql://postgres@127.0.0.1:5432/{name}"
         finally:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+# The real-process helpers live beside the scale-out tests; the fault tests drive the same processes.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scale"))
