@@ -141,7 +141,8 @@ def doctor(obj: _Obj, account: str | None, login_timeout: float) -> None:
 
 
 @main.command()
-@click.option("--dashboard", "with_dashboard", is_flag=True, help="Also serve the operator dashboard (docs/dashboard.md).")
+@click.option("--dashboard", "with_dashboard", is_flag=True,
+              help="Also serve the operator dashboard (docs/dashboard.md).")
 @click.pass_obj
 def run(obj: _Obj, with_dashboard: bool) -> None:
     """Run the bot for every account in qunbot.toml until stopped (Ctrl-C / SIGTERM)."""

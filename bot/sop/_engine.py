@@ -387,6 +387,14 @@ class SopEngine:
             detail = f"late by {_ago(now - due)}, beyond its grace of {_ago(grace)}"
             log.warning("SOP %s.%s for %s in %s skipped: %s", row.file, row.step, row.member_id, row.room_id, detail)
             return "skipped", detail
+        if step.member_tags:  # evaluated now, so a member who spoke an hour ago is no longer `silent`
+            try:
+                have = self.rt.service("insight").current_tags(session, row.room_id, row.member_id, now)
+            except LookupError as err:
+                return "failed", str(err)
+            lacking = [tag for tag in step.member_tags if tag not in have]
+            if lacking:
+                return "skipped", f"the member has no tag {', '.join(lacking)} (member_tags)"
         room = self.rt.members.room_info(row.room_id)
         try:
             self._enqueue(session, loaded, step, row.account, row.key, room, due, member=row.member_id,

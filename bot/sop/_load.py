@@ -126,6 +126,9 @@ def load_one(path: Path, project: Path, renderer: Renderer, templates: Sequence[
                             "project folder (give a path under the project, or an http(s) URL)")
         if step.action is not None and plugins is not None:
             _check_action(loaded, step, plugins)
+        if step.member_tags and plugins is not None and "insight" not in plugins:
+            raise YamlError(display, loaded.line(step, "member_tags"), f"steps.{step.id}.member_tags: needs the "
+                            "insight plugin (add \"insight\" to [plugins] enabled)")
         if step.text is not None:
             _check_inline(loaded, step)
         for name in step.templates:

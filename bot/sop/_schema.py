@@ -87,6 +87,9 @@ class Step(_Strict):
     to: Literal["room", "dm"] = "room"
     mention: bool = True
     """Join steps in a room @-mention the new member."""
+    member_tags: tuple[str, ...] = ()
+    """Join steps only: sent only to a new member who has all these insight tags when the step comes due
+    (e.g. `[silent]` for a nudge); others are skipped. Needs the insight plugin."""
 
     @field_validator("id")
     @classmethod
@@ -127,6 +130,8 @@ class Step(_Strict):
             raise ValueError(f"step {self.id!r} needs exactly one of {', '.join(WHAT_KEYS)} (has {what or 'none'})")
         if self.days is not None and self.at is None:
             raise ValueError("days only goes with at")
+        if self.member_tags and self.after_join is None:
+            raise ValueError("member_tags only works for after_join steps (it picks which new members get it)")
         if self.to == "dm" and self.after_join is None:
             raise ValueError("to: dm only works for after_join steps (a direct message to the new member)")
         if self.action is not None and self.file is not None:

@@ -30,6 +30,9 @@ class LotteryConfig(BaseModel):
     confirm_entries: bool = True
     """Reply to each entry; switch off in very large groups to keep the room quiet."""
     history_size: int = 5
+    member_tags: list[str] = []
+    """Only members with all these insight tags may enter, e.g. ["active"] (per room under
+    [rooms.<id>.plugins.lottery]); needs the insight plugin."""
 
 
 plugin = Plugin(
@@ -158,6 +161,14 @@ def _ineligible(ctx: Context, draw: LotteryDraw) -> list[str]:
                 reasons.append(f"等级需达到 V{draw.min_level}（你现在是 {level.name}）")
         if draw.signed_in_today and not points.signed_in_on(ctx.db, ctx.room_id, ctx.member_id, ctx.today):
             reasons.append("需要今天已签到")
+    if ctx.config.member_tags:
+        try:
+            have = ctx.service("insight").current_tags(ctx.db, ctx.room_id, ctx.member_id, ctx.now)
+        except LookupError:
+            have = set()
+        missing = [tag for tag in ctx.config.member_tags if tag not in have]
+        if missing:
+            reasons.append(f"需要「{'」「'.join(missing)}」标签")
     if draw.joined_before is not None:
         joined = ctx.joined_at()
         if joined is not None and joined >= draw.joined_before:

@@ -1,7 +1,8 @@
-"""insight (成员洞察): tags from rules in qunbot.toml, tags set by admins, lifecycle stages.
+"""The `insight` plugin (成员洞察), installed with qunbot through the `qunbot.plugins` entry point.
 
-The work happens in `bot.insight` (an engine beside the plugins records who speaks and recomputes
-on a schedule); this plugin gives admins their commands and other plugins the service.
+Enable it with `[plugins] enabled = [..., "insight"]`. The work happens in `bot.insight` (an engine beside
+the plugins records who speaks and recomputes on a schedule); this plugin gives admins their commands
+(templates in bot/_default_templates/insight/, overridable in the project) and other plugins the service.
 """
 
 from __future__ import annotations
