@@ -188,7 +188,9 @@ def _awaited(ctx: Context) -> bool:
     return ctx.room_id is not None and ctx.member_id in _awaiting.get(ctx.room_id, ())
 
 
-introduction = plugin.on_message(rule=_awaited, priority=60, block=False)
+# Early and never blocking: it only watches, so a quiz answer or lottery keyword from a newcomer still reaches
+# its plugin, and a blocking plugin cannot hide a newcomer's introduction.
+introduction = plugin.on_message(rule=_awaited, priority=15, block=False)
 
 
 @introduction.handle

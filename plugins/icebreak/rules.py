@@ -19,12 +19,20 @@ def normalize(text: str) -> str:
 
 
 def pattern_from_format(readable: str) -> str:
-    """`城市-昵称-职业` → a regex: three non-empty fields joined by `-` (spaces around it allowed)."""
-    fields = re.split(f"[{re.escape(SEPARATORS)}]+", normalize(readable))
-    seps = re.findall(f"[{re.escape(SEPARATORS)}]+", normalize(readable))
-    if len([f for f in fields if f]) < 2 or not seps:
+    """`城市-昵称-职业` → a regex: three non-empty fields joined by `-` (spaces around it allowed).
+
+    A field may hold any character but the separators this format uses, so `上海-安娜·卡列尼娜-设计师`
+    and `上海-Anna Lee-设计师` fit; with a space as separator, fields hold no spaces.
+    """
+    text = normalize(readable)
+    seps = re.findall(f"[{re.escape(SEPARATORS)}]+", text)
+    fields = [f for f in re.split(f"[{re.escape(SEPARATORS)}]+", text) if f]
+    if len(fields) < 2 or not seps:
         raise ValueError(f"nickname_format {readable!r} needs at least two fields joined by one of {SEPARATORS!r}")
-    field = f"[^{re.escape(SEPARATORS)}\\s]+"
+    used = set("".join(seps))
+    other = re.escape("".join(sorted(used - {" "})))
+    # Inner spaces allowed, none at the ends (they belong to the separator) — unless a space separates.
+    field = f"[^{other}\\s]+" if " " in used else f"[^{other}\\s](?:[^{other}]*[^{other}\\s])?"
     parts = [field]
     for sep in seps:
         parts.append(rf"\s*{re.escape(sep.strip())}\s*" if sep.strip() else r"\s+")

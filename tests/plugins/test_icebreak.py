@@ -6,6 +6,8 @@ import importlib.util
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from bot import ConfigError
 from bot.testing import BotHarness
@@ -243,6 +245,8 @@ def test_readable_format_becomes_a_pattern():
     pattern = rules.pattern_from_format("城市-昵称-职业")
     assert rules.nickname_fits("上海-小红-设计师", pattern)
     assert rules.nickname_fits(" 上海 - 小红 - 设计师 ", pattern)
+    assert rules.nickname_fits("上海-安娜·卡列尼娜-设计师", pattern)   # · and spaces inside a field are fine
+    assert rules.nickname_fits("Shanghai-Anna Lee-UX designer", pattern)
     for wrong in ("小红", "上海-小红", "上海--设计师", "上海-小红-设计师-猫", "", None):
         assert not rules.nickname_fits(wrong, pattern)
     with pytest.raises(ValueError, match="at least two fields"):
@@ -283,3 +287,19 @@ async def test_reminder_and_open_introduction_survive_a_crash(harness):
         assert "谢谢你的自我介绍" in bot.pop_text()
         await bot.advance("2h")
         assert "小提醒" in bot.pop_text()
+
+
+CJK = st.characters(min_codepoint=0x4E00, max_codepoint=0x9FFF)
+FORMAT_FIELD = st.text(alphabet=CJK, min_size=1, max_size=4)
+NICKNAME_FIELD = st.text(alphabet=CJK | st.sampled_from("abcXYZ019·_| "), min_size=1, max_size=6)
+
+
+@given(names=st.lists(FORMAT_FIELD, min_size=2, max_size=4), fills=st.lists(NICKNAME_FIELD, min_size=4, max_size=4),
+       sep=st.sampled_from(["-", "|", "/", "·", "_"]))
+def test_any_readable_format_accepts_its_shape_and_rejects_a_missing_field(names, fills, sep):
+    rules = _rules()
+    fills = [f.replace(sep, "").strip() or "字" for f in fills]
+    pattern = rules.pattern_from_format(sep.join(names))
+    nickname = sep.join(fills[:len(names)])
+    assert rules.nickname_fits(nickname, pattern)
+    assert not rules.nickname_fits(sep.join(fills[:len(names) - 1]), pattern)
