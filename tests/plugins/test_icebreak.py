@@ -303,3 +303,20 @@ def test_any_readable_format_accepts_its_shape_and_rejects_a_missing_field(names
     nickname = sep.join(fills[:len(names)])
     assert rules.nickname_fits(nickname, pattern)
     assert not rules.nickname_fits(sep.join(fills[:len(names) - 1]), pattern)
+
+
+@needs_points
+async def test_on_postgresql_the_introduction_is_claimed_once_and_the_reminder_sent_once(repo, postgres_url):
+    async with BotHarness(repo, plugins=["points", "icebreak"], db_url=postgres_url,
+                          settings={"plugins": {"icebreak": SETTINGS}}) as bot:
+        _room(bot)
+        await _newcomer(bot)
+        await bot.say("g1", "u9", INTRO)
+        await bot.say("g1", "u9", INTRO)
+        thanks = bot.pop()
+        await bot.advance("3h")
+        reminders = bot.pop()
+        await bot.advance("1d")
+        assert "小提醒" not in bot.pop_text()               # (the points plugin's referral reward may come)
+    assert len(thanks) == 1 and "送你 10 积分" in thanks[0].text
+    assert len(reminders) == 1 and "小提醒" in reminders[0].text

@@ -161,3 +161,17 @@ async def test_bad_config_is_a_clear_error(repo, settings, complaint):
         async with BotHarness(repo, plugins=["welcome"], settings={"plugins": {"welcome": settings}}):
             pass
     assert complaint in str(err.value)
+
+
+async def test_on_postgresql_a_batch_is_greeted_once(repo, postgres_url):
+    async with BotHarness(repo, plugins=["welcome"], db_url=postgres_url,
+                          settings={"plugins": {"welcome": {"delay": "30s"}}}) as bot:
+        _room(bot)
+        await bot.join("g1", {"u8": "小明"}, inviter="u1")
+        await bot.advance("10s")
+        await bot.join("g1", {"u9": "小刚"}, inviter="u1")
+        await bot.settle()
+        [greeting] = bot.pop()
+        with bot.db() as db:
+            invited = _service(bot).invited_by(db, "g1", "u1")
+    assert greeting.mentions == ("u8", "u9") and invited == ["u8", "u9"]
