@@ -96,6 +96,11 @@ return out;
 """
 
 
+def _screenshot(driver, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    driver.save_screenshot(str(ARTIFACTS / name))
+
+
 def _open(driver, base: str, path: str, shot: str) -> dict:
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -103,8 +108,7 @@ def _open(driver, base: str, path: str, shot: str) -> dict:
     WebDriverWait(driver, 15).until(lambda d: d.execute_script("return document.readyState") == "complete")
     assert driver.current_url == base + path, f"{path} redirected to {driver.current_url}"
     state = driver.execute_script(CHART_STATE)
-    ARTIFACTS.mkdir(exist_ok=True)
-    driver.save_screenshot(str(ARTIFACTS / shot))
+    _screenshot(driver, shot)
     for name, chart in state.items():
         assert chart is not None, f"{path}: chart {name} was not drawn"
         assert chart["painted"] > 500, f"{path}: chart {name} left its canvas blank"
@@ -120,8 +124,7 @@ def test_refused_without_login(served, browser):
     browser.find_element("id", "password").send_keys("not-the-password")
     browser.find_element("id", "login").click()
     assert browser.find_element("id", "login-error").text == "密码不对"
-    ARTIFACTS.mkdir(exist_ok=True)
-    browser.save_screenshot(str(ARTIFACTS / "login-refused.png"))
+    _screenshot(browser, "login-refused.png")
 
 
 def test_every_page_with_charts_of_the_simulated_week(served, browser):
