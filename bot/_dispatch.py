@@ -13,8 +13,11 @@ import logging
 import re
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.exc import DBAPIError
 
 from bot._context import Context, message_parts
 from bot._events import DirectMessage, Event, RoomMessage
@@ -26,6 +29,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("qunbot.dispatch")
 
 _SPACES = " \t\r\n\u2005\u3000\u00a0"
+_DB_ATTEMPTS = 3
 _COMMAND_KINDS = frozenset({"fullmatch", "keyword", "command", "regex", "mention"})
 """Triggers a member sets off on purpose; these count against the per-member command limit."""
 
@@ -152,28 +156,60 @@ async def run_event(runtime: Runtime, event: Event, text: str) -> None:
 
 async def run_isolated(runtime: Runtime, ctx: Context, call: Callable[..., Awaitable[Any]] | Any,
                        label: str, *args: Any) -> bool:
-    """Run one handler with a timeout; log and roll back on failure. True if it succeeded."""
-    ok = False
-    try:
-        # asyncio.timeout runs the handler in this task (wait_for would wrap it in another), so nothing
-        # else on the loop runs between the handler's last write and its commit below: with SQLite,
-        # another session writing in that gap would wait on this one's lock and block the loop.
-        async with asyncio.timeout(runtime.config.bot.handler_timeout):
-            await call(ctx, *args)
-        ok = True
-    except TimeoutError:
-        log.error("plugin handler %s timed out after %.1fs on event %s; cancelled, its changes rolled back",
-                  label, runtime.config.bot.handler_timeout, ctx.event.id)
-    except Exception:
-        log.exception("plugin handler %s failed on event %s; its changes rolled back", label, ctx.event.id)
-    try:
-        wrote = ctx._finish(ok)
-    except Exception:
-        log.exception("plugin handler %s: could not commit its changes", label)
-        return False
-    if wrote:
-        runtime.after_commit(ctx)
-    return ok
+    """Run one handler with a timeout; log and roll back on failure. True if it succeeded.
+
+    If the database connection dropped under it (the server restarted), its work was rolled back,
+    so it runs once more on a fresh connection: same event, same message keys, nothing doubled.
+    """
+    for attempt in range(1, _DB_ATTEMPTS + 1):
+        ok = False
+        try:
+            # asyncio.timeout runs the handler in this task (wait_for would wrap it in another), so nothing
+            # else on the loop runs between the handler's last write and its commit below: with SQLite,
+            # another session writing in that gap would wait on this one's lock and block the loop.
+            async with asyncio.timeout(runtime.config.bot.handler_timeout):
+                await call(ctx, *args)
+            ok = True
+        except TimeoutError:
+            log.error("plugin handler %s timed out after %.1fs on event %s; cancelled, its changes rolled back",
+                      label, runtime.config.bot.handler_timeout, ctx.event.id)
+        except Exception as err:
+            if _disconnected(err) and attempt < _DB_ATTEMPTS:
+                log.warning("plugin handler %s: the database connection dropped (%s); running it again", label,
+                            str(err).splitlines()[0])
+                _discard(ctx)
+                continue
+            log.exception("plugin handler %s failed on event %s; its changes rolled back", label, ctx.event.id)
+        try:
+            wrote = ctx._finish(ok)
+        except Exception as err:
+            if ok and _disconnected(err) and attempt < _DB_ATTEMPTS:
+                log.warning("plugin handler %s: the database connection dropped at commit (%s); running it again",
+                            label, str(err).splitlines()[0])
+                _discard(ctx)
+                continue
+            log.exception("plugin handler %s: could not commit its changes", label)
+            return False
+        if wrote:
+            runtime.after_commit(ctx)
+        return ok
+    return False
+
+
+def _disconnected(err: BaseException) -> bool:
+    return isinstance(err, DBAPIError) and bool(err.connection_invalidated)
+
+
+def _discard(ctx: Context) -> None:
+    """Forget a handler run's session and queued work before running it again."""
+    if ctx._session is not None:
+        with suppress(Exception):
+            ctx._session.rollback()
+        with suppress(Exception):
+            ctx._session.close()
+    ctx._session = None
+    ctx._sends = 0
+    ctx._armed.clear()
 
 
 async def _deny(runtime: Runtime, ctx: Context, matcher: Matcher) -> None:

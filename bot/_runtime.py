@@ -225,15 +225,22 @@ class Runtime:
                            name=task.name, key=task.key, due_at=task.due_at, room_id=task.room_id,
                            member_id=task.member_id, data=dict(task.data), late=late)
         ctx = Context(self, plugin, event, room_id=task.room_id, member_id=task.member_id)
-        # Conditional, in the handler's transaction: of two processes firing one timer, one runs it.
-        claimed = ctx.db.execute(update(ScheduledTask).where(col(ScheduledTask.id) == task.id,
-                                                             ScheduledTask.status == "pending")
-                                 .values(status="done", fired_at=self.clock.now()))
-        if claimed.rowcount != 1:  # type: ignore[attr-defined]
-            ctx._finish(False)
+        claimed = False
+
+        async def claim_then_run(ctx: Context) -> None:
+            # Conditional, in the handler's own transaction: of two processes firing one timer, one runs it.
+            nonlocal claimed
+            result = ctx.db.execute(update(ScheduledTask).where(col(ScheduledTask.id) == task.id,
+                                                                ScheduledTask.status == "pending")
+                                    .values(status="done", fired_at=self.clock.now()))
+            claimed = result.rowcount == 1  # type: ignore[attr-defined]
+            if claimed:
+                await handler(ctx)
+
+        ok = await run_isolated(self, ctx, claim_then_run, f"{plugin.name}.timer.{task.name}")
+        if not claimed:
             log.info("timer %s/%s (%s) already fired elsewhere", task.plugin, task.name, task.key)
-            return
-        if not await run_isolated(self, ctx, handler, f"{plugin.name}.timer.{task.name}"):
+        elif not ok:
             self._set_task_status(task.id, "failed")
 
     def _set_task_status(self, task_id: int | None, status: str) -> None:

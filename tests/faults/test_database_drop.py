@@ -1,0 +1,74 @@
+"""The database cuts the bot's connections (as a PostgreSQL restart does) in the worst places:
+inside a handler's transaction, and while a message is being handed to WeChat. Nothing is lost or doubled."""
+
+from __future__ import annotations
+
+import logging
+
+import psycopg
+from sqlalchemy import text
+from sqlmodel import select
+
+from bot import Context, Plugin
+from bot._models import OutboxMessage
+from bot.testing import BotHarness
+
+
+def cut(pid: int, db_url: str) -> None:
+    with psycopg.connect(db_url, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+
+
+async def test_a_handler_whose_transaction_is_cut_runs_again_and_replies_once(project, pg_url, caplog):
+    caplog.set_level(logging.WARNING)
+    runs: list[int] = []
+    plugin = Plugin("fragile")
+
+    @plugin.on_fullmatch("签到").handle
+    async def sign_in(ctx: Context) -> None:
+        runs.append(1)
+        await ctx.reply("签到成功")
+        if len(runs) == 1:  # the server restarts while this transaction is open
+            cut(ctx.db.connection().execute(text("SELECT pg_backend_pid()")).scalar_one(), pg_url)
+
+    async with BotHarness(project, plugins=[plugin], db_url=pg_url) as bot:
+        bot.room("g1", members={"u1": "Alice"})
+        await bot.say("g1", "u1", "签到")
+        texts = [m.text for m in bot.pop()]
+        with bot.db() as session:
+            rows = session.exec(select(OutboxMessage)).all()
+    assert len(runs) == 2
+    assert texts == ["@Alice 签到成功"]
+    assert [(r.status, r.attempts) for r in rows] == [("sent", 1)]
+    assert any("connection dropped" in r.getMessage() for r in caplog.records)
+
+
+async def test_every_connection_cut_while_a_message_is_sent_records_it_once(project, pg_url):
+    plugin = Plugin("bc")
+
+    @plugin.on_fullmatch("发").handle
+    async def send(ctx: Context) -> None:
+        for n in range(5):
+            await ctx.say(f"第{n}条", key=f"bc:{n}")
+
+    async with BotHarness(project, plugins=[plugin], db_url=pg_url) as bot:
+        bot.room("g1", members={"u1": "Alice"})
+        adapter = bot.sim.adapter
+        real_send = adapter.send
+
+        async def send_while_the_database_restarts(message):
+            await real_send(message)
+            if message.text == "第2条":
+                with psycopg.connect(pg_url, autocommit=True) as admin:
+                    admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                  "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+
+        adapter.send = send_while_the_database_restarts
+        bot.runtime.outbox(adapter.account)._send = send_while_the_database_restarts
+        await bot.say("g1", "u1", "发")
+        await bot.settle()
+        texts = [m.text for m in bot.pop()]
+        with bot.db() as session:
+            rows = {r.key: r.status for r in session.exec(select(OutboxMessage))}
+    assert texts == [f"第{n}条" for n in range(5)]
+    assert rows == {f"bc:{n}": "sent" for n in range(5)}
