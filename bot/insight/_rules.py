@@ -49,15 +49,16 @@ class Rule:
 
 
 def compile_rule(name: str, source: str) -> Rule:
-    """Compile one expression; ValueError (for the config error) names the rule and the problem."""
+    """Compile one expression; ValueError (for the config error) names the rule (if named) and the problem."""
+    label = f"rule {name!r}: " if name else ""
     try:
         parsed = _ENV.parse("{{ " + source + " }}")
         unknown = sorted(jinja2.meta.find_undeclared_variables(parsed) - set(FACTS))
         check = _ENV.compile_expression(source, undefined_to_none=False)
     except jinja2.TemplateSyntaxError as err:
-        raise ValueError(f"rule {name!r}: {err.message} in {source!r}") from None
+        raise ValueError(f"{label}{err.message} in {source!r}") from None
     if unknown:
-        raise ValueError(f"rule {name!r}: unknown name(s) {', '.join(unknown)} in {source!r}; "
+        raise ValueError(f"{label}unknown name(s) {', '.join(unknown)} in {source!r}; "
                          f"known: {', '.join(FACTS)}")
     return Rule(name, source, check)
 

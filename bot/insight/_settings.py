@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 from functools import cached_property
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, field_validator
 
 from bot._durations import parse_duration
 from bot.insight._rules import STAGES, Rule, compile_rule
@@ -22,12 +23,21 @@ DEFAULT_STAGES = {
 }
 
 
+def _compiles(source: str) -> str:
+    compile_rule("", source)
+    return source
+
+
+RuleSource = Annotated[str, AfterValidator(_compiles)]
+"""A rule expression, checked when the config loads (the error's key names the tag, so the line is found)."""
+
+
 class InsightConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    tags: dict[str, str] = DEFAULT_TAGS
+    tags: dict[str, RuleSource] = DEFAULT_TAGS
     """Tag name -> rule, evaluated in this order (a rule may test tags set above it)."""
-    stages: dict[str, str] = DEFAULT_STAGES
+    stages: dict[str, RuleSource] = DEFAULT_STAGES
     """interested / purchased / loyal -> rule; a member's stage is the furthest whose rule holds."""
     recompute_every: str = "1h"
     keep_messages: str = "90d"
@@ -38,20 +48,12 @@ class InsightConfig(BaseModel):
     untag_words: list[str] = ["删标签"]
     show_words: list[str] = ["查标签"]
 
-    @field_validator("tags")
-    @classmethod
-    def _tags(cls, value: dict[str, str]) -> dict[str, str]:
-        for name, source in value.items():
-            compile_rule(name, source)
-        return value
-
     @field_validator("stages")
     @classmethod
     def _stages(cls, value: dict[str, str]) -> dict[str, str]:
-        for name, source in value.items():
+        for name in value:
             if name not in STAGES[1:]:
                 raise ValueError(f"unknown stage {name!r}: stages are {', '.join(STAGES[1:])} (aware is everyone)")
-            compile_rule(name, source)
         return value
 
     @field_validator("recompute_every", "keep_messages")

@@ -163,3 +163,13 @@ def test_no_token_configured_means_no_endpoint(repo, shop):
     bare = TestClient(build_app(repo, load_config(repo), db_url=str(engine.url),
                                 environ={"QUNBOT_DASHBOARD_PASSWORD": "pw"}))
     assert bare.post("/api/purchases", json=ORDER, headers={"Authorization": "Bearer "}).status_code == 404
+
+
+@pytest.mark.parametrize("command", [["dashboard"], ["run", "--dashboard"]])
+def test_commands_refuse_to_serve_without_a_password(tmp_path, command):
+    from click.testing import CliRunner
+
+    from bot.cli import main
+
+    result = CliRunner(env={"QUNBOT_DASHBOARD_PASSWORD": None}).invoke(main, ["--project", str(tmp_path), *command])
+    assert result.exit_code == 1 and "set QUNBOT_DASHBOARD_PASSWORD" in result.output

@@ -132,7 +132,7 @@ async def test_admin_tags_by_hand_and_members_cannot(harness):
 
 
 @pytest.mark.parametrize(("rules", "message"), [
-    ({"tags": {"x": "active_days(7) >="}}, "rule 'x'"),
+    ({"tags": {"x": "active_days(7) >="}}, "tags.x"),
     ({"tags": {"x": "chats > 3"}}, "unknown name(s) chats"),
     ({"stages": {"vip": "true"}}, "unknown stage 'vip'"),
     ({"recompute_every": "soon"}, "bad duration"),
@@ -154,3 +154,14 @@ async def test_rules_recomputed_at_each_interval_only(repo):
         assert stages(bot) == {}
         await bot.advance("1h")
         assert set(stages(bot)) == {"owner1", "u1", "u2", "u3"}
+
+
+def test_a_bad_rule_names_its_line_in_qunbot_toml(tmp_path):
+    from bot._checks import run_checks
+
+    (tmp_path / "qunbot.toml").write_text(
+        '[plugins]\nenabled = ["insight"]\n\n[plugins.insight.tags]\nactive = "active_days(7) >= 3"\n'
+        'talky = "chats > 2"\n', encoding="utf-8")
+    problems = run_checks(tmp_path)
+    assert len(problems) == 1 and problems[0].startswith(f"{tmp_path / 'qunbot.toml'}:6: plugins.insight.tags.talky")
+    assert "unknown name(s) chats" in problems[0]
