@@ -320,6 +320,15 @@ def test_common_admin_mistakes_are_file_line_errors(tmp_path, sop, templates, ex
     assert len(found) == 1 and found[0].startswith(expected), found
 
 
+def test_preview_says_which_new_members_a_tagged_join_step_is_for(tmp_path):
+    root = project(tmp_path, {"n.yaml": """\
+        targets: {rooms: [g1]}
+        steps: [{id: nudge, after_join: 2d, member_tags: [silent], text: 来聊聊吧}]
+    """}, toml='[bot]\ntimezone = "Asia/Shanghai"\n[plugins]\nenabled = ["insight"]\n')
+    out = CliRunner().invoke(main, ["--project", str(root), "sop", "preview", "--start", "2026-11-23T09:00"]).stdout
+    assert "  09:00  n.nudge  [内容]  → 群 g1，@新成员，只发给有标签「silent」的新成员" in out, out
+
+
 def test_one_target_may_be_written_without_brackets(tmp_path):
     assert problems(tmp_path, """\
         targets: {topics: 快闪*}

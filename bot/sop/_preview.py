@@ -142,6 +142,8 @@ def _entry_lines(entry: Entry, local: datetime, config: ProjectConfig, renderer:
     where = target_label(loaded.sop.targets)
     if entry.joined:
         where = f"私聊新成员（{where}）" if step.to == "dm" else f"{where}，@新成员"
+        if step.member_tags:
+            where += f"，只发给有标签「{'、'.join(step.member_tags)}」的新成员"
     head = f"  {local:%H:%M}  {loaded.name}.{step.id}  [{KIND_LABELS[step.effective_kind]}]  → {where}"
     if step.action is not None:
         spec = step.action
