@@ -5,11 +5,9 @@ from __future__ import annotations
 import logging
 import os
 import textwrap
-import uuid
 from datetime import datetime, timedelta
 from pathlib import Path
 
-import pytest
 from sqlmodel import select
 
 from bot.sop import SopEngine
@@ -550,23 +548,6 @@ async def test_the_file_watcher_reloads_by_itself_and_survives_a_failing_reload(
         bot.room("g1", "g", members={"u1": "Alice"})
         await bot.advance("2h")
     assert [m.text for m in bot.sent] == ["v3"]
-
-
-@pytest.fixture
-def postgres_url():
-    """A throwaway database on the local PostgreSQL (trust auth), dropped afterwards."""
-    psycopg = pytest.importorskip("psycopg", reason="PostgreSQL tests need the postgres extra (psycopg)")
-    name = f"qunbot_sop_{uuid.uuid4().hex[:12]}"
-    try:
-        admin = psycopg.connect("postgresql://postgres@127.0.0.1:5432/test", autocommit=True, connect_timeout=3)
-    except psycopg.OperationalError as err:
-        pytest.skip(f"PostgreSQL at 127.0.0.1:5432 (database test) is unreachable: {err}")
-    with admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-        try:
-            yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-        finally:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 async def test_on_postgresql_the_ledger_and_the_join_sweeper_send_once(tmp_path, postgres_url):
