@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationInfo, field_validator, model_validator
 from sqlalchemy import update
 from sqlmodel import Session, col, select
 
@@ -26,9 +26,10 @@ class IcebreakConfig(BaseModel):
 
     nickname_format: str = "城市-昵称-职业"
     """The format as members read it; the separators between the fields are what is checked."""
-    nickname_example: str = "上海-小红-设计师"
     nickname_pattern: str | None = None
     """A regular expression the whole nickname must match, when the readable format is not enough."""
+    nickname_example: str = "上海-小红-设计师"
+    """Shown with the format; must fit it (checked after the two fields above)."""
     ask_delay: str = "1m"
     """Newcomers joining within this time after the first are asked together in one message."""
     intro_window: str = "24h"
@@ -50,6 +51,12 @@ class IcebreakConfig(BaseModel):
         parse_duration(value)
         return value
 
+    @field_validator("nickname_format")
+    @classmethod
+    def _readable(cls, value: str) -> str:
+        pattern_from_format(value)
+        return value
+
     @field_validator("nickname_pattern")
     @classmethod
     def _regex(cls, value: str | None) -> str | None:
@@ -60,12 +67,19 @@ class IcebreakConfig(BaseModel):
                 raise ValueError(f"not a valid regular expression: {err}") from None
         return value
 
+    @field_validator("nickname_example")
+    @classmethod
+    def _example_fits(cls, value: str, info: ValidationInfo) -> str:
+        if "nickname_format" not in info.data or "nickname_pattern" not in info.data:
+            return value  # the format itself is wrong, and that error is reported
+        readable, regex = info.data["nickname_format"], info.data["nickname_pattern"]
+        if not nickname_fits(value, regex or pattern_from_format(readable)):
+            raise ValueError(f"{value!r} does not fit the nickname format {regex or readable!r}")
+        return value
+
     @model_validator(mode="after")
-    def _example_fits(self) -> IcebreakConfig:
+    def _compile(self) -> IcebreakConfig:
         self._pattern = self.nickname_pattern or pattern_from_format(self.nickname_format)
-        if not nickname_fits(self.nickname_example, self._pattern):
-            raise ValueError(f"nickname_example {self.nickname_example!r} does not fit the nickname format "
-                             f"{self.nickname_pattern or self.nickname_format!r}")
         return self
 
     @property

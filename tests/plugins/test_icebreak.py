@@ -6,10 +6,12 @@ import importlib.util
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from hypothesis import given
 from hypothesis import strategies as st
 
 from bot import ConfigError
+from bot.cli import main
 from bot.testing import BotHarness
 
 REPO = Path(__file__).resolve().parents[2]
@@ -265,9 +267,9 @@ async def test_an_explicit_pattern_wins_over_the_readable_format(repo):
 
 
 @pytest.mark.parametrize(("rooms", "settings", "complaint"), [
-    ({}, {"nickname_example": "小红"}, "plugins.icebreak: Value error, nickname_example '小红' does not fit"),
+    ({}, {"nickname_example": "小红"}, "plugins.icebreak.nickname_example: Value error, '小红' does not fit"),
     ({}, {"nickname_pattern": "(["}, "plugins.icebreak.nickname_pattern: Value error, not a valid regular"),
-    ({}, {"nickname_format": "昵称"}, "needs at least two fields"),
+    ({}, {"nickname_format": "昵称"}, "plugins.icebreak.nickname_format: Value error, nickname_format '昵称' needs"),
     ({}, {"remind_after": "later"}, "plugins.icebreak.remind_after"),
     ({"g2": {"plugins": {"icebreak": {"nickname_format": "昵称|城市"}}}}, {}, "rooms.g2.plugins.icebreak"),
 ])
@@ -320,3 +322,12 @@ async def test_on_postgresql_the_introduction_is_claimed_once_and_the_reminder_s
         assert "小提醒" not in bot.pop_text()               # (the points plugin's referral reward may come)
     assert len(thanks) == 1 and "送你 10 积分" in thanks[0].text
     assert len(reminders) == 1 and "小提醒" in reminders[0].text
+
+
+def test_qunbot_check_names_the_line_of_an_example_that_does_not_fit(project):
+    (project / "qunbot.toml").write_text(
+        f'[plugins]\ndirs = ["{REPO / "plugins"}"]\nenabled = ["icebreak"]\n\n'
+        '[plugins.icebreak]\nnickname_format = "城市-昵称-职业"\nnickname_example = "小红"\n', encoding="utf-8")
+    result = CliRunner().invoke(main, ["--project", str(project), "check"])
+    assert result.exit_code != 0
+    assert "qunbot.toml:7: plugins.icebreak.nickname_example" in result.output + result.stderr
