@@ -37,6 +37,7 @@ async def run_scenario(scenario_path: Path, project: Path, *, db_url: str | None
                              admins=room.admins)
     await sim.start()
     try:
+        _refuse_invalid_components(sim)
         for event in scenario.events:
             await sim.advance_to(event.at)
             await _apply(sim.adapter, event)
@@ -47,6 +48,17 @@ async def run_scenario(scenario_path: Path, project: Path, *, db_url: str | None
     finally:
         await sim.stop()
     return sim.adapter.sent
+
+
+def _refuse_invalid_components(sim: Simulation) -> None:
+    """The contract: an invalid SOP file (or its template) ends a simulation with its `file:line`, where a
+    running bot would log it and run the rest."""
+    from bot._config import ConfigError
+
+    for component in sim._components:
+        for problem in sorted(getattr(component, "problems", {}).values()):
+            where, _, what = problem.partition(": ")
+            raise ConfigError(where, None, what)
 
 
 async def _apply(adapter: SimulatedAdapter, event: ScenarioEvent) -> None:

@@ -581,3 +581,27 @@ async def test_on_postgresql_rows_another_sweeper_holds_are_skipped_then_sent_on
         await bot.advance("30s")                                  # released: the sweeper comes back for it
     assert [(m.at.strftime("%H:%M:%S"), m.text) for m in bot.sent] == [("09:00:00", "@Bob 欢迎"),
                                                                         ("09:01:05", "@Alice 欢迎")]
+
+
+def test_simulate_stops_with_file_and_line_on_an_invalid_sop_file(tmp_path):
+    """shared/specs/simulate.md: non-zero exit and a one-line `file:line` error (a running bot goes on)."""
+    from click.testing import CliRunner
+
+    from bot.cli import main
+
+    root = project(tmp_path, {"good.yaml": 'targets: {rooms: [g1]}\nsteps: [{id: m, at: "08:00", text: 早安}]\n',
+                              "x.yaml": 'targets: {rooms: [g1]}\nsteps:\n  - {id: m, at: "25:00", text: x}\n'})
+    (root / "s.yaml").write_text(textwrap.dedent("""\
+        start: 2026-11-23T07:55:00+08:00
+        until: 2026-11-23T09:00:00+08:00
+        bot: {id: bot, name: 小完子}
+        rooms: [{id: g1, topic: 群, members: [{id: u1, name: Alice}]}]
+        events: []
+    """), encoding="utf-8")
+    result = CliRunner().invoke(main, ["--project", str(root), "simulate", str(root / "s.yaml")])
+    assert result.exit_code == 1 and result.stdout == ""
+    assert result.stderr.splitlines()[-1] == ("error: sop/x.yaml:3: steps.m.at: time '25:00' must be HH:MM, "
+                                              "such as \"08:00\"")
+    (root / "sop" / "x.yaml").unlink()
+    result = CliRunner().invoke(main, ["--project", str(root), "simulate", str(root / "s.yaml")])
+    assert result.exit_code == 0 and '"text": "早安"' in result.stdout
