@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import update
+from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, col
 
 from bot._clock import Clock
@@ -237,11 +238,21 @@ class Runtime:
             if claimed:
                 await handler(ctx)
 
-        ok = await run_isolated(self, ctx, claim_then_run, f"{plugin.name}.timer.{task.name}")
-        if not claimed:
-            log.info("timer %s/%s (%s) already fired elsewhere", task.plugin, task.name, task.key)
-        elif not ok:
-            self._set_task_status(task.id, "failed")
+        if await run_isolated(self, ctx, claim_then_run, f"{plugin.name}.timer.{task.name}"):
+            if not claimed:
+                log.info("timer %s/%s (%s) already fired elsewhere", task.plugin, task.name, task.key)
+            return
+        try:
+            with Session(self.engine) as session:
+                row = session.get(ScheduledTask, task.id)
+            if row is None or row.status != "pending":
+                return
+            if claimed:  # the handler itself failed
+                self._set_task_status(task.id, "failed")
+                return
+        except SQLAlchemyError:
+            pass
+        self.tasks.retry_later(task, late=True)  # the database was away: the timer is still pending
 
     def _set_task_status(self, task_id: int | None, status: str) -> None:
         with session_scope(self.engine) as session:

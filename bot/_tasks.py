@@ -10,17 +10,19 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, select
 
 from bot._clock import Clock, TimerHandle
 from bot._models import ScheduledTask
 
 log = logging.getLogger("qunbot.tasks")
+DB_RETRY = timedelta(seconds=5)
 
 Fire = Callable[[ScheduledTask, bool], Awaitable[None]]
 
@@ -90,7 +92,13 @@ class Tasks:
             if handle is not None:
                 handle.cancel()
 
-    def _arm(self, task: ScheduledTask, *, late: bool) -> None:
+    def retry_later(self, task: ScheduledTask, *, late: bool) -> None:
+        """The database could not be reached when the timer came due: look again shortly."""
+        log.warning("timer %s/%s (%s): database unavailable; trying again in %.0fs", task.plugin, task.name,
+                    task.key, DB_RETRY.total_seconds())
+        self._arm(task, late=late, at=self._clock.now() + DB_RETRY)
+
+    def _arm(self, task: ScheduledTask, *, late: bool, at: datetime | None = None) -> None:
         assert task.id is not None
         if task.id in self._armed:
             return
@@ -99,8 +107,12 @@ class Tasks:
         async def fire() -> None:
             self._armed.pop(task_id, None)
             self._account_of.pop(task_id, None)
-            with Session(self._engine) as session:
-                current = session.get(ScheduledTask, task_id)
+            try:
+                with Session(self._engine) as session:
+                    current = session.get(ScheduledTask, task_id)
+            except SQLAlchemyError:
+                self.retry_later(task, late=late)
+                return
             if current is None or current.status != "pending":
                 return
             if late:
@@ -109,5 +121,5 @@ class Tasks:
             await self._fire(current, late)
 
         self._account_of[task_id] = task.account
-        self._armed[task_id] = self._clock.call_at(task.due_at.astimezone(self._clock.tz), fire,
+        self._armed[task_id] = self._clock.call_at((at or task.due_at).astimezone(self._clock.tz), fire,
                                                    name=f"task:{task.plugin}:{task.key}")

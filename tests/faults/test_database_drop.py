@@ -4,9 +4,11 @@ inside a handler's transaction, and while a message is being handed to WeChat. N
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 import psycopg
-from sqlalchemy import text
+from sqlalchemy import event, text
+from sqlalchemy.exc import OperationalError
 from sqlmodel import select
 
 from bot import Context, Plugin
@@ -72,3 +74,49 @@ async def test_every_connection_cut_while_a_message_is_sent_records_it_once(proj
             rows = {r.key: r.status for r in session.exec(select(OutboxMessage))}
     assert texts == [f"第{n}条" for n in range(5)]
     assert rows == {f"bc:{n}": "sent" for n in range(5)}
+
+
+class Outage:
+    """Makes every statement fail while `down`, as a database that is restarting does."""
+
+    def __init__(self, engine) -> None:
+        self.down = False
+        event.listen(engine, "before_cursor_execute", self._check)
+
+    def _check(self, *args) -> None:
+        if self.down:
+            raise OperationalError("(statement)", {}, ConnectionError("the database is restarting"))
+
+
+async def test_a_timer_and_queued_sends_due_during_an_outage_happen_once_it_is_back(project, caplog):
+    caplog.set_level(logging.WARNING)
+    plugin = Plugin("later")
+
+    @plugin.on_fullmatch("稍后提醒").handle
+    async def ask(ctx: Context) -> None:
+        await ctx.reply("好的")
+        ctx.schedule("ring", delay=timedelta(minutes=5), key="ring")
+
+    @plugin.timer("ring")
+    async def ring(ctx: Context) -> None:
+        await ctx.say("时间到")
+
+    async with BotHarness(project, plugins=[plugin], pacing={"min_interval": 60, "jitter": 0,
+                                                              "room_interval": 0}) as bot:
+        bot.room("g1", members={"u1": "Alice"})
+        outage = Outage(bot.runtime.engine)
+        await bot.say("g1", "u1", "稍后提醒", drain=False)
+        outage.down = True
+        await bot.advance("10m")  # the reply's send and the timer both come due while the database is away
+        assert bot.pop() == []
+        outage.down = False
+        await bot.advance("2m")
+        await bot.settle()
+        texts = [m.text for m in bot.pop()]
+        with bot.db() as session:
+            rows = {r.text: r.status for r in session.exec(select(OutboxMessage))}
+    assert texts == ["@Alice 好的", "时间到"]
+    assert rows == {"@Alice 好的": "sent", "时间到": "sent"}
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("database unavailable; trying again" in m for m in messages)
+    assert any("database error" in m and "retrying" in m for m in messages)
