@@ -12,12 +12,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import func, text
 from sqlmodel import Session, col, select
 
 from bot._models import Member, Membership, OutboxMessage, Room
 from bot.insight import STAGES, InsightMessage, InsightStage, InsightTag
-from bot.insight._facts import existing_tables
+from bot.insight._facts import existing_tables, local_day
 
 PALETTE = ["#2f6fde", "#e4572e", "#17a398", "#f3a712", "#8e5fd3", "#6c757d", "#d6336c", "#20c997"]
 STAGE_NAMES = {"aware": "认知 aware", "interested": "兴趣 interested", "purchased": "购买 purchased",
@@ -74,9 +74,10 @@ def overview(session: Session, now: datetime, tz: tzinfo, *, days: int = 14) -> 
         by_room[ms.room_id].append(ms)
     messages: dict[str, Counter[date]] = defaultdict(Counter)
     start = datetime.combine(first, datetime.min.time(), tz)
-    for room_id, at in session.exec(select(InsightMessage.room_id, InsightMessage.at).where(
-            col(InsightMessage.at) >= start)).all():
-        messages[room_id][_day(at, tz)] += 1
+    day = local_day(session, InsightMessage.at, now, tz)
+    for room_id, on, count in session.exec(select(InsightMessage.room_id, day, func.count()).where(
+            col(InsightMessage.at) >= start).group_by(InsightMessage.room_id, day)).all():
+        messages[room_id][on if isinstance(on, date) else date.fromisoformat(str(on))] += count
     signins: dict[str, Counter[date]] = defaultdict(Counter)
     if "points_signin" in existing_tables(session):
         for room_id, day in session.execute(text("SELECT room_id, day FROM points_signin WHERE day >= :first"),

@@ -7,6 +7,7 @@ timer on the bot clock recomputes every `recompute_every`, aligned to the local 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import datetime
 
@@ -60,7 +61,7 @@ class InsightEngine:
 
     async def _run(self) -> None:
         self._arm()  # first: a failure below must not end the schedule
-        self.recompute_now()
+        await asyncio.to_thread(self.recompute_now)  # seconds for a big community: keep the bot answering
 
     def recompute_now(self) -> int:
         now = self.rt.now()

@@ -9,10 +9,10 @@ from __future__ import annotations
 import json
 from collections import Counter, defaultdict
 from collections.abc import Callable, Collection, Iterable
-from datetime import date, datetime, timedelta, tzinfo
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import Any
 
-from sqlalchemy import inspect, text
+from sqlalchemy import Date, bindparam, cast, func, inspect, text
 from sqlmodel import Session, col, select
 
 from bot._models import Membership
@@ -41,15 +41,31 @@ def _window(days: dict[date, int], today: date) -> Callable[[int], tuple[int, in
     return count
 
 
+def local_day(session: Session, column: Any, now: datetime, tz: tzinfo) -> Any:
+    """SQL for the local calendar day of a UTC time column, so counting per day happens in the database.
+
+    It shifts by the zone's offset at `now`: exact for zones without daylight saving (China's), an hour
+    off around midnight for part of the year elsewhere."""
+    minutes = int((now.astimezone(tz).utcoffset() or timedelta(0)).total_seconds() // 60)
+    if session.get_bind().dialect.name == "postgresql":
+        return cast(column + func.make_interval(0, 0, 0, 0, 0, minutes), Date)
+    return func.date(column, f"{minutes:+d} minutes")
+
+
+def _as_date(value: Any) -> date:
+    return value if isinstance(value, date) else date.fromisoformat(str(value))
+
+
 def room_facts(session: Session, room_id: str, now: datetime, tz: tzinfo, *, since: datetime,
                members: Collection[str] | None = None, exclude: Iterable[str] = ()) -> dict[str, Facts]:
     """Facts of the members now in `room_id` (or of `members` only), keyed by member id."""
     tables = existing_tables(session)
     today = now.astimezone(tz).date()
     excluded = set(exclude)
-    memberships = session.exec(select(Membership).where(Membership.room_id == room_id)).all()
-    present = {m.member_id: m for m in memberships
-               if m.left_at is None and m.member_id not in excluded and (members is None or m.member_id in members)}
+    query = select(Membership).where(Membership.room_id == room_id, col(Membership.left_at).is_(None))
+    if members is not None:
+        query = query.where(col(Membership.member_id).in_(list(members)))
+    present = {m.member_id: m for m in session.exec(query).all() if m.member_id not in excluded}
     if not present:
         return {}
     wanted = list(present)
@@ -57,48 +73,60 @@ def room_facts(session: Session, room_id: str, now: datetime, tz: tzinfo, *, sin
     def only(query: Any, column: Any) -> Any:
         return query.where(col(column).in_(wanted)) if members is not None else query
 
-    message_days: dict[str, Counter[date]] = defaultdict(Counter)
-    last_at: dict[str, datetime] = {}
-    rows = session.exec(only(select(InsightMessage.member_id, InsightMessage.at).where(
-        InsightMessage.room_id == room_id, col(InsightMessage.at) >= since), InsightMessage.member_id)).all()
-    for member_id, at in rows:
-        message_days[member_id][at.astimezone(tz).date()] += 1
-        if member_id not in last_at or at > last_at[member_id]:
-            last_at[member_id] = at
+    def sql(statement: str, **params: Any) -> Any:
+        """Plain SQL over a plugin's tables, limited to the wanted members when there are few."""
+        if members is not None:
+            statement = statement.replace("{members}", "AND {}member_id IN :members")
+            return session.execute(text(statement.format("a." if " a " in statement else "")).bindparams(
+                bindparam("members", expanding=True)), {**params, "members": wanted})
+        return session.execute(text(statement.replace("{members}", "")), params)
 
-    watched_since = min((at for _, at in rows), default=now)
+    message_days: dict[str, Counter[date]] = defaultdict(Counter)
+    day = local_day(session, InsightMessage.at, now, tz)
+    for member_id, on, count in session.exec(only(select(InsightMessage.member_id, day, func.count()).where(
+            InsightMessage.room_id == room_id, col(InsightMessage.at) >= since).group_by(
+            InsightMessage.member_id, day), InsightMessage.member_id)).all():
+        message_days[member_id][_as_date(on)] += count
+    last_at: dict[str, datetime] = {}
+    for member_id, at in session.exec(only(select(InsightMessage.member_id, func.max(InsightMessage.at)).where(
+            InsightMessage.room_id == room_id).group_by(InsightMessage.member_id), InsightMessage.member_id)).all():
+        last_at[member_id] = at if isinstance(at, datetime) and at.tzinfo else _utc(at)
+    first = session.exec(select(func.min(InsightMessage.at)).where(InsightMessage.room_id == room_id)).one()
+    watched_since = _utc(first) if first is not None else now
     """Members who were there before the bot looked and never spoke: quiet since it started watching."""
+
     invited, stayed = Counter[str](), Counter[str]()
-    for m in memberships:
-        if m.inviter_id:
-            invited[m.inviter_id] += 1
-            stayed[m.inviter_id] += m.left_at is None
+    invites = select(Membership.inviter_id, Membership.left_at).where(
+        Membership.room_id == room_id, col(Membership.inviter_id).is_not(None))
+    for inviter, left_at in session.exec(only(invites, Membership.inviter_id)).all():
+        invited[inviter] += 1
+        stayed[inviter] += left_at is None
 
     signin_days: dict[str, Counter[date]] = defaultdict(Counter)
     streak: dict[str, int] = {}
     points: dict[str, int] = {}
     if "points_signin" in tables:
-        for member_id, day, run in session.execute(text(
-                "SELECT member_id, day, streak FROM points_signin WHERE room_id = :room AND day >= :first "
-                "ORDER BY day"), {"room": room_id, "first": since.astimezone(tz).date()}):
-            day = day if isinstance(day, date) else date.fromisoformat(str(day))
-            signin_days[member_id][day] += 1
-            streak[member_id] = run if day >= today - timedelta(days=1) else 0
+        for member_id, on, run in sql("SELECT member_id, day, streak FROM points_signin WHERE room_id = :room "
+                                      "AND day >= :first {members} ORDER BY day",
+                                      room=room_id, first=since.astimezone(tz).date()):
+            on = _as_date(on)
+            signin_days[member_id][on] += 1
+            streak[member_id] = run if on >= today - timedelta(days=1) else 0
     if "points_account" in tables:
-        points = dict(session.execute(text("SELECT member_id, balance FROM points_account WHERE room_id = :room"),
-                                      {"room": room_id}).all())
+        points = dict(sql("SELECT member_id, balance FROM points_account WHERE room_id = :room {members}",
+                          room=room_id).all())
     quiz: dict[str, tuple[int, int]] = {}
     if {"quiz_answer", "quiz_round"} <= tables:
-        for member_id, answers, correct in session.execute(text(
+        for member_id, answers, correct in sql(
                 "SELECT a.member_id, COUNT(*), SUM(CASE WHEN a.correct THEN 1 ELSE 0 END) FROM quiz_answer a "
-                "JOIN quiz_round r ON r.id = a.round_id WHERE r.room_id = :room GROUP BY a.member_id"),
-                {"room": room_id}):
+                "JOIN quiz_round r ON r.id = a.round_id WHERE r.room_id = :room {members} GROUP BY a.member_id",
+                room=room_id):
             quiz[member_id] = (int(answers), int(correct or 0))
     entries, wins = Counter[str](), Counter[str]()
     if {"lottery_entry", "lottery_draw"} <= tables:
-        entries.update(dict(session.execute(text(
-            "SELECT e.member_id, COUNT(*) FROM lottery_entry e JOIN lottery_draw d ON d.id = e.draw_id "
-            "WHERE d.room_id = :room GROUP BY e.member_id"), {"room": room_id}).all()))
+        entries.update(dict(sql(
+            "SELECT a.member_id, COUNT(*) FROM lottery_entry a JOIN lottery_draw d ON d.id = a.draw_id "
+            "WHERE d.room_id = :room {members} GROUP BY a.member_id", room=room_id).all()))
         for (winners,) in session.execute(text(
                 "SELECT winners FROM lottery_draw WHERE room_id = :room AND status = 'drawn'"), {"room": room_id}):
             wins.update(_json_list(winners))
@@ -138,6 +166,11 @@ def room_facts(session: Session, room_id: str, now: datetime, tz: tzinfo, *, sin
             "is_admin": ms.is_admin,
         }
     return out
+
+
+def _utc(value: Any) -> datetime:
+    value = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def _json_list(value: Any) -> list[str]:

@@ -22,6 +22,11 @@ from week_data import REPO, ROOMS
 from bot._config import load_config
 from bot.dashboard import build_app
 
+try:
+    from selenium.webdriver.support.ui import WebDriverWait
+except ImportError:  # the tests skip (or fail on CI) in _browser_or_skip
+    WebDriverWait = None
+
 ARTIFACTS = REPO / "tests" / "artifacts"
 PASSWORD = "browser-test-pw"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -102,8 +107,6 @@ def _screenshot(driver, name: str) -> None:
 
 
 def _open(driver, base: str, path: str, shot: str) -> dict:
-    from selenium.webdriver.support.ui import WebDriverWait
-
     driver.get(base + path)
     WebDriverWait(driver, 15).until(lambda d: d.execute_script("return document.readyState") == "complete")
     assert driver.current_url == base + path, f"{path} redirected to {driver.current_url}"
@@ -123,7 +126,8 @@ def test_refused_without_login(served, browser):
         assert browser.find_elements("id", "password") and "完子会员" not in browser.page_source
     browser.find_element("id", "password").send_keys("not-the-password")
     browser.find_element("id", "login").click()
-    assert browser.find_element("id", "login-error").text == "密码不对"
+    error = WebDriverWait(browser, 15).until(lambda d: d.find_elements("id", "login-error"))
+    assert error[0].text == "密码不对" and browser.current_url.startswith(base + "/login")
     _screenshot(browser, "login-refused.png")
 
 
@@ -132,6 +136,7 @@ def test_every_page_with_charts_of_the_simulated_week(served, browser):
     browser.get(base + "/draws")
     browser.find_element("id", "password").send_keys(PASSWORD)
     browser.find_element("id", "login").click()
+    WebDriverWait(browser, 15).until(lambda d: not d.current_url.startswith(base + "/login"))
     assert browser.current_url == base + "/draws"  # back where the login started
 
     days = [week.end.date() - timedelta(days=13 - i) for i in range(14)]
@@ -164,5 +169,6 @@ def test_every_page_with_charts_of_the_simulated_week(served, browser):
     assert variants["variants-0"]["data"] == [[week.noon_replies["g1"] / 5, week.noon_replies["g2"] / 5]]
 
     browser.find_element("link text", "退出").click()
+    WebDriverWait(browser, 15).until(lambda d: d.current_url.startswith(base + "/login"))
     browser.get(base + "/")
     assert browser.current_url.startswith(base + "/login")
