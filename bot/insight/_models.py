@@ -14,7 +14,8 @@ class InsightMessage(SQLModel, table=True):
     """When a member spoke in a room (no text): daily activity, replies after a post. Pruned after a while."""
 
     __tablename__ = "insight_message"
-    __table_args__ = (Index("ix_insight_message_room_at", "room_id", "at"),)
+    __table_args__ = (Index("ix_insight_message_room_at", "room_id", "at"),
+                      Index("ix_insight_message_room_member_at", "room_id", "member_id", "at"))
 
     id: int | None = Field(default=None, primary_key=True)
     room_id: str
