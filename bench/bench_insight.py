@@ -81,7 +81,8 @@ def run(rooms: int = 5, members: int = 2_000, per_day: int = 2_000) -> Result:
     result = Result("insight", {
         "rooms": rooms, "members_per_room": members, "messages": rooms * 30 * per_day, "members_recomputed": count,
         "recompute_s": rounded(recompute), "one_member_tags_ms": rounded(one * 1000, 1),
-        "overview_page_s": rounded(pages["/"]), "room_page_s": rounded(pages["/rooms/r0"]), "rss_mb": rounded(rss_mb(), 1),
+        "overview_page_s": rounded(pages["/"]), "room_page_s": rounded(pages["/rooms/r0"]),
+        "rss_mb": rounded(rss_mb(), 1),
     })
     result.targets += [
         Target("insight full recompute s", recompute, 60, at_most=True),
