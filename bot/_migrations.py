@@ -12,12 +12,14 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Session, SQLModel, select
 
 from bot._models import SchemaVersion
 
 log = logging.getLogger("qunbot.db")
+_MIGRATION_LOCK = 0x71756E626F74  # "qunbot"
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +38,22 @@ def current_version(engine: Engine, owner: str) -> int | None:
 
 
 def upgrade(engine: Engine, owners: dict[str, Sequence[Migration]]) -> dict[str, int]:
-    """Create missing tables, then bring every owner to its latest version."""
+    """Create missing tables, then bring every owner to its latest version.
+
+    On PostgreSQL an advisory lock makes processes starting together migrate one after the other
+    (two `create_all` at once collide on the catalog); it is released with its connection.
+    """
+    with engine.connect() as guard:
+        if guard.dialect.name == "postgresql":
+            guard.execute(text("SELECT pg_advisory_lock(:key)"), {"key": _MIGRATION_LOCK})
+        try:
+            return _upgrade(engine, owners)
+        finally:
+            if guard.dialect.name == "postgresql":
+                guard.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": _MIGRATION_LOCK})
+
+
+def _upgrade(engine: Engine, owners: dict[str, Sequence[Migration]]) -> dict[str, int]:
     SQLModel.metadata.create_all(engine)
     applied: dict[str, int] = {}
     for owner, migrations in owners.items():
