@@ -73,7 +73,8 @@ class Outbox:
         """Set when processes share the database: only the lease holder claims messages."""
         self.on_disconnect: Callable[[Exception], None] | None = None
         """Called when the adapter reports the connection dropped (the runtime reconnects)."""
-        self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+        insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+        self._enqueue = insert(OutboxMessage.__table__).on_conflict_do_nothing(index_elements=["account", "key"])
 
     # --- queueing -------------------------------------------------------------
 
@@ -85,12 +86,11 @@ class Outbox:
         if (room_id is None) == (to is None):
             raise ValueError("a message goes to exactly one of room_id or to")
         now = self._clock.now()
-        stmt = self._insert(OutboxMessage.__table__).values(
-            account=self.account, key=key, room_id=room_id, to=to, text=text, mentions=list(mentions),
-            file=file, action=action, member_id=member_id, source=source, status="pending", attempts=0, created_at=now,
-            not_before=not_before or now, expires_at=expires_at,
-        ).on_conflict_do_nothing(index_elements=["account", "key"])
-        session.execute(stmt)
+        session.execute(self._enqueue, {  # values as parameters: one cached statement, not one per row
+            "account": self.account, "key": key, "room_id": room_id, "to": to, "text": text,
+            "mentions": list(mentions), "file": file, "action": action, "member_id": member_id, "source": source,
+            "status": "pending", "attempts": 0, "created_at": now, "not_before": not_before or now,
+            "expires_at": expires_at})
 
     def wake(self) -> None:
         """Look at the queue again soon (call after committing new rows)."""

@@ -605,3 +605,22 @@ def test_simulate_stops_with_file_and_line_on_an_invalid_sop_file(tmp_path):
     (root / "sop" / "x.yaml").unlink()
     result = CliRunner().invoke(main, ["--project", str(root), "simulate", str(root / "s.yaml")])
     assert result.exit_code == 0 and '"text": "早安"' in result.stdout
+
+
+async def test_target_rooms_by_id_and_topic_beyond_one_query_chunk(tmp_path):
+    """Listed rooms and topic globs together, more rooms than one IN query holds, sorted and each once."""
+    from bot.sop._schema import Targets
+
+    root = project(tmp_path, {"t.yaml": """\
+        targets: {rooms: [r0000]}
+        steps: [{id: m, at: "08:00", text: 早安}]
+    """})
+    bot = BotHarness(root, plugins=[], start="2026-11-23T07:00:00+08:00")
+    for n in range(1200):
+        bot.room(f"r{n:04d}", f"{'完子会员' if n % 3 == 0 else '其他'}{n}群", members={"u1": "Alice"})
+    async with bot:
+        targets = Targets(rooms=(*(f"r{n:04d}" for n in range(0, 1200, 2)), "r9999"), topics=("完子会员*",))
+        found = engine_of(bot).target_rooms(targets)
+    expected = [f"r{n:04d}" for n in range(1200) if n % 2 == 0 or n % 3 == 0]
+    assert [room.id for _, room in found] == expected
+    assert {account for account, _ in found} == {bot.sim.account}

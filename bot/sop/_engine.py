@@ -37,6 +37,7 @@ _FAR = timedelta(days=3660)
 _TICK = timedelta(microseconds=1)
 _MISSED_LOG_LIMIT = 50
 _SWEEP_BATCH = 500
+_IN_CHUNK = 500
 _SWEEP_RETRY = timedelta(minutes=1)
 _SWEEP_LOCKED_RETRY = timedelta(seconds=5)
 
@@ -54,7 +55,9 @@ class SopEngine:
         self._watch: asyncio.Task[None] | None = None
         self._signature: tuple[tuple[str, int, int], ...] = ()
         self._bot_ids: set[str] = set()
-        self._insert = postgresql.insert if runtime.engine.dialect.name == "postgresql" else sqlite.insert
+        insert = postgresql.insert if runtime.engine.dialect.name == "postgresql" else sqlite.insert
+        self._claim_row = (insert(SopDelivery.__table__).on_conflict_do_nothing(index_elements=["account", "key"])
+                           .returning(literal_column("1")))
 
     # --- life cycle --------------------------------------------------------------------
 
@@ -235,11 +238,10 @@ class SopEngine:
     def _claim(self, session: Session, account: str, key: str, loaded: LoadedSop, step: Step, room_id: str,
                member_id: str | None, due: datetime, status: str, detail: str | None) -> bool:
         """Insert the ledger row; False if this post was already handled (exactly once)."""
-        result = session.execute(self._insert(SopDelivery.__table__).values(
-            account=account, key=key, file=loaded.name, step=step.id, room_id=room_id, member_id=member_id,
-            due_at=due, status=status, sent_at=None if status in ("skipped", "pending") else self.rt.now(),
-            detail=detail or "").on_conflict_do_nothing(index_elements=["account", "key"])
-            .returning(literal_column("1")))
+        result = session.execute(self._claim_row, {  # values as parameters: one cached statement for every room
+            "account": account, "key": key, "file": loaded.name, "step": step.id, "room_id": room_id,
+            "member_id": member_id, "due_at": due, "status": status,
+            "sent_at": None if status in ("skipped", "pending") else self.rt.now(), "detail": detail or ""})
         return result.first() is not None  # RETURNING, not rowcount: see bot/_unique.py
 
     def _enqueue(self, session: Session, loaded: LoadedSop, step: Step, account: str, key: str, room: RoomInfo,
@@ -408,10 +410,16 @@ class SopEngine:
 
     def target_rooms(self, targets: Targets) -> list[tuple[str, RoomInfo]]:
         """(account, room) for every known room a file targets."""
-        with Session(self.rt.engine) as session:
-            accounts = dict(session.exec(select(Room.id, Room.account)).all())
-        return [(accounts[room.id], room) for room in sorted(self.rt.members.rooms(), key=lambda r: r.id)
-                if room.id in accounts and accounts[room.id] in self.rt.adapters and self._matches(targets, room)]
+        listed, patterned = set(targets.rooms), bool(targets.topics or targets.tags)
+        rooms = sorted((room for room in self.rt.members.rooms()
+                        if room.id in listed or (patterned and self._matches(targets, room))), key=lambda r: r.id)
+        accounts: dict[str, str] = {}
+        with Session(self.rt.engine) as session:  # only the matched rooms' rows: a fan-out runs on time
+            for start in range(0, len(rooms), _IN_CHUNK):
+                ids = [room.id for room in rooms[start:start + _IN_CHUNK]]
+                accounts.update(session.exec(select(Room.id, Room.account).where(col(Room.id).in_(ids))).all())
+        return [(accounts[room.id], room) for room in rooms
+                if room.id in accounts and accounts[room.id] in self.rt.adapters]
 
     @staticmethod
     def _matches(targets: Targets, room: RoomInfo) -> bool:
