@@ -110,6 +110,19 @@ def new_puppet(cache_dir: Path, endpoint: str, token: str) -> Any:
         return wechaty_puppet_service.PuppetService(wechaty_puppet.PuppetOptions(end_point=endpoint, token=token))
 
 
+async def open_stream(puppet: Any, timeout: float) -> asyncio.Task[None]:
+    """`PuppetService.start()` in two steps: the handshake, awaited with a timeout (a wrong token fails
+    here), then the never-ending event stream as a task the adapter supervises.
+
+    Unlike `start()` it does not call the service's `stop` first: on a real puppet that restarts the
+    account's session on every reconnect.
+    """
+    puppet._init_puppet()  # channel and stub; its blocking telnet check is patched out in load()
+    async with asyncio.timeout(timeout):
+        await puppet.puppet_stub.start()
+    return asyncio.create_task(puppet._listen_for_event())
+
+
 def split_endpoint(endpoint: str) -> tuple[str, int]:
     """`host:port` (a scheme is tolerated) → (host, port); clear error otherwise."""
     parts = urlsplit(endpoint if "//" in endpoint else f"//{endpoint}")

@@ -50,7 +50,7 @@ class WechatyAdapter(Adapter):
     """One WeChat account behind a Wechaty puppet service."""
 
     def __init__(self, account: str, clock: Clock, *, endpoint: str, token: str, project: Path, bot_name: str,
-                 data_dir: Path, connect_timeout: float = 10.0, login_timeout: float | None = None) -> None:
+                 data_dir: Path, connect_timeout: float = 20.0, login_timeout: float | None = None) -> None:
         super().__init__(account)
         self.clock = clock
         self.endpoint = endpoint
@@ -129,30 +129,21 @@ class WechatyAdapter(Adapter):
         """Open one connection: reachable, authenticated, event stream flowing. AdapterError otherwise."""
         await self.check_reachable()
         puppet = compat.new_puppet(self.cache_dir, self.endpoint, self._token)
-        first = asyncio.Event()
         for name in _EVENTS:
-            puppet.on(name, self._listener(name, first))
-        runner = asyncio.create_task(puppet.start(), name=f"wechaty-stream-{self.account}")
-        waiter = asyncio.ensure_future(first.wait())
-        done, _ = await asyncio.wait({waiter, runner}, timeout=self.connect_timeout,
-                                     return_when=asyncio.FIRST_COMPLETED)
-        if waiter in done:
-            self._puppet = puppet
-            return runner
-        waiter.cancel()
-        runner.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await runner
-        _close_channel(puppet)
-        if runner in done and not runner.cancelled() and runner.exception() is not None:
-            reason = compat.explain(runner.exception())  # type: ignore[arg-type]
-        else:
-            reason = "no event stream after connecting (is this a Wechaty puppet service?)"
+            puppet.on(name, self._listener(name))
+        self._puppet = puppet  # before the stream starts: the login event needs it
+        try:
+            return await compat.open_stream(puppet, self.connect_timeout)
+        except TimeoutError:
+            reason = (f"no answer within {self.connect_timeout:g} s: something listens there, but not a "
+                      "Wechaty puppet service (or it is TLS-only)")
+        except Exception as err:
+            reason = compat.explain(err)
+        self._close()
         raise AdapterError(f"account {self.account}: {self.endpoint}: {reason}")
 
-    def _listener(self, name: str, first: asyncio.Event) -> Any:
+    def _listener(self, name: str) -> Any:
         def listener(payload: Any) -> None:
-            first.set()
             self._events.put_nowait((name, payload))
         return listener
 
@@ -169,9 +160,9 @@ class WechatyAdapter(Adapter):
             self._close()
             if self._stopping.is_set():
                 return
+            log.warning("account %s: lost the puppet service at %s (%s); reconnecting in %g s",
+                        self.account, self.endpoint, reason, delay)
             while not self._stopping.is_set():
-                log.warning("account %s: lost the puppet service at %s (%s); reconnecting in %g s",
-                            self.account, self.endpoint, reason, delay)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), timeout=delay)  # back-off, cut short by stop()
                 if self._stopping.is_set():
@@ -180,7 +171,8 @@ class WechatyAdapter(Adapter):
                 try:
                     runner = await self._connect()
                 except AdapterError as err:
-                    reason = str(err).split(": ", 1)[-1]
+                    log.warning("account %s: reconnecting failed (%s); next try in %g s", self.account,
+                                str(err).removeprefix(f"account {self.account}: "), delay)
                     continue
                 log.info("account %s: reconnected to %s", self.account, self.endpoint)
                 delay = first_delay
@@ -287,7 +279,7 @@ class WechatyAdapter(Adapter):
             if old is not None:
                 renamed.append(MemberRenamed(account=self.account, id=f"rename:{room_id}:{member_id}:{alias}",
                                              time=now, room_id=room_id, member_id=member_id, alias=alias,
-                                             old_alias=old))
+                                             old_alias=old or None))
         return MemberRef(member_id, member.name or member_id), renamed
 
     async def _contact(self, contact_id: str) -> MemberRef:

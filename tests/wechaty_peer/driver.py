@@ -13,6 +13,8 @@ from typing import Any
 
 PEER_DIR = Path(__file__).resolve().parent
 PEER_SCRIPT = PEER_DIR / "peer.mjs"
+LINES = {"1.x": PEER_DIR, "0.x": PEER_DIR / "v0"}
+"""Package lines the peer runs on: 1.x (what puppet providers run today) and the older 0.x."""
 
 Record = dict[str, Any]
 
@@ -25,8 +27,9 @@ def unavailable() -> str | None:
 
 
 def missing_packages() -> str | None:
-    if not (PEER_DIR / "node_modules" / "wechaty-puppet-service").is_dir():
-        return f"run `npm ci` in {PEER_DIR} first (scripts/test does)"
+    for folder in LINES.values():
+        if not (folder / "node_modules" / "wechaty-puppet-service").is_dir():
+            return f"run `npm ci` in {folder} first (scripts/test does)"
     return None
 
 
@@ -44,11 +47,12 @@ class Peer:
         self._reader = asyncio.create_task(self._read())
 
     @classmethod
-    async def start(cls, *, token: str = "qunbot-test-token", timeout: float = 60) -> Peer:
-        env = {**os.environ, "PEER_TOKEN": token}
+    async def start(cls, *, line: str = "1.x", token: str = "qunbot-test-token", timeout: float = 60) -> Peer:
+        env = {**os.environ, "PEER_TOKEN": token, "PEER_PACKAGES": str(LINES[line])}
         process = await asyncio.create_subprocess_exec(
             "node", str(PEER_SCRIPT), cwd=PEER_DIR, env=env, stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
+            stdout=asyncio.subprocess.PIPE,
+            stderr=None if os.environ.get("QB_PEER_STDERR") else asyncio.subprocess.DEVNULL)  # set it to debug
         assert process.stdout is not None
         async with asyncio.timeout(timeout):
             line = await process.stdout.readline()

@@ -12,23 +12,31 @@
 //   in  {"cmd": "join", "room": "g1@chatroom", "members": ["u3"], "inviter": "u1"}
 //   in  {"cmd": "leave", "room": "g1@chatroom", "members": ["u3"], "by": "owner"}
 //   in  {"cmd": "topic", "room": "g1@chatroom", "topic": "...", "by": "u1"}
+//   in  {"cmd": "rename", "room": "g1@chatroom", "member": "u1", "alias": "..."}   a group nickname (no event)
 //   in  {"cmd": "logout"}
 //   in  {"cmd": "stop"}
+// `node peer.mjs --demo` also creates a group (小完子 the bot, 群主, Alice, Bob in 「qunbot 演示群」), logs the
+// bot in, and takes plain lines as Alice speaking in the group ("@小完子 …" mentions the bot): see docs/wechaty.md.
 // Every command is answered with {"event": "done", "seq": N} (or {"event": "error", ...}); what the bot
 // does through the service is reported as {"event": "sent", ...} / {"event": "action", ...}.
 import net from 'node:net'
 import readline from 'node:readline'
 import { readFileSync } from 'node:fs'
+import { createRequire } from 'node:module'
+import { pathToFileURL } from 'node:url'
 
-import { log } from 'wechaty-puppet'
-import { PuppetServer } from 'wechaty-puppet-service'
-import { PuppetMock, mock } from 'wechaty-puppet-mock'
-import { FileBox } from 'file-box'
+// The packages come from this folder's node_modules, or from PEER_PACKAGES (another package line, e.g. v0/).
+const base = process.env.PEER_PACKAGES ? pathToFileURL(process.env.PEER_PACKAGES + '/') : new URL('.', import.meta.url)
+const require = createRequire(new URL('package.json', base))
+const { log } = require('wechaty-puppet')
+const { PuppetServer } = require('wechaty-puppet-service')
+const { PuppetMock, mock } = require('wechaty-puppet-mock')
+const { FileBox } = require('file-box')
 
 log.level(process.env.PEER_LOG_LEVEL || 'silent')
 
 const versions = Object.fromEntries(['wechaty-puppet', 'wechaty-puppet-service', 'wechaty-puppet-mock'].map(name => [
-  name, JSON.parse(readFileSync(new URL(`node_modules/${name}/package.json`, import.meta.url))).version]))
+  name, JSON.parse(readFileSync(new URL(`node_modules/${name}/package.json`, base))).version]))
 
 const out = (obj) => process.stdout.write(JSON.stringify(obj) + '\n')
 
@@ -68,6 +76,16 @@ record('contactAlias', (contactId, alias) => (alias === undefined
   ? { event: 'read', what: 'alias', contact: contactId }
   : { event: 'action', action: 'set_alias', contact: contactId, alias }))
 
+// Room members are answered from the scripted contacts: the 0.x mock lists no members and gives everyone the
+// same fake name and alias. Group nicknames (room aliases) are scripted with the `rename` command.
+const roomAliases = new Map()
+puppet.roomMemberList = async (roomId) => [...mocker.roomPayload(roomId).memberIdList]
+puppet.roomMemberPayload = async (roomId, contactId) => {
+  const contact = mocker.contactPayload(contactId)
+  return { id: contactId, name: contact.name, avatar: contact.avatar || '',
+    roomAlias: roomAliases.get(`${roomId}/${contactId}`) || '' }
+}
+
 const token = process.env.PEER_TOKEN || 'qunbot-test-token'
 const port = Number(process.env.PEER_PORT || 0) || await freePort()
 const endpoint = `127.0.0.1:${port}`
@@ -95,11 +113,34 @@ const commands = {
   join: ({ room: roomId, members, inviter }) => { room(roomId).add(...members.map(contact)).by(contact(inviter)) },
   leave: ({ room: roomId, members, by }) => { room(roomId).remove(...members.map(contact)).by(contact(by)) },
   topic: ({ room: roomId, topic, by }) => { room(roomId).topic(topic).by(contact(by)) },
+  rename: ({ room: roomId, member, alias }) => { roomAliases.set(`${roomId}/${member}`, alias) },
   stop: async () => {
     await server.stop()
     await puppet.stop().catch(() => {})
     process.exit(0)
   },
+}
+
+const demo = process.argv.includes('--demo')
+const DEMO_ROOM = 'demo@chatroom'
+if (demo) {
+  for (const [id, name] of [['bot', '小完子'], ['owner1', '群主'], ['u1', 'Alice'], ['u2', 'Bob']]) {
+    commands.contact({ id, name })
+  }
+  commands.room({ id: DEMO_ROOM, topic: 'qunbot 演示群', members: ['bot', 'owner1', 'u1', 'u2'], owner: 'owner1' })
+  commands.login({ id: 'bot' })
+  process.stderr.write([
+    `demo puppet service on ${endpoint} (token ${token})`,
+    `  export WECHATY_PUPPET_SERVICE_ENDPOINT=${endpoint} WECHATY_PUPPET_SERVICE_TOKEN=${token}`,
+    '  type a line to say it as Alice in 「qunbot 演示群」 ("@小完子 hi" mentions the bot), or a JSON command',
+    '',
+  ].join('\n'))
+}
+
+function parse (line) {
+  if (!demo || line.trimStart().startsWith('{')) return JSON.parse(line)
+  const mentions = line.includes('@小完子') ? ['bot'] : []
+  return { cmd: 'say', from: 'u1', room: DEMO_ROOM, text: line.replace('@小完子 ', '@小完子\u2005'), mentions }
 }
 
 let seq = 0
@@ -108,7 +149,7 @@ lines.on('line', async (line) => {
   if (!line.trim()) return
   const n = ++seq
   try {
-    const command = JSON.parse(line)
+    const command = parse(line)
     const run = commands[command.cmd]
     if (!run) throw new Error(`unknown command ${command.cmd}`)
     await run(command)
@@ -117,6 +158,6 @@ lines.on('line', async (line) => {
     out({ event: 'error', seq: n, message: String(e && e.message || e) })
   }
 })
-lines.on('close', () => commands.stop())
+lines.on('close', () => { if (!demo) commands.stop() })
 
 out({ event: 'ready', endpoint, token, versions })
