@@ -191,12 +191,15 @@ class Context:
                 if self.room_id is None or self._rt.plugin_enabled(name, self.room_id)]
 
     def service(self, plugin_name: str) -> Any:
-        """The public API object another enabled plugin offers (`plugin.service`).
+        """The public API object another plugin offers (`plugin.service`); LookupError if that plugin is not
+        enabled, or is switched off in this context's room.
 
         A service with a `bind(ctx)` method is handed out bound to this context, so it can act in the
         caller's transaction (the points service queues a level-up message that commits with the grant).
         """
         service = self._rt.service(plugin_name)
+        if self.room_id is not None and not self._rt.plugin_enabled(plugin_name, self.room_id):
+            raise LookupError(f"plugin {plugin_name!r} is switched off in room {self.room_id}")
         bind = getattr(service, "bind", None)
         return bind(self) if callable(bind) else service
 

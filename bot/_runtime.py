@@ -281,7 +281,11 @@ class Runtime:
         return plugin.service
 
     def plugin_enabled(self, plugin_name: str, room_id: str) -> bool:
-        return plugin_name in self.plugins and plugin_name not in self.config.room(room_id).plugins_disabled
+        """On in this room: enabled, not switched off here, and neither is anything it `requires`."""
+        plugin = self.plugins.get(plugin_name)
+        if plugin is None or plugin_name in self.config.room(room_id).plugins_disabled:
+            return False
+        return all(self.plugin_enabled(needed, room_id) for needed in plugin.requires if needed != plugin_name)
 
     def plugin_config(self, plugin_name: str, room_id: str | None) -> Any:
         if room_id is not None and (plugin_name, room_id) in self._configs:

@@ -57,7 +57,7 @@ async def test_sign_in_grants_points_once_and_a_second_try_is_answered_politely(
     first = bot.pop_text()
     await bot.say("g1", "u1", "签到")
     second = bot.pop_text()
-    assert "签到成功" in first and "+10 积分" in first
+    assert first == "@Alice 签到成功 ✅ +10 积分\n当前积分：10。明天继续签到可得 12 积分～"
     assert "今天已经签过到" in second
     assert _balance(bot, "u1") == 10
 
@@ -405,3 +405,34 @@ async def test_members_cannot_use_admin_commands(bot):
     assert "已为" not in text and "积分明细" not in text and "待发放" not in text
     assert text.count("管理员") == 3                                # the permission-denied reply, each time
     assert _balance(bot, "u1") == 0
+
+
+async def test_switched_off_in_a_room_its_service_and_the_plugins_needing_it_are_off_there_too():
+    from bot import Plugin
+
+    other = Plugin(name="asker")
+    ask = other.on_fullmatch("有积分吗")
+
+    @ask.handle
+    async def answer(ctx):
+        try:
+            ctx.service("points")
+        except LookupError:
+            await ctx.reply("没有")
+            return
+        await ctx.reply("有")
+
+    needy = Plugin(name="needy", requires=["points"])
+    needy.on_fullmatch("需要积分").handle(answer)
+    settings = {"rooms": {"g2": {"plugins_disabled": ["points"]}}}
+    async with harness(settings=settings) as bot:
+        points = bot.runtime.plugins["points"]
+    async with BotHarness(REPO, plugins=[points, other, needy], settings=settings) as bot:
+        bot.room("g1", members=MEMBERS)
+        bot.room("g2", members=MEMBERS)
+        for room in ("g1", "g2"):
+            await bot.say(room, "u1", "有积分吗")
+            await bot.say(room, "u1", "需要积分")
+            await bot.say(room, "u1", "签到")
+        texts = [(m.room_id, m.text.split(" ", 1)[1][:4]) for m in bot.pop()]
+    assert texts == [("g1", "有"), ("g1", "有"), ("g1", "签到成功"), ("g2", "没有")]
