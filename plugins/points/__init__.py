@@ -103,9 +103,10 @@ def _catalog(ctx: Context) -> CatalogFile:
     return _catalogs.setdefault(str(path), CatalogFile(path))
 
 
-def _levels_view(level: Level) -> dict[str, Any]:
-    following = next((lv for lv in service.levels if lv.threshold > level.threshold), None)
-    return {"level": level, "next_level": following}
+def _levels_view(earned: int) -> dict[str, Any]:
+    level = service.level_for(earned)
+    following = next((lv for lv in service.levels if lv.threshold > earned), None)
+    return {"level": level, "next_level": following, "to_next": following.threshold - earned if following else 0}
 
 
 # --- members ---------------------------------------------------------------------------
@@ -137,11 +138,11 @@ balance = plugin.on_fullmatch("积分", "我的积分", words_from="balance_word
 @balance.handle
 async def show_balance(ctx: Context) -> None:
     assert ctx.room_id is not None and ctx.member_id is not None
-    level = service.level(ctx.db, ctx.room_id, ctx.member_id)
+    earned = service.earned(ctx.db, ctx.room_id, ctx.member_id)
     await ctx.reply(template="points/balance.j2", balance=service.balance(ctx.db, ctx.room_id, ctx.member_id),
                     streak=service.streak(ctx.db, ctx.room_id, ctx.member_id, ctx.today),
                     signed_today=service.signed_in_on(ctx.db, ctx.room_id, ctx.member_id, ctx.today),
-                    **_levels_view(level))
+                    **_levels_view(earned))
 
 
 ranking = plugin.on_fullmatch("排行榜", "积分排行", words_from="rank_words",

@@ -92,6 +92,11 @@ class PointsService:
         account = self._account(session, room_id, member_id)
         return 0 if account is None else account.balance
 
+    def earned(self, session: Session, room_id: str, member_id: str) -> int:
+        """Points earned so far (the level basis): spending does not lower it, admin deductions do."""
+        account = self._account(session, room_id, member_id)
+        return 0 if account is None else account.earned
+
     def level(self, session: Session, room_id: str, member_id: str) -> Level:
         account = self._account(session, room_id, member_id)
         return self.level_for(0 if account is None else account.earned)

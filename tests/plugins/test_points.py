@@ -151,6 +151,7 @@ async def test_balance_shows_points_level_and_streak(bot):
     await bot.say("g1", "u1", "我的积分")
     text = bot.pop_text()
     assert "你的积分：10" in text and "V1 社区菜鸟" in text and "今天已签到" in text and "连续签到 1 天" in text
+    assert "再获得 90 分升到 V2 社区新秀" in text
 
 
 async def test_level_up_is_announced_exactly_once(bot):
