@@ -90,8 +90,8 @@ class Runtime:
         for account in self.adapters if accounts is None else accounts:
             await self.start_account(account)
         self.started = True
-        log.info("qunbot started: %d plugins (%s), %d accounts", len(self.plugins), ", ".join(self.plugins),
-                 len(self.active))
+        log.info("qunbot started: %d plugins (%s), %d of %d accounts running here", len(self.plugins),
+                 ", ".join(self.plugins), len(self.active), len(self.adapters))
 
     async def start_account(self, account: str) -> None:
         """Connect one account and resume its queue and timers (at start, or on taking its lease over)."""
