@@ -25,10 +25,10 @@ from wechaty_peer.driver import Peer, missing_packages, unavailable
 
 from bot._clock import RealClock
 from bot._config import load_config
-from bot._events import DirectMessage, Event, RoomMessage
+from bot._events import DirectMessage, Event, Outgoing, RoomMessage
 from bot._models import Membership
 from bot._runtime import Runtime
-from bot.adapters import AdapterError, make_adapter
+from bot.adapters import AdapterError, Disconnected, make_adapter
 
 if reason := unavailable():
     pytest.skip(reason, allow_module_level=True)
@@ -256,21 +256,25 @@ async def test_reconnects_after_the_service_restarts(tmp_path, monkeypatch):
     logged: list[str] = []
     reconnected = asyncio.Event()
 
+    lost = asyncio.Event()
+
     class Watch(logging.Handler):
         def emit(self, record: logging.LogRecord) -> None:
             logged.append(record.getMessage())
             if "reconnected to" in record.getMessage():
                 reconnected.set()
+            if "lost the puppet service" in record.getMessage():
+                lost.set()
 
     watch = Watch()
     logger = logging.getLogger("qunbot.wechaty")
     logger.addHandler(watch)
     monkeypatch.setattr(logger, "level", logging.INFO)
-    heard = asyncio.Event()
+    heard = {"你好": asyncio.Event(), "又见面了": asyncio.Event()}
 
     async def sink(event: Event) -> None:
-        if getattr(event, "text", "") == "你好":
-            heard.set()
+        if getattr(event, "text", "") in heard:
+            heard[event.text].set()  # type: ignore[attr-defined]
 
     first = await Peer.start()
     try:
@@ -281,12 +285,22 @@ async def test_reconnects_after_the_service_restarts(tmp_path, monkeypatch):
         port = first.endpoint.rsplit(":", 1)[1]
     finally:
         await first.close()
+    await asyncio.wait_for(lost.wait(), 60)
+    with pytest.raises(Disconnected):  # the outbox holds its queue until the account is back
+        await adapter.send(Outgoing(account="wx1", room_id=ROOM, text="有人吗"))
     second = await _peer_on_port(port)
     try:
         await script_group(second)
         await asyncio.wait_for(reconnected.wait(), 90)
         await second.cmd("say", **{"from": "u1"}, room=ROOM, text="你好")
-        await asyncio.wait_for(heard.wait(), 60)
+        await asyncio.wait_for(heard["你好"].wait(), 60)
+        # the runtime's own way back after a Disconnected send: stop(), then start() again
+        await adapter.stop()
+        await adapter.start(sink)
+        await second.cmd("say", **{"from": "u1"}, room=ROOM, text="又见面了")
+        await asyncio.wait_for(heard["又见面了"].wait(), 60)
+        await adapter.send(Outgoing(account="wx1", room_id=ROOM, text="回来了", mentions=("u1",)))
+        assert (await second.wait_for(lambda r: r["event"] == "sent"))["text"] == "回来了"
     finally:
         await adapter.stop()
         await second.close()

@@ -172,6 +172,18 @@ def explain(err: BaseException) -> str:
     return f"{type(err).__name__}: {err}"
 
 
+def is_connection_lost(err: BaseException) -> bool:
+    """The channel is gone (not: the service refused this one call)."""
+    try:
+        from grpclib.const import Status
+        from grpclib.exceptions import GRPCError, StreamTerminatedError
+    except ImportError:  # pragma: no cover
+        return isinstance(err, ConnectionError)
+    if isinstance(err, GRPCError):
+        return err.status == Status.UNAVAILABLE
+    return isinstance(err, StreamTerminatedError | ConnectionError | OSError)
+
+
 def is_rate_limited(err: BaseException) -> bool:
     """WeChat's 'you send too often' (发送消息过于频繁), as puppet services pass it on."""
     text = str(err)

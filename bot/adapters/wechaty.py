@@ -3,8 +3,9 @@
 One `WechatyAdapter` is one account: it connects to the endpoint named by the
 account's `endpoint_env` with the token in `token_env`, turns puppet events
 into qunbot events, and sends what the outbox hands it. The connection runs as
-a supervised task: when it drops, it is re-opened with back-off (1 s doubling to
-60 s) and each attempt is logged. Everything version-specific lives in
+a supervised task: when it drops, it is re-opened with back-off (`[pacing]`
+reconnect_min doubling to reconnect_max) and each attempt is logged. A send while
+the connection is down raises `Disconnected`, so the outbox holds the queue. Everything version-specific lives in
 `_wechaty_compat`; this module only speaks qunbot's events.
 """
 
@@ -32,7 +33,7 @@ from bot._events import (
     RoomTopicChanged,
 )
 from bot.adapters import _wechaty_compat as compat
-from bot.adapters._base import Adapter, AdapterError, EventSink, RateLimited, SendError
+from bot.adapters._base import Adapter, AdapterError, Disconnected, EventSink, RateLimited, SendError
 
 if TYPE_CHECKING:
     from bot._clock import Clock
@@ -84,14 +85,19 @@ class WechatyAdapter(Adapter):
             raise AdapterError(f"account {settings.id}: set {' and '.join(missing)} (the puppet service's "
                                "host:port and token from your puppet provider or gateway)")
         compat.split_endpoint(endpoint)
-        return cls(settings.id, clock, endpoint=endpoint, token=token, project=project, bot_name=config.bot.name,
-                   data_dir=project / config.data_dir)
+        adapter = cls(settings.id, clock, endpoint=endpoint, token=token, project=project, bot_name=config.bot.name,
+                      data_dir=project / config.data_dir)
+        pacing = config.pacing_for(settings.id)
+        adapter.reconnect_delay = (pacing.reconnect_min, pacing.reconnect_max)
+        return adapter
 
     # --- life cycle ---------------------------------------------------------------
 
     async def start(self, sink: EventSink) -> None:
         """Connect, then wait until the account is logged in (a QR code to scan is logged meanwhile)."""
         self._sink = sink
+        self._stopping = asyncio.Event()  # start() may follow stop(): the runtime reconnects that way too
+        self._logged_in.clear()
         runner = await self._connect()
         self._tasks = [asyncio.create_task(self._pump(), name=f"wechaty-events-{self.account}"),
                        asyncio.create_task(self._supervise(runner), name=f"wechaty-{self.account}")]
@@ -327,7 +333,7 @@ class WechatyAdapter(Adapter):
 
     async def send(self, message: Outgoing) -> None:
         if self._puppet is None or not self._logged_in.is_set():
-            raise SendError(f"account {self.account} is not connected and logged in")
+            raise Disconnected(f"account {self.account} is not connected and logged in")
         puppet = self._puppet
         target = message.room_id or message.to
         assert target is not None
@@ -352,7 +358,8 @@ class WechatyAdapter(Adapter):
         except SendError:
             raise
         except Exception as err:
-            error = RateLimited if compat.is_rate_limited(err) else SendError
+            error = (RateLimited if compat.is_rate_limited(err) else Disconnected if compat.is_connection_lost(err)
+                     else SendError)
             raise error(f"account {self.account}: {compat.explain(err)}") from err
 
     # --- helpers --------------------------------------------------------------------------
