@@ -80,6 +80,10 @@ async def _diagnose_one(project: Path, config: ProjectConfig, settings: AccountS
         if "refused the token" in message:
             report.bad(message, f"copy the token into ${settings.token_env} again from your puppet provider; "
                                 "a token works with its own service only")
+        elif "one event stream at a time" in message:
+            report.good("the service accepted the token")
+            report.bad(message, "stop that client first (doctor needs the connection for itself while it checks), "
+                                "and make sure no other bot uses this token")
         elif "did not log in" in message:
             report.good("the service accepted the token")
             report.bad(message, "log the WeChat account in on the puppet service (scan its QR code), then retry")

@@ -425,6 +425,12 @@ async def test_qunbot_run_against_the_service_answers_and_stops_cleanly(peer, tm
                 messages.append(json.loads(line)["message"])
         await peer.cmd("say", **{"from": "u2"}, room=ROOM, text="ping")
         await peer.wait_for(sent_to_room("pong"), timeout=60)
+        # a 1.x service serves one client: doctor, run beside the bot, says so (and the bot goes on)
+        code, out, _ = await _qunbot(project, "doctor", env=env)
+        assert code == 1 and "serves one event stream at a time" in out and "stop that client first" in out
+        mark = len(peer.records)
+        await peer.cmd("say", **{"from": "u2"}, room=ROOM, text="ping")
+        await peer.wait_for(sent_to_room("pong"), timeout=60, start=mark)
     finally:
         proc.send_signal(signal.SIGTERM)
         async with asyncio.timeout(60):

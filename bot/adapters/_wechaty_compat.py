@@ -172,6 +172,19 @@ def explain(err: BaseException) -> str:
     return f"{type(err).__name__}: {err}"
 
 
+def hint(err: BaseException | None) -> str:
+    """What to do about a failure `explain()` names, where there is something to say."""
+    try:
+        from grpclib.const import Status
+        from grpclib.exceptions import GRPCError
+    except ImportError:  # pragma: no cover
+        return ""
+    if isinstance(err, GRPCError) and err.status == Status.ALREADY_EXISTS:
+        return (": the service serves one event stream at a time, and another client (a running `qunbot run`"
+                " or another bot with this token) holds it")
+    return ""
+
+
 def is_connection_lost(err: BaseException) -> bool:
     """The channel is gone (not: the service refused this one call)."""
     try:

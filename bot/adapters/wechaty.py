@@ -99,19 +99,23 @@ class WechatyAdapter(Adapter):
         self._stopping = asyncio.Event()  # start() may follow stop(): the runtime reconnects that way too
         self._logged_in.clear()
         runner = await self._connect()
-        self._tasks = [asyncio.create_task(self._pump(), name=f"wechaty-events-{self.account}"),
-                       asyncio.create_task(self._supervise(runner), name=f"wechaty-{self.account}")]
+        self._tasks = [asyncio.create_task(self._pump(), name=f"wechaty-events-{self.account}"), runner]
         login = asyncio.ensure_future(self._logged_in.wait())
-        done, _ = await asyncio.wait({login, runner}, timeout=self.login_timeout,
-                                     return_when=asyncio.FIRST_COMPLETED)
-        if login not in done:
-            login.cancel()
-            await self.stop()
-            if runner in done:
-                raise AdapterError(f"account {self.account}: the puppet service at {self.endpoint} closed the "
-                                   "connection before the account logged in")
-            raise AdapterError(f"account {self.account}: connected to {self.endpoint}, but the account did not "
-                               f"log in within {self.login_timeout:.0f} s (scan the QR code the service shows)")
+        await asyncio.wait({login, runner}, timeout=self.login_timeout, return_when=asyncio.FIRST_COMPLETED)
+        if login.done():
+            # supervised only once logged in: a failed start is reported once, not retried in the background
+            self._tasks.append(asyncio.create_task(self._supervise(runner), name=f"wechaty-{self.account}"))
+            return
+        login.cancel()
+        ended = runner.done()
+        error = runner.exception() if ended and not runner.cancelled() else None
+        await self.stop()
+        if ended:
+            reason = compat.explain(error) if error else "the stream ended"
+            raise AdapterError(f"account {self.account}: the puppet service at {self.endpoint} closed the event "
+                               f"stream before the account logged in ({reason}){compat.hint(error)}")
+        raise AdapterError(f"account {self.account}: connected to {self.endpoint}, but the account did not "
+                           f"log in within {self.login_timeout:.0f} s (scan the QR code the service shows)")
 
     async def stop(self) -> None:
         self._stopping.set()
