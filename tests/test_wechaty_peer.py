@@ -441,3 +441,13 @@ async def test_qunbot_run_against_the_service_answers_and_stops_cleanly(peer, tm
     assert "account wx1: logged in as 小完子 (bot)" in messages
     assert "stopping" in messages
     assert not (project / ".wechaty").exists() and (project / "data" / ".wechaty").is_dir()
+
+
+def test_qunbot_run_exits_2_with_one_line_when_the_endpoint_is_unreachable(tmp_path):
+    project = write_project(tmp_path / "proj")
+    env = {**os.environ, "QB_TEST_TOKEN": "t", "QB_TEST_ENDPOINT": "127.0.0.1:1"}
+    proc = subprocess.run([sys.executable, "-m", "bot.cli", "--project", str(project), "run"], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1].startswith(
+        "error: account wx1: cannot reach the puppet service at 127.0.0.1:1 (")
