@@ -7,7 +7,9 @@ reply in the outbox ("reply queued"), so latency is event handed to the runtime 
 
 The baseline commits the same rows per sign-in (a points_signin row, a points_ledger row, the
 points_account upsert and a core_outbox row, one transaction each) with plain `sqlite3` into the same
-file with the same PRAGMAs, before and after the runtime run; the ratio uses their mean.
+file with the same PRAGMAs, before and after the runtime run; the ratio uses their mean. Beside them,
+the same events through the same runtime with a handler that only replies (no points service) show how
+much of a sign-in is the runtime's own work.
 """
 
 from __future__ import annotations
@@ -65,6 +67,50 @@ def make_project() -> Path:
     return root
 
 
+async def runtime_only(rooms: int, members: int) -> float:
+    """The same events through the same runtime, but a handler that only replies (a template, no points
+    service): how fast the runtime's own part of a sign-in goes. Returns events per second."""
+    from bot import Plugin
+    from bot._clock import RealClock
+    from bot._config import load_config
+    from bot._events import MemberRef, RoomMessage
+    from bot._runtime import Runtime
+    from bot.adapters.simulated import SimulatedAdapter
+
+    plugin = Plugin("reply_only")
+
+    @plugin.on_fullmatch("签到").handle
+    async def reply(ctx: Any) -> None:
+        await ctx.reply(template="points/signin_ok.j2", signin={"points": 10, "streak": 1}, balance=10, tomorrow=12)
+
+    root = make_project()
+    config = load_config(root)
+    clock = RealClock(config.bot.tz)
+    adapter = SimulatedAdapter("default", clock)
+    for r in range(rooms):
+        adapter.add_room(f"g{r:03d}", f"打卡群{r}", members=[MemberRef(f"g{r:03d}-m{m:03d}", f"成员{m}")
+                                                         for m in range(members)])
+    runtime = Runtime(root, config, clock=clock, adapters={"default": adapter},
+                      db_url=f"sqlite:///{root}/bench.db", plugins=[plugin])
+    await runtime.start()
+    now = clock.now()
+    events = [RoomMessage(account="default", id=f"e{n}", time=now, room_id=f"g{n % rooms:03d}",
+                          sender=MemberRef(f"g{n % rooms:03d}-m{n // rooms:03d}", f"成员{n // rooms}"), text="签到")
+              for n in range(rooms * members)]
+    logging.disable(logging.INFO)
+    began = time.perf_counter()
+    for event in events:
+        await runtime.dispatch(event)
+    took = time.perf_counter() - began
+    logging.disable(logging.NOTSET)
+    pending = runtime.outbox("default").pending_count()
+    await runtime.stop()
+    await clock.aclose()
+    if pending < len(events) - 1:  # the outbox may have sent one meanwhile
+        raise AssertionError(f"{pending} replies queued for {len(events)} events")
+    return len(events) / took
+
+
 async def run(rooms: int = 200, members: int = 100, progress: Any = lambda _: None) -> Result:
     from sqlalchemy import text
     from sqlmodel import Session, func, select
@@ -115,12 +161,15 @@ async def run(rooms: int = 200, members: int = 100, progress: Any = lambda _: No
         raise AssertionError(f"{signins} sign-ins and {replies} points replies for {count} members")
     rate = count / took
     raw = (raw_before + raw_after) / 2
+    ceiling = await runtime_only(rooms, members)
+    progress(f"runtime with a reply-only handler: {ceiling:,.0f} events/s")
     latencies.sort()
     result = Result("signin", {
         "signins": count, "rooms": rooms, "members_per_room": members, "events_per_s": rounded(rate),
         "latency_p50_ms": rounded(percentile(latencies, 50)), "latency_p99_ms": rounded(percentile(latencies, 99)),
         "latency_max_ms": rounded(latencies[-1]), "raw_sqlite_before_per_s": rounded(raw_before),
         "raw_sqlite_after_per_s": rounded(raw_after), "ratio_to_raw": rounded(rate / raw),
+        "reply_only_handler_events_per_s": rounded(ceiling), "reply_only_ratio_to_raw": rounded(ceiling / raw),
     })
     result.targets += [Target("sign-ins/s through the runtime", rounded(rate), 2_000),
                        Target("sign-in rate / raw sqlite3 commit rate", rounded(rate / raw), 0.25)]
