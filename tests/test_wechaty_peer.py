@@ -257,12 +257,15 @@ async def test_reconnects_after_the_service_restarts(tmp_path, monkeypatch):
     reconnected = asyncio.Event()
 
     lost = asyncio.Event()
+    back = asyncio.Event()
 
     class Watch(logging.Handler):
         def emit(self, record: logging.LogRecord) -> None:
             logged.append(record.getMessage())
             if "reconnected to" in record.getMessage():
                 reconnected.set()
+            if sum("logged in as" in m for m in logged) == 2:
+                back.set()  # the second login came through the new event stream: it is subscribed
             if "lost the puppet service" in record.getMessage():
                 lost.set()
 
@@ -291,7 +294,7 @@ async def test_reconnects_after_the_service_restarts(tmp_path, monkeypatch):
     second = await _peer_on_port(port)
     try:
         await script_group(second)
-        await asyncio.wait_for(reconnected.wait(), 90)
+        await asyncio.wait_for(back.wait(), 90)
         await second.cmd("say", **{"from": "u1"}, room=ROOM, text="你好")
         await asyncio.wait_for(heard["你好"].wait(), 60)
         # the runtime's own way back after a Disconnected send: stop(), then start() again
