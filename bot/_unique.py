@@ -14,11 +14,16 @@ from sqlalchemy import literal_column
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, SQLModel
 
+_STATEMENTS: dict[tuple[str, Any], Any] = {}
+
 
 def insert_unique(session: Session, model: type[SQLModel], **values: Any) -> bool:
     """INSERT … ON CONFLICT DO NOTHING in the caller's transaction; True if the row was inserted."""
     dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     table = model.__table__  # type: ignore[attr-defined]
-    result = session.execute(insert(table).values(**values).on_conflict_do_nothing().returning(literal_column("1")))
-    return result.first() is not None
+    statement = _STATEMENTS.get((dialect, table))
+    if statement is None:  # one statement per table, values passed as parameters: compiled once, not per row
+        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        statement = _STATEMENTS[(dialect, table)] = (
+            insert(table).on_conflict_do_nothing().returning(literal_column("1")))
+    return session.execute(statement, values).first() is not None

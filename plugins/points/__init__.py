@@ -126,8 +126,7 @@ async def sign_in(ctx: Context) -> None:
                         balance=points.balance(ctx.db, ctx.room_id, ctx.member_id),
                         streak=points.streak(ctx.db, ctx.room_id, ctx.member_id, ctx.today))
         return
-    await ctx.reply(template="points/signin_ok.j2", signin=done,
-                    balance=points.balance(ctx.db, ctx.room_id, ctx.member_id),
+    await ctx.reply(template="points/signin_ok.j2", signin=done, balance=done.balance,
                     tomorrow=ctx.config.points_for_streak(done.streak + 1))
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import func, literal_column, update
+from sqlalchemy import bindparam, func, literal_column, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
@@ -38,6 +38,16 @@ class InsufficientPoints(Exception):
 
 
 @dataclass(frozen=True)
+class SignIn:
+    """A sign-in just made, and the balance it left."""
+
+    day: date
+    streak: int
+    points: int
+    balance: int
+
+
+@dataclass(frozen=True)
 class Level:
     rank: int
     """1..5 (V1..V5)."""
@@ -57,8 +67,48 @@ LevelUp = Callable[[Session, str, str, Level], None]
 """Called (in the granting transaction) when a member reaches a higher level for the first time."""
 
 
-def _insert(session: Session) -> Any:
-    return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+_ACCOUNT = PointsAccount.__table__.c  # type: ignore[attr-defined]
+_SIGNIN = PointsSignIn.__table__.c  # type: ignore[attr-defined]
+_YESTERDAY = select(_SIGNIN.streak).where(
+    _SIGNIN.room_id == bindparam("room"), _SIGNIN.member_id == bindparam("member"), _SIGNIN.day == bindparam("day"))
+
+
+@dataclass(frozen=True)
+class _Statements:
+    """The hot statements, built once per dialect; values go in as parameters (compiled once, not per call)."""
+
+    ledger: Any
+    credit: Any
+    debit: Any
+    debit_undo: Any
+
+
+_BY_DIALECT: dict[str, _Statements] = {}
+_WHO = (_ACCOUNT.room_id == bindparam("room")) & (_ACCOUNT.member_id == bindparam("member"))
+
+
+def _statements(session: Session) -> _Statements:
+    dialect = session.get_bind().dialect.name
+    found = _BY_DIALECT.get(dialect)
+    if found is None:
+        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        credit = insert(PointsAccount.__table__)  # type: ignore[attr-defined]
+        found = _BY_DIALECT[dialect] = _Statements(
+            ledger=insert(PointsLedger.__table__).on_conflict_do_nothing()  # type: ignore[attr-defined]
+            .returning(literal_column("1")),
+            credit=credit.on_conflict_do_update(
+                index_elements=["room_id", "member_id"],
+                set_={"balance": _ACCOUNT.balance + credit.excluded.balance,
+                      "earned": _ACCOUNT.earned + credit.excluded.earned},
+            ).returning(_ACCOUNT.balance, _ACCOUNT.earned, _ACCOUNT.level_rank),
+            debit=update(PointsAccount.__table__).where(  # type: ignore[attr-defined]
+                _WHO & (_ACCOUNT.balance >= bindparam("need")))
+            .values(balance=_ACCOUNT.balance - bindparam("need"), earned=_ACCOUNT.earned - bindparam("earned_delta"))
+            .returning(_ACCOUNT.balance),
+            debit_undo=update(PointsAccount.__table__).where(_WHO)  # type: ignore[attr-defined]
+            .values(balance=_ACCOUNT.balance + bindparam("need"), earned=_ACCOUNT.earned + bindparam("earned_delta")),
+        )
+    return found
 
 
 class PointsService:
@@ -79,14 +129,15 @@ class PointsService:
         if amount <= 0:
             raise ValueError("grant() needs a positive amount")
         return self._change(session, room_id, member_id, amount, "earn", reason, source, key, at, None,
-                            on_level_up)
+                            on_level_up) is not None
 
     def spend(self, session: Session, *, room_id: str, member_id: str, amount: int, reason: str, source: str,
               key: str | None = None, at: datetime) -> bool:
         """Take points; raises InsufficientPoints rather than letting the balance go negative."""
         if amount <= 0:
             raise ValueError("spend() needs a positive amount")
-        return self._change(session, room_id, member_id, -amount, "spend", reason, source, key, at, None, None)
+        return self._change(session, room_id, member_id, -amount, "spend", reason, source, key, at, None,
+                            None) is not None
 
     def balance(self, session: Session, room_id: str, member_id: str) -> int:
         account = self._account(session, room_id, member_id)
@@ -109,22 +160,23 @@ class PointsService:
     # --- beyond the contract (used by the points plugin itself) --------------------------------
 
     def sign_in(self, session: Session, *, room_id: str, member_id: str, day: date, at: datetime,
-                points_for_streak: Callable[[int], int], on_level_up: LevelUp | None = None) -> PointsSignIn | None:
+                points_for_streak: Callable[[int], int], on_level_up: LevelUp | None = None) -> SignIn | None:
         """Sign a member in for `day` (local); None if they already were. The unique (room, member, day)
         row decides, so a double tap or two processes racing still make one sign-in and one grant."""
-        yesterday = session.exec(select(PointsSignIn.streak).where(
-            PointsSignIn.room_id == room_id, PointsSignIn.member_id == member_id,
-            PointsSignIn.day == date.fromordinal(day.toordinal() - 1))).first()
-        streak = (yesterday or 0) + 1
+        yesterday = session.execute(_YESTERDAY, {"room": room_id, "member": member_id,
+                                                 "day": date.fromordinal(day.toordinal() - 1)}).first()
+        streak = (yesterday[0] if yesterday else 0) + 1
         points = points_for_streak(streak)
         if not insert_unique(session, PointsSignIn, room_id=room_id, member_id=member_id, day=day, streak=streak,
                              points=points, signed_at=at):
             return None
+        balance = None
         if points > 0:
-            self.grant(session, room_id=room_id, member_id=member_id, amount=points, reason=f"签到（连续 {streak} 天）",
-                       source="points", key=f"signin:{member_id}:{day.isoformat()}", at=at, on_level_up=on_level_up)
-        return session.exec(select(PointsSignIn).where(
-            PointsSignIn.room_id == room_id, PointsSignIn.member_id == member_id, PointsSignIn.day == day)).one()
+            balance = self._change(session, room_id, member_id, points, "earn", f"签到（连续 {streak} 天）", "points",
+                                   f"signin:{member_id}:{day.isoformat()}", at, None, on_level_up)
+        if balance is None:  # no points for this sign-in (or its grant was made already)
+            balance = self.balance(session, room_id, member_id)
+        return SignIn(day=day, streak=streak, points=points, balance=balance)
 
     def streak(self, session: Session, room_id: str, member_id: str, today: date) -> int:
         """Consecutive days up to today, or up to yesterday if today's sign-in is still to come."""
@@ -178,7 +230,7 @@ class PointsService:
         if amount == 0:
             raise ValueError("adjust() needs a non-zero amount")
         return self._change(session, room_id, member_id, amount, "adjust", reason, "points", None, at, actor_id,
-                            on_level_up)
+                            on_level_up) is not None
 
     def level_for(self, earned: int) -> Level:
         reached = self.levels[0]
@@ -211,49 +263,36 @@ class PointsService:
 
     def _change(self, session: Session, room_id: str, member_id: str, amount: int, kind: str, reason: str,
                 source: str, key: str | None, at: datetime, actor_id: str | None,
-                on_level_up: LevelUp | None) -> bool:
-        if key is not None and session.exec(select(PointsLedger.id).where(
-                PointsLedger.room_id == room_id, PointsLedger.key == key)).first() is not None:
-            return False
-        counts_for_level = kind != "spend"
-        if amount < 0:
-            # The write comes first: it takes SQLite's write lock / PostgreSQL's row lock, so the
-            # condition is checked against the latest committed balance.
-            taken = session.execute(update(PointsAccount).where(
-                col(PointsAccount.room_id) == room_id, col(PointsAccount.member_id) == member_id,
-                col(PointsAccount.balance) >= -amount,
-            ).values(balance=PointsAccount.balance - (-amount),
-                     earned=PointsAccount.earned + (amount if counts_for_level else 0)))
-            if not taken.rowcount:  # type: ignore[attr-defined]
-                raise InsufficientPoints(self.balance(session, room_id, member_id), -amount)
-        else:
-            insert = _insert(session)(PointsAccount.__table__).values(  # type: ignore[attr-defined]
-                room_id=room_id, member_id=member_id, balance=amount, earned=amount, level_rank=1)
-            session.execute(insert.on_conflict_do_update(
-                index_elements=["room_id", "member_id"],
-                set_={"balance": PointsAccount.balance + amount, "earned": PointsAccount.earned + amount}))
-        written = session.execute(_insert(session)(PointsLedger.__table__).values(  # type: ignore[attr-defined]
-            room_id=room_id, member_id=member_id, amount=amount, kind=kind, reason=reason, source=source,
-            key=key, actor_id=actor_id, created_at=at,
-        ).on_conflict_do_nothing().returning(literal_column("1"))).first()
-        if written is None:
-            # A concurrent call with the same key won between our check and our insert: undo our part.
-            session.execute(update(PointsAccount).where(
-                col(PointsAccount.room_id) == room_id, col(PointsAccount.member_id) == member_id,
-            ).values(balance=PointsAccount.balance - amount,
-                     earned=PointsAccount.earned - (amount if counts_for_level else 0)))
-            return False
-        if counts_for_level and amount > 0:
-            self._check_level(session, room_id, member_id, on_level_up)
-        return True
+                on_level_up: LevelUp | None) -> int | None:
+        """Apply one change; the new balance, or None if `key` was used already (nothing changed)."""
+        sql = _statements(session)
+        who = {"room_id": room_id, "member_id": member_id}
+        ledger = {**who, "amount": amount, "kind": kind, "reason": reason, "source": source, "key": key,
+                  "actor_id": actor_id, "created_at": at}
+        level_delta = 0 if kind == "spend" else amount
+        if amount > 0:
+            # The ledger row first: a used key stops here with nothing to undo.
+            if session.execute(sql.ledger, ledger).first() is None:
+                return None
+            balance, earned, rank = session.execute(sql.credit, {
+                **who, "balance": amount, "earned": level_delta, "level_rank": 1}).one()
+            if self.level_for(earned).rank > rank:
+                self._level_up(session, room_id, member_id, self.level_for(earned), on_level_up)
+            return int(balance)
+        # A deduction: the conditional write comes first. It takes SQLite's write lock / PostgreSQL's
+        # row lock, so the condition is checked against the latest committed balance.
+        by = {"room": room_id, "member": member_id}
+        taken = session.execute(sql.debit, {**by, "need": -amount, "earned_delta": -level_delta}).first()
+        if taken is None:
+            raise InsufficientPoints(self.balance(session, room_id, member_id), -amount)
+        if session.execute(sql.ledger, ledger).first() is None:
+            # The key was used already: give back what we took, in this same transaction.
+            session.execute(sql.debit_undo, {**by, "need": -amount, "earned_delta": -level_delta})
+            return None
+        return int(taken[0])
 
-    def _check_level(self, session: Session, room_id: str, member_id: str, on_level_up: LevelUp | None) -> None:
-        account = session.exec(select(PointsAccount).where(
-            PointsAccount.room_id == room_id, PointsAccount.member_id == member_id)
-            .execution_options(populate_existing=True)).one()
-        level = self.level_for(account.earned)
-        if level.rank <= account.level_rank:
-            return
+    def _level_up(self, session: Session, room_id: str, member_id: str, level: Level,
+                  on_level_up: LevelUp | None) -> None:
         # Conditional, so two grants racing past the threshold announce it once.
         raised = session.execute(update(PointsAccount).where(
             col(PointsAccount.room_id) == room_id, col(PointsAccount.member_id) == member_id,
@@ -285,5 +324,5 @@ class BoundPointsService:
     def adjust(self, session: Session, **kwargs: Any) -> bool:
         return self._service.adjust(session, on_level_up=self.announce, **kwargs)
 
-    def sign_in(self, session: Session, **kwargs: Any) -> PointsSignIn | None:
+    def sign_in(self, session: Session, **kwargs: Any) -> SignIn | None:
         return self._service.sign_in(session, on_level_up=self.announce, **kwargs)
