@@ -7,11 +7,13 @@ and written through to the database.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import logging
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import bindparam, insert, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
@@ -31,7 +33,10 @@ from bot._events import (
 )
 from bot._models import Member, Membership, Room
 
+log = logging.getLogger("qunbot.members")
+
 _SPOKE_WRITE_EVERY = timedelta(minutes=10)
+_SPOKE_BATCH = 500
 _ROOM = Room.__table__.c  # type: ignore[attr-defined]
 _MEMBER = Member.__table__.c  # type: ignore[attr-defined]
 _MEMBERSHIP = Membership.__table__.c  # type: ignore[attr-defined]
@@ -45,18 +50,23 @@ _UPDATE_MEMBERSHIP = (update(Membership.__table__).where(_MEMBERSHIP_KEY)  # typ
                       .values(is_admin=bindparam("admin"), left_at=None))
 _UPDATE_MEMBERSHIP_ALIAS = (update(Membership.__table__).where(_MEMBERSHIP_KEY)  # type: ignore[arg-type]
                             .values(is_admin=bindparam("admin"), left_at=None, alias=bindparam("alias")))
-_TOUCH_SPEAKER = (update(Membership.__table__)  # type: ignore[arg-type]
-                  .where(_MEMBERSHIP.room_id == bindparam("room"), _MEMBERSHIP.member_id == bindparam("member"))
-                  .values(last_spoke_at=bindparam("at")))
-
 
 class Members:
     """Room and member facts for one process, backed by the core tables."""
 
-    def __init__(self, engine: Engine, config: ProjectConfig, now: Callable[[], datetime]) -> None:
+    def __init__(self, engine: Engine, config: ProjectConfig, now: Callable[[], datetime],
+                 defer: Callable[[Callable[[], Awaitable[None]]], object] | None = None) -> None:
         self._engine = engine
         self._config = config
         self._now = now
+        self._defer = defer
+        """Runs a callback at the event loop's next turn (the clock's); None writes speakers at once."""
+        self._spoke_pending: dict[tuple[str, str], datetime] = {}
+        self._flush_armed = False
+        insert_ = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+        upsert = insert_(Membership.__table__)  # type: ignore[arg-type]
+        self._upsert_speaker = upsert.on_conflict_do_update(
+            index_elements=["room_id", "member_id"], set_={"last_spoke_at": upsert.excluded.last_spoke_at})
         self._rooms: dict[str, RoomInfo] = {}
         self._admins: dict[str, set[str]] = {}
         self._names: dict[str, str] = {}
@@ -201,25 +211,47 @@ class Members:
     def _record_speaker(self, event: RoomMessage) -> None:
         key = (event.room_id, event.sender.id)
         last = self._spoke_written.get(key)
-        known = self._names.get(event.sender.id) == event.sender.name
-        if known and event.room_id in self._rooms:
-            if last and event.time - last < _SPOKE_WRITE_EVERY:
-                return  # chatter: no write per message
-            if self._touch_speaker(event):
-                self._spoke_written[key] = event.time
-                return
+        known = self._names.get(event.sender.id) == event.sender.name and event.room_id in self._rooms
+        if known and last and event.time - last < _SPOKE_WRITE_EVERY:
+            return  # chatter: no write per message
         self._spoke_written[key] = event.time
+        if known:
+            # Member and room rows exist: batch the membership upserts (write-behind, see flush_speakers).
+            self._spoke_pending[key] = event.time
+            if len(self._spoke_pending) >= _SPOKE_BATCH or self._defer is None:
+                self.flush_speakers()
+            elif not self._flush_armed:
+                self._flush_armed = True
+                self._defer(self._flush_later)
+            return
         with session_scope(self._engine) as session:
             self._ensure_room(session, event.account, event.room_id)
             ms = self._upsert_membership(session, event.room_id, event.sender)
             ms.last_spoke_at = event.time
 
-    def _touch_speaker(self, event: RoomMessage) -> bool:
-        """A known speaker's membership row exists: one UPDATE, no ORM loads (busy rooms call this a lot)."""
-        with self._engine.begin() as connection:
-            result = connection.execute(_TOUCH_SPEAKER, {"room": event.room_id, "member": event.sender.id,
-                                                         "at": event.time})
-        return bool(result.rowcount)
+    async def _flush_later(self) -> None:
+        self._flush_armed = False
+        self.flush_speakers()
+
+    def flush_speakers(self) -> None:
+        """Write the batched `last_spoke_at` values in one transaction.
+
+        Runs when the event loop next gets a turn (or every few hundred speakers under load), so a burst
+        of sign-ins costs one commit for its speakers rather than one each. A crash loses at most that
+        turn's values, in a field that is only written every 10 minutes anyway.
+        """
+        if not self._spoke_pending:
+            return
+        rows = [{"room_id": room, "member_id": member, "last_spoke_at": at}
+                for (room, member), at in self._spoke_pending.items()]
+        self._spoke_pending.clear()
+        try:
+            with self._engine.begin() as connection:
+                connection.execute(self._upsert_speaker, rows)
+        except Exception:
+            log.warning("could not record %d speakers' last message time; will retry", len(rows), exc_info=True)
+            for row in rows:
+                self._spoke_pending.setdefault((row["room_id"], row["member_id"]), row["last_spoke_at"])
 
     def _remember_name(self, ref: MemberRef) -> None:
         if self._names.get(ref.id) != ref.name and ref.name:

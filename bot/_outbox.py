@@ -86,7 +86,8 @@ class Outbox:
         if (room_id is None) == (to is None):
             raise ValueError("a message goes to exactly one of room_id or to")
         now = self._clock.now()
-        session.execute(self._enqueue, {  # values as parameters: one cached statement, not one per row
+        # values as parameters (one cached statement), on the Core connection (no ORM bookkeeping)
+        session.connection().execute(self._enqueue, {
             "account": self.account, "key": key, "room_id": room_id, "to": to, "text": text,
             "mentions": list(mentions), "file": file, "action": action, "member_id": member_id, "source": source,
             "status": "pending", "attempts": 0, "created_at": now, "not_before": not_before or now,

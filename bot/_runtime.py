@@ -59,7 +59,8 @@ class Runtime:
             [project / config.templates_dir, DEFAULT_TEMPLATES], timezone=config.bot.tz,
             globals={"bot_name": config.bot.name},
         )
-        self.members = Members(self.engine, config, clock.now)
+        self.members = Members(self.engine, config, clock.now,
+                               defer=lambda callback: clock.call_at(clock.now(), callback, name="members.flush"))
         self.tasks = Tasks(self.engine, clock, self._fire_task)
         self._configs = plugin_configs(project, config, self.plugins.values())
         self.dispatcher = Dispatcher(
@@ -125,6 +126,7 @@ class Runtime:
 
     async def stop(self) -> None:
         self.active.clear()
+        self.members.flush_speakers()
         for outbox in self._outboxes.values():
             outbox.stop()
         self.tasks.disarm_all()

@@ -106,8 +106,9 @@ class Simulation:
         await self.clock.advance(delta)
 
     async def drain(self) -> None:
-        """Send everything queued, moving the clock only as far as pacing requires."""
+        """Write what is batched and send everything queued, moving the clock only as far as pacing requires."""
         assert self.runtime is not None
+        self.runtime.members.flush_speakers()
         outbox = self.runtime.outbox(self.account)
         while outbox.pending_count():
             due = outbox.next_wakeup

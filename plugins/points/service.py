@@ -163,7 +163,7 @@ class PointsService:
                 points_for_streak: Callable[[int], int], on_level_up: LevelUp | None = None) -> SignIn | None:
         """Sign a member in for `day` (local); None if they already were. The unique (room, member, day)
         row decides, so a double tap or two processes racing still make one sign-in and one grant."""
-        yesterday = session.execute(_YESTERDAY, {"room": room_id, "member": member_id,
+        yesterday = session.connection().execute(_YESTERDAY, {"room": room_id, "member": member_id,
                                                  "day": date.fromordinal(day.toordinal() - 1)}).first()
         streak = (yesterday[0] if yesterday else 0) + 1
         points = points_for_streak(streak)
@@ -266,15 +266,16 @@ class PointsService:
                 on_level_up: LevelUp | None) -> int | None:
         """Apply one change; the new balance, or None if `key` was used already (nothing changed)."""
         sql = _statements(session)
+        db = session.connection()  # Core statements: no ORM bookkeeping on the hot path
         who = {"room_id": room_id, "member_id": member_id}
         ledger = {**who, "amount": amount, "kind": kind, "reason": reason, "source": source, "key": key,
                   "actor_id": actor_id, "created_at": at}
         level_delta = 0 if kind == "spend" else amount
         if amount > 0:
             # The ledger row first: a used key stops here with nothing to undo.
-            if session.execute(sql.ledger, ledger).first() is None:
+            if db.execute(sql.ledger, ledger).first() is None:
                 return None
-            balance, earned, rank = session.execute(sql.credit, {
+            balance, earned, rank = db.execute(sql.credit, {
                 **who, "balance": amount, "earned": level_delta, "level_rank": 1}).one()
             if self.level_for(earned).rank > rank:
                 self._level_up(session, room_id, member_id, self.level_for(earned), on_level_up)
@@ -282,12 +283,12 @@ class PointsService:
         # A deduction: the conditional write comes first. It takes SQLite's write lock / PostgreSQL's
         # row lock, so the condition is checked against the latest committed balance.
         by = {"room": room_id, "member": member_id}
-        taken = session.execute(sql.debit, {**by, "need": -amount, "earned_delta": -level_delta}).first()
+        taken = db.execute(sql.debit, {**by, "need": -amount, "earned_delta": -level_delta}).first()
         if taken is None:
             raise InsufficientPoints(self.balance(session, room_id, member_id), -amount)
-        if session.execute(sql.ledger, ledger).first() is None:
+        if db.execute(sql.ledger, ledger).first() is None:
             # The key was used already: give back what we took, in this same transaction.
-            session.execute(sql.debit_undo, {**by, "need": -amount, "earned_delta": -level_delta})
+            db.execute(sql.debit_undo, {**by, "need": -amount, "earned_delta": -level_delta})
             return None
         return int(taken[0])
 
