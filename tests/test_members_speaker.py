@@ -55,3 +55,19 @@ async def test_speaker_in_unknown_room_gets_room_and_membership(project) -> None
 async def test_speaker_times_postgres(project, postgres_url) -> None:
     pytest.importorskip("psycopg")
     await check_speaker_times(BotHarness(project, plugins=[], db_url=postgres_url))
+
+
+async def test_a_burst_of_speakers_is_written_in_one_transaction(project) -> None:
+    from sqlalchemy import event
+
+    bot = BotHarness(project, plugins=[])
+    bot.room("g1", "一群", members={f"u{i}": f"成员{i}" for i in range(5)})
+    async with bot:
+        commits = []
+        event.listen(bot.runtime.engine, "commit", lambda conn: commits.append(1))
+        for i in range(5):
+            await bot.say("g1", f"u{i}", "签到", drain=False)
+        assert commits == [] and spoke_at(bot, "g1", "u0") is None   # batched, not yet written
+        await bot.drain()
+        assert len(commits) == 1
+        assert {spoke_at(bot, "g1", f"u{i}") for i in range(5)} == {bot.now}
