@@ -113,11 +113,11 @@ enabled = ["demo", "greeter"]
     return path
 
 
-async def script_group(peer: Peer) -> None:
+async def script_group(peer: Peer, room: str = ROOM) -> None:
     """The WeChat side before the bot connects: contacts, one room, the bot account logged in."""
     for contact_id, name in [("bot", "小完子"), ("owner1", "群主"), ("u1", "Alice"), ("u2", "Bob"), ("u3", "Carol")]:
         await peer.cmd("contact", id=contact_id, name=name)
-    await peer.cmd("room", id=ROOM, topic="测试群", members=["bot", "owner1", "u1", "u2"], owner="owner1",
+    await peer.cmd("room", id=room, topic="测试群", members=["bot", "owner1", "u1", "u2"], owner="owner1",
                    admins=["owner1"])
     await peer.cmd("login", id="bot")
 
@@ -425,7 +425,8 @@ async def test_qunbot_run_against_the_service_answers_and_stops_cleanly(peer, tm
             while not any(m.startswith("running") for m in messages):
                 line = await proc.stderr.readline()
                 assert line, f"qunbot run exited early: {messages}"
-                messages.append(json.loads(line)["message"])
+                if line.startswith(b"{"):  # a library may print a plain line (a warning) beside the JSON logs
+                    messages.append(json.loads(line)["message"])
         await peer.cmd("say", **{"from": "u2"}, room=ROOM, text="ping")
         await peer.wait_for(sent_to_room("pong"), timeout=60)
         # a 1.x service serves one client: doctor, run beside the bot, says so (and the bot goes on)
@@ -454,3 +455,36 @@ def test_qunbot_run_exits_2_with_one_line_when_the_endpoint_is_unreachable(tmp_p
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1].startswith(
         "error: account wx1: cannot reach the puppet service at 127.0.0.1:1 (")
+
+
+async def test_two_accounts_in_one_process_each_with_its_own_service(tmp_path, monkeypatch):
+    peers = [await Peer.start(token="token-a"), await Peer.start(token="token-b")]
+    try:
+        for peer, room in zip(peers, (ROOM, "g2@chatroom"), strict=True):
+            await script_group(peer, room)
+        project = write_project(tmp_path / "proj")
+        toml = (project / "qunbot.toml").read_text(encoding="utf-8")
+        toml = toml.replace('[pacing]', '[[accounts]]\nid = "wx2"\nadapter = "wechaty"\n'
+                            'token_env = "QB_TEST_TOKEN_2"\nendpoint_env = "QB_TEST_ENDPOINT_2"\n\n[pacing]')
+        (project / "qunbot.toml").write_text(toml, encoding="utf-8")
+        for suffix, peer in (("", peers[0]), ("_2", peers[1])):
+            monkeypatch.setenv(f"QB_TEST_TOKEN{suffix}", peer.token)
+            monkeypatch.setenv(f"QB_TEST_ENDPOINT{suffix}", peer.endpoint)
+        config = load_config(project)
+        clock = RealClock(config.bot.tz)
+        adapters = {a.id: make_adapter(a, clock, project=project, config=config) for a in config.accounts}
+        runtime = Runtime(project, config, clock=clock, adapters=adapters)
+        await runtime.start()
+        try:
+            await peers[1].cmd("say", **{"from": "u2"}, room="g2@chatroom", text="ping")
+            await peers[1].wait_for(lambda r: r["event"] == "sent" and r["conversation"] == "g2@chatroom")
+            await peers[0].cmd("say", **{"from": "u1"}, room=ROOM, text="@小完子\u2005在吗", mentions=["bot"])
+            await peers[0].wait_for(sent_to_room("我在呢"))
+        finally:
+            await runtime.stop()
+            await clock.aclose()
+        assert [r["text"] for r in peers[0].sent()] == ["@Alice 我在呢～ 发送「菜单」看看我能做什么"]
+        assert [r["text"] for r in peers[1].sent()] == ["pong"]
+    finally:
+        for peer in peers:
+            await peer.close()

@@ -2,11 +2,12 @@
 
 One `WechatyAdapter` is one account: it connects to the endpoint named by the
 account's `endpoint_env` with the token in `token_env`, turns puppet events
-into qunbot events, and sends what the outbox hands it. The connection runs as
-a supervised task: when it drops, it is re-opened with back-off (`[pacing]`
-reconnect_min doubling to reconnect_max) and each attempt is logged. A send while
-the connection is down raises `Disconnected`, so the outbox holds the queue. Everything version-specific lives in
-`_wechaty_compat`; this module only speaks qunbot's events.
+into qunbot events, and sends what the outbox hands it. The event stream runs
+as a supervised task: when it drops, it is re-opened with back-off (`[pacing]`
+reconnect_min doubling to reconnect_max) and each attempt is logged. A send
+while the connection is down raises `Disconnected`, so the outbox holds its
+queue. Everything version-specific lives in `_wechaty_compat`; this module
+only speaks qunbot's events. Operator guide: docs/wechaty.md.
 """
 
 from __future__ import annotations

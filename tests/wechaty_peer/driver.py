@@ -72,7 +72,7 @@ class Peer:
             self.records.append({"event": "exit"})
             self._changed.notify_all()
 
-    async def cmd(self, cmd: str, timeout: float = 20, **fields: Any) -> None:
+    async def cmd(self, cmd: str, timeout: float = 60, **fields: Any) -> None:
         """Send one command and wait until the peer has carried it out."""
         assert self.process.stdin is not None
         self._seq += 1
@@ -83,7 +83,7 @@ class Peer:
         if record["event"] == "error":
             raise RuntimeError(f"peer command {cmd} failed: {record['message']}")
 
-    async def wait_for(self, predicate: Callable[[Record], bool], *, timeout: float = 20, start: int = 0) -> Record:
+    async def wait_for(self, predicate: Callable[[Record], bool], *, timeout: float = 60, start: int = 0) -> Record:
         """The first record (from index `start`) the predicate accepts, waiting for it if need be."""
         async with asyncio.timeout(timeout), self._changed:
             while True:
