@@ -53,6 +53,7 @@ async def run(accounts: int = 100, rooms: int = 20, members: int = 500, progress
     progress(f"{accounts} accounts started in {started:.1f} s")
     for account in ids:  # every account is live: one message each reaches the runtime and is recorded
         await adapters[account].say(f"{account}-g00", f"{account}-g00-m001", "大家好")
+    runtime.members.flush_speakers()  # speakers are written behind, at the loop's next turn; count them now
     gc.collect()
     rss_run = rss_mb()
     with Session(runtime.engine) as session:
