@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import DateTime, event
 from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Session, create_engine
 
@@ -59,6 +60,29 @@ def make_engine(url: str, *, base_dir: Path | None = None) -> Engine:
     if parsed.get_backend_name() == "postgresql" and parsed.get_driver_name() in ("", "psycopg2"):
         parsed = parsed.set(drivername="postgresql+psycopg")
     return create_engine(parsed, pool_pre_ping=True)
+
+
+_UNREACHABLE_STATES = ("08", "57P01", "57P02", "57P03")
+"""SQLSTATEs of a server that is gone: connection exceptions, admin or crash shutdown, cannot connect now."""
+
+
+def database_unreachable(err: BaseException) -> bool:
+    """True if `err` (or what caused it) says the database server cannot be reached or cut the connection.
+
+    A connection refused, a database not accepting connections, a connection cut mid-statement — not a
+    bad statement, a constraint or a lock (SQLite's errors are never this: its file does not go away).
+    """
+    for _ in range(5):
+        if isinstance(err, DBAPIError):
+            if err.connection_invalidated:
+                return True
+            state = getattr(err.orig, "sqlstate", False)  # psycopg: None for a failure on the client side
+            return isinstance(err, OperationalError) and (state is None or (
+                isinstance(state, str) and state.startswith(_UNREACHABLE_STATES)))
+        if err.__cause__ is None and err.__context__ is None:
+            return False
+        err = err.__cause__ or err.__context__  # type: ignore[assignment]
+    return False
 
 
 def is_postgres(engine: Engine) -> bool:

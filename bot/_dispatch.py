@@ -14,12 +14,13 @@ import re
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable
 from contextlib import suppress
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy.exc import DBAPIError
 
 from bot._context import Context, message_parts
+from bot._db import database_unreachable
 from bot._events import DirectMessage, Event, RoomMessage
 from bot._plugin import Matcher
 
@@ -32,6 +33,28 @@ _SPACES = " \t\r\n\u2005\u3000\u00a0"
 _DB_ATTEMPTS = 3
 _COMMAND_KINDS = frozenset({"fullmatch", "keyword", "command", "regex", "mention"})
 """Triggers a member sets off on purpose; these count against the per-member command limit."""
+
+
+Outcome = Literal["ok", "failed", "unreachable"]
+
+
+class DatabaseUnreachable(Exception):
+    """The database did not answer while an event ran; the runtime holds the event and runs it again later."""
+
+
+@dataclass(slots=True)
+class Progress:
+    """How far an event got, so running it again after an outage repeats nothing that already committed."""
+
+    recorded: bool = False
+    listeners: int = 0
+    """How many of the runtime's listeners have seen it."""
+    done: set[tuple[int, int]] = field(default_factory=set)
+    """(matcher, handler index) of handlers whose work committed (or failed for their own reasons)."""
+    allowed: bool | None = None
+    """The command-limit decision, taken once per event."""
+    sends: dict[int, int] = field(default_factory=dict)
+    """Messages queued so far by each matcher's handlers: the next message's key goes on from there."""
 
 
 @dataclass(slots=True)
@@ -118,11 +141,15 @@ def strip_bot_mention(text: str, bot_name: str) -> str:
     return text.strip(_SPACES)
 
 
-async def run_event(runtime: Runtime, event: Event, text: str) -> None:
-    """Run every matcher the event wakes, honouring priority and `block`."""
+async def run_event(runtime: Runtime, event: Event, text: str, progress: Progress | None = None) -> None:
+    """Run every matcher the event wakes, honouring priority and `block`.
+
+    Raises `DatabaseUnreachable` if the database does not answer; `progress` then tells a second run which
+    handlers already committed, so they are not run twice.
+    """
     room_id, member_id = message_parts(event)
+    progress = progress if progress is not None else Progress()
     blocked_at: int | None = None
-    allowed: bool | None = None  # decided at the first command that would run
     for candidate in runtime.dispatcher.candidates(event, text):
         matcher = candidate.matcher
         if blocked_at is not None and matcher.priority > blocked_at:
@@ -136,20 +163,33 @@ async def run_event(runtime: Runtime, event: Event, text: str) -> None:
             if not await matcher.rule(ctx):
                 continue
             if matcher.trigger.kind in _COMMAND_KINDS and member_id is not None:
-                if allowed is None:
-                    allowed = ctx.is_operator() or runtime.command_limit.allow(room_id, member_id)
-                if not allowed:
+                if progress.allowed is None:  # decided at the first command that would run
+                    progress.allowed = ctx.is_operator() or runtime.command_limit.allow(room_id, member_id)
+                if not progress.allowed:
                     continue
             if not await matcher.permission(ctx):
-                await _deny(runtime, ctx, matcher)
+                if (id(matcher), -1) not in progress.done:
+                    await _deny(runtime, ctx, matcher)
+                    progress.done.add((id(matcher), -1))
                 if matcher.block:
                     blocked_at = matcher.priority
                 continue
-        except Exception:
+        except DatabaseUnreachable:
+            raise
+        except Exception as err:
+            if database_unreachable(err):
+                raise DatabaseUnreachable(str(err).splitlines()[0]) from err
             log.exception("plugin %s: rule or permission check failed for %r", plugin.name, matcher)
             continue
-        for handler in matcher.handlers:
-            await run_isolated(runtime, ctx, handler, f"{plugin.name}.{handler.__name__}")
+        for index, handler in enumerate(matcher.handlers):
+            if (id(matcher), index) in progress.done:
+                continue
+            ctx._sends = progress.sends.get(id(matcher), ctx._sends)  # message keys as in the first run
+            outcome = await run_handler(runtime, ctx, handler, f"{plugin.name}.{handler.__name__}")
+            if outcome == "unreachable":
+                raise DatabaseUnreachable(f"{plugin.name}.{handler.__name__}")
+            progress.done.add((id(matcher), index))
+            progress.sends[id(matcher)] = ctx._sends
         if matcher.block:
             blocked_at = matcher.priority
 
@@ -161,6 +201,16 @@ async def run_isolated(runtime: Runtime, ctx: Context, call: Callable[..., Await
     If the database connection dropped under it (the server restarted), its work was rolled back,
     so it runs once more on a fresh connection: same event, same message keys, nothing doubled.
     """
+    outcome = await run_handler(runtime, ctx, call, label, *args)
+    if outcome == "unreachable":
+        log.warning("plugin handler %s: the database is unreachable; its changes rolled back", label)
+    return outcome == "ok"
+
+
+async def run_handler(runtime: Runtime, ctx: Context, call: Callable[..., Awaitable[Any]] | Any,
+                      label: str, *args: Any) -> Outcome:
+    """`run_isolated`, telling a handler that failed because the database is unreachable from one that failed."""
+    sends_before = ctx._sends
     for attempt in range(1, _DB_ATTEMPTS + 1):
         ok = False
         try:
@@ -177,8 +227,12 @@ async def run_isolated(runtime: Runtime, ctx: Context, call: Callable[..., Await
             if _disconnected(err) and attempt < _DB_ATTEMPTS:
                 log.warning("plugin handler %s: the database connection dropped (%s); running it again", label,
                             str(err).splitlines()[0])
-                _discard(ctx)
+                _discard(ctx, sends_before)
                 continue
+            if database_unreachable(err):
+                log.debug("plugin handler %s: the database is unreachable (%s)", label, str(err).splitlines()[0])
+                _discard(ctx, sends_before)
+                return "unreachable"
             log.exception("plugin handler %s failed on event %s; its changes rolled back", label, ctx.event.id)
         try:
             wrote = ctx._finish(ok)
@@ -186,21 +240,24 @@ async def run_isolated(runtime: Runtime, ctx: Context, call: Callable[..., Await
             if ok and _disconnected(err) and attempt < _DB_ATTEMPTS:
                 log.warning("plugin handler %s: the database connection dropped at commit (%s); running it again",
                             label, str(err).splitlines()[0])
-                _discard(ctx)
+                _discard(ctx, sends_before)
                 continue
+            if ok and database_unreachable(err):
+                _discard(ctx, sends_before)
+                return "unreachable"
             log.exception("plugin handler %s: could not commit its changes", label)
-            return False
+            return "failed"
         if wrote:
             runtime.after_commit(ctx)
-        return ok
-    return False
+        return "ok" if ok else "failed"
+    return "unreachable"
 
 
 def _disconnected(err: BaseException) -> bool:
     return isinstance(err, DBAPIError) and bool(err.connection_invalidated)
 
 
-def _discard(ctx: Context) -> None:
+def _discard(ctx: Context, sends: int) -> None:
     """Forget a handler run's session and queued work before running it again."""
     if ctx._session is not None:
         with suppress(Exception):
@@ -208,7 +265,7 @@ def _discard(ctx: Context) -> None:
         with suppress(Exception):
             ctx._session.close()
     ctx._session = None
-    ctx._sends = 0
+    ctx._sends = sends
     ctx._armed.clear()
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from functools import partial
@@ -23,8 +23,8 @@ from sqlmodel import Session, col
 from bot._clock import Clock
 from bot._config import ProjectConfig
 from bot._context import Context
-from bot._db import make_engine, session_scope
-from bot._dispatch import Dispatcher, run_event, run_isolated, strip_bot_mention
+from bot._db import database_unreachable, make_engine, session_scope
+from bot._dispatch import DatabaseUnreachable, Dispatcher, Progress, run_event, run_isolated, strip_bot_mention
 from bot._events import ActionInvoked, DirectMessage, Event, RoomMessage, TimerFired
 from bot._limits import MemberRateLimit
 from bot._loader import load_plugins, plugin_configs
@@ -40,6 +40,10 @@ from bot.adapters._base import Adapter
 log = logging.getLogger("qunbot.runtime")
 
 DEFAULT_TEMPLATES = Path(__file__).parent / "_default_templates"
+HOLD_LIMIT = 10_000
+"""Inbound events kept in memory while the database is unreachable; beyond this, new ones are dropped (logged)."""
+HOLD_RETRY_MIN, HOLD_RETRY_MAX = 1.0, 30.0
+"""Seconds before the first retry of held events, doubling up to the maximum."""
 
 
 class Runtime:
@@ -78,6 +82,11 @@ class Runtime:
         """Accounts this process runs now (all of them, unless leases hand some to other processes)."""
         self.command_limit = MemberRateLimit(config.bot.command_limit, config.bot.command_window, clock.now)
         self._room_locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._held: deque[tuple[Event, Progress]] = deque()
+        """Events that came while the database was unreachable, in arrival order; see `_hold`."""
+        self._held_dropped = 0
+        self._outage_since: datetime | None = None
+        self._hold_retry: Any = None
         self.listeners: list[Callable[[Event], Awaitable[None]]] = []
         """Runtime parts that watch recorded events beside the plugins (the SOP engine watches joins)."""
         self.started = False
@@ -126,6 +135,12 @@ class Runtime:
 
     async def stop(self) -> None:
         self.active.clear()
+        if self._held:
+            log.error("stopping with %d incoming event(s) held for the database; they are lost", len(self._held))
+            self._held.clear()
+        if self._hold_retry is not None:
+            self._hold_retry.cancel()
+            self._hold_retry = None
         self.members.flush_speakers()
         for outbox in self._outboxes.values():
             outbox.stop()
@@ -141,28 +156,104 @@ class Runtime:
     # --- events in --------------------------------------------------------------------
 
     async def dispatch(self, event: Event) -> None:
-        """Record the event, then run the plugins it wakes. Events of one room run in order."""
+        """Record the event, then run the plugins it wakes. Events of one room run in order.
+
+        While the database is unreachable, events are held in memory and run, in arrival order and
+        exactly once, when it answers again (`_retry_held`).
+        """
         room_id = getattr(event, "room_id", None)
         lock = self._room_locks[room_id] if room_id else None
         if lock is not None:
             await lock.acquire()
         try:
+            if self._held:  # an outage, or its backlog not yet run: keep the arrival order
+                self._hold(event, Progress())
+                return
+            progress = Progress()
             try:
-                self.members.record(event)
-            except Exception:
-                log.exception("could not record event %s", event.id)
-            for listener in list(self.listeners):
-                try:
-                    await listener(event)
-                except Exception:
-                    log.exception("event listener %r failed on %s", listener, event.id)
-            text = ""
-            if isinstance(event, RoomMessage | DirectMessage):
-                text = strip_bot_mention(event.text, self.config.bot.name)
-            await run_event(self, event, text)
+                await self._run_event(event, progress)
+            except DatabaseUnreachable as err:
+                self._hold(event, progress, err)
         finally:
             if lock is not None:
                 lock.release()
+
+    async def _run_event(self, event: Event, progress: Progress) -> None:
+        """One attempt at an event; raises `DatabaseUnreachable`, with `progress` saying what is done."""
+        if not progress.recorded:
+            try:
+                self.members.record(event)
+            except Exception as err:
+                if database_unreachable(err):
+                    raise DatabaseUnreachable(str(err).splitlines()[0]) from err
+                log.exception("could not record event %s", event.id)
+            progress.recorded = True
+        listeners = list(self.listeners)
+        for listener in listeners[progress.listeners:]:
+            try:
+                await listener(event)
+            except Exception as err:
+                if database_unreachable(err):
+                    raise DatabaseUnreachable(str(err).splitlines()[0]) from err
+                log.exception("event listener %r failed on %s", listener, event.id)
+            progress.listeners += 1
+        text = ""
+        if isinstance(event, RoomMessage | DirectMessage):
+            text = strip_bot_mention(event.text, self.config.bot.name)
+        await run_event(self, event, text, progress)
+
+    # --- events held while the database is unreachable ---------------------------------
+
+    def _hold(self, event: Event, progress: Progress, error: DatabaseUnreachable | None = None) -> None:
+        if self._outage_since is None:
+            self._outage_since = self.clock.now()
+            log.warning("database unreachable (%s): holding incoming events in memory (at most %d) and retrying "
+                        "in %.0fs, backing off to %.0fs", error or "while handling an event", HOLD_LIMIT,
+                        HOLD_RETRY_MIN, HOLD_RETRY_MAX)
+        if len(self._held) >= HOLD_LIMIT:
+            self._held_dropped += 1
+            if self._held_dropped == 1:
+                log.error("database unreachable: %d events held, the most kept; dropping new ones until it answers",
+                          HOLD_LIMIT)
+            return
+        self._held.append((event, progress))
+        if self._hold_retry is None:
+            self._schedule_held_retry(HOLD_RETRY_MIN)
+
+    def _schedule_held_retry(self, delay: float) -> None:
+        self._hold_retry = self.clock.call_at(self.clock.now() + timedelta(seconds=delay),
+                                              partial(self._retry_held, delay), name="held-events")
+
+    async def _retry_held(self, delay: float) -> None:
+        """Run the held events in arrival order; at the first that finds the database away, wait longer."""
+        attempted = 0
+        while self._held:
+            event, progress = self._held[0]
+            room_id = getattr(event, "room_id", None)
+            lock = self._room_locks[room_id] if room_id else None
+            if lock is not None:
+                await lock.acquire()
+            try:
+                await self._run_event(event, progress)
+            except DatabaseUnreachable:
+                log.debug("database still unreachable; %d events held", len(self._held))
+                self._schedule_held_retry(min(delay * 2, HOLD_RETRY_MAX))
+                return
+            else:
+                self._held.popleft()
+                attempted += 1
+            finally:
+                if lock is not None:
+                    lock.release()
+        since, self._outage_since, self._hold_retry = self._outage_since, None, None
+        dropped, self._held_dropped = self._held_dropped, 0
+        log.warning("database answers again after %.0fs: ran the %d held event(s) in arrival order%s",
+                    (self.clock.now() - since).total_seconds() if since else 0, attempted,
+                    f"; {dropped} dropped beyond the limit" if dropped else "")
+
+    def held_count(self) -> int:
+        """Events waiting for the database to answer."""
+        return len(self._held)
 
     async def invoke_action(self, account: str, plugin_name: str, action_name: str, *, room_id: str | None,
                             params: Mapping[str, Any] | None = None, key: str, source: str = "") -> bool:

@@ -21,6 +21,7 @@ from sqlmodel import Session, col, select
 
 from bot._clock import TimerHandle
 from bot._context import RoomInfo
+from bot._db import database_unreachable
 from bot._events import Event, MembersJoined
 from bot._models import Membership, OutboxMessage, Room
 from bot._runtime import DEFAULT_TEMPLATES, Runtime
@@ -40,6 +41,8 @@ _SWEEP_BATCH = 500
 _IN_CHUNK = 500
 _SWEEP_RETRY = timedelta(minutes=1)
 _SWEEP_LOCKED_RETRY = timedelta(seconds=5)
+_FIRE_RETRY_MIN, _FIRE_RETRY_MAX = 1.0, 30.0
+"""Seconds before a fire that found the database unreachable is tried again, doubling up to the maximum."""
 
 
 class SopEngine:
@@ -52,6 +55,7 @@ class SopEngine:
         self.problems: dict[str, str] = {}
         self._timers: dict[tuple[str, str], TimerHandle] = {}
         self._sweep_timer: TimerHandle | None = None
+        self._retries: dict[tuple[str, str, datetime], TimerHandle] = {}
         self._watch: asyncio.Task[None] | None = None
         self._signature: tuple[tuple[str, int, int], ...] = ()
         self._bot_ids: set[str] = set()
@@ -75,9 +79,10 @@ class SopEngine:
     async def stop(self) -> None:
         if self._on_event in self.rt.listeners:
             self.rt.listeners.remove(self._on_event)
-        for handle in self._timers.values():
+        for handle in [*self._timers.values(), *self._retries.values()]:
             handle.cancel()
         self._timers.clear()
+        self._retries.clear()
         if self._sweep_timer is not None:
             self._sweep_timer.cancel()
             self._sweep_timer = None
@@ -182,6 +187,34 @@ class SopEngine:
     async def _fire(self, loaded: LoadedSop, step: Step, fire: datetime) -> None:
         self._timers.pop((loaded.name, step.id), None)
         self._arm(loaded, step, fire + timedelta(microseconds=1))  # first: a failure below must not end the step
+        await self._fire_once(loaded, step, fire, 0)
+
+    async def _fire_once(self, loaded: LoadedSop, step: Step, fire: datetime, retries: int) -> None:
+        """Deliver one fire; if the database is unreachable, try again with back-off until it answers.
+
+        Each try decides lateness afresh, so a post that is beyond its grace once the database is back is
+        skipped and logged, not sent late; the ledger keeps every room's post to one."""
+        self._retries.pop((loaded.name, step.id, fire), None)
+        try:
+            await self._deliver(loaded, step, fire)
+        except Exception as err:
+            if not database_unreachable(err):
+                raise
+            delay = min(_FIRE_RETRY_MIN * 2 ** retries, _FIRE_RETRY_MAX)
+            if retries == 0:
+                log.warning("SOP %s.%s due at %s: the database is unreachable (%s); retrying every %.0f-%.0fs "
+                            "until it answers (grace %s)", loaded.name, step.id, f"{fire.astimezone(self.tz):%H:%M}",
+                            str(err).splitlines()[0], _FIRE_RETRY_MIN, _FIRE_RETRY_MAX,
+                            _ago(loaded.sop.grace_of(step)))
+            self._retries[(loaded.name, step.id, fire)] = self.rt.clock.call_at(
+                self.rt.now() + timedelta(seconds=delay), partial(self._fire_once, loaded, step, fire, retries + 1),
+                name=f"sop:retry:{loaded.name}:{step.id}")
+            return
+        if retries:
+            log.warning("SOP %s.%s due at %s: handled after the database came back (%d retries)", loaded.name,
+                        step.id, f"{fire.astimezone(self.tz):%H:%M}", retries)
+
+    async def _deliver(self, loaded: LoadedSop, step: Step, fire: datetime) -> None:
         grace = loaded.sop.grace_of(step)
         late = self.rt.now() - fire
         reason = f"late by {_ago(late)}, beyond its grace of {_ago(grace)}" if late > grace else None
