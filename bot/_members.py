@@ -182,7 +182,36 @@ class Members:
         _many(session, _RENAME_MEMBER, [{"mid": k, "name": v} for k, v in renamed.items()])
 
     def record(self, event: Event) -> None:
-        """Apply one incoming event to the room and member tables before plugins see it."""
+        """Apply one incoming event to the room and member tables before plugins see it.
+
+        If the write fails, the caches forget what they learnt from the event, so recording it again
+        (the runtime does, after a database outage) writes it rather than taking it as known."""
+        room_id: str | None = getattr(event, "room_id", None)
+        room = self._rooms.get(room_id) if room_id else None
+        refs = (event.sender,) if isinstance(event, RoomMessage | DirectMessage) else \
+            event.members if isinstance(event, MembersJoined) else ()
+        names = {ref.id: self._names.get(ref.id) for ref in refs}
+        spoke = (room_id, event.sender.id) if isinstance(event, RoomMessage) else None
+        written = self._spoke_written.get(spoke) if spoke else None
+        try:
+            self._record(event)
+        except Exception:
+            if room_id is not None:
+                self._put(self._rooms, room_id, room)
+            for member_id, name in names.items():
+                self._put(self._names, member_id, name)
+            if spoke is not None:
+                self._put(self._spoke_written, spoke, written)
+            raise
+
+    @staticmethod
+    def _put(cache: dict[Any, Any], key: Any, value: Any) -> None:
+        if value is None:
+            cache.pop(key, None)
+        else:
+            cache[key] = value
+
+    def _record(self, event: Event) -> None:
         if isinstance(event, RoomMessage):
             self._record_speaker(event)
         elif isinstance(event, DirectMessage):

@@ -14,11 +14,11 @@ from collections import Counter
 from pathlib import Path
 
 import psycopg
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlmodel import select
 
 from bot import Context, Plugin
-from bot._models import OutboxMessage
+from bot._models import Membership, OutboxMessage
 from bot.sop._models import SopDelivery
 from bot.testing import BotHarness
 
@@ -161,3 +161,31 @@ async def test_an_sop_post_due_while_the_database_is_unreachable_goes_out_once_a
     assert "SOP daily.morning due at 09:00: the database is unreachable" in log_text
     assert "SOP daily.morning due at 09:00: handled after the database came back" in log_text
     assert "SOP daily.flash for room g1" in log_text and "beyond its grace of 1m" in log_text
+
+
+async def test_a_newcomer_whose_first_message_finds_the_database_away_is_recorded_once_it_is_back(project, pg_url):
+    outage, runs = Outage(pg_url), Counter()
+    try:
+        async with BotHarness(project, plugins=plugins(outage, runs), db_url=pg_url) as bot:
+            bot.room("g1", members={"u1": "Alice"})
+
+            def go_away_at_commit(_connection) -> None:  # the worst moment: the rows are written, not committed
+                if not outage.down:
+                    outage.begin()
+
+            event.listen(bot.runtime.engine, "commit", go_away_at_commit)
+            await bot.say("g1", "u9", "新人报到", drain=False)     # recording the unknown speaker fails
+            event.remove(bot.runtime.engine, "commit", go_away_at_commit)
+            await bot.advance("10s")
+            assert bot.runtime.held_count() == 1 and runs == {}
+            outage.end()
+            await bot.advance("10s")
+            await bot.drain()
+            texts = [m.text for m in bot.pop()]
+            with bot.db() as session:
+                membership = session.get(Membership, ("g1", "u9"))
+    finally:
+        if outage.down:
+            outage.end()
+    assert texts == ["@u9 收到 新人报到", "记录 新人报到"]
+    assert membership is not None and membership.last_spoke_at is not None
