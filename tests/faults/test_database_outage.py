@@ -8,6 +8,7 @@ as a server restart does, then accepts them again. Time is the harness's virtual
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import textwrap
 from collections import Counter
@@ -18,9 +19,14 @@ from sqlalchemy import event, text
 from sqlmodel import select
 
 from bot import Context, Plugin
+from bot._clock import RealClock
+from bot._config import parse_config
+from bot._events import MemberRef
 from bot._models import Membership, OutboxMessage
+from bot._runtime import Runtime
+from bot.adapters.simulated import SimulatedAdapter
 from bot.sop._models import SopDelivery
-from bot.testing import BotHarness
+from bot.testing import NO_PACING, BotHarness
 
 
 class Outage:
@@ -189,3 +195,52 @@ async def test_a_newcomer_whose_first_message_finds_the_database_away_is_recorde
             outage.end()
     assert texts == ["@u9 收到 新人报到", "记录 新人报到"]
     assert membership is not None and membership.last_spoke_at is not None
+
+
+async def wait_for(condition, *, timeout: float, what: str) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+async def test_on_the_real_clock_an_outage_of_seconds_holds_messages_and_answers_them_once_after(
+        project, pg_url, caplog):
+    """The same, in real time: the database refuses connections for several seconds while messages arrive."""
+    caplog.set_level(logging.DEBUG, "qunbot.runtime")
+    config = parse_config({"bot": {"timezone": "Asia/Shanghai"}, "pacing": NO_PACING})
+    clock = RealClock(config.bot.tz)
+    adapter = SimulatedAdapter("default", clock)
+    adapter.add_room("g1", "一群", members=[MemberRef("u1", "Alice")])
+    adapter.add_room("g2", "二群", members=[MemberRef("u2", "Bob")])
+    outage, runs = Outage(pg_url), Counter()
+    runtime = Runtime(project, config, clock=clock, adapters={"default": adapter}, db_url=pg_url,
+                      plugins=plugins(outage, runs))
+    await runtime.start()
+    try:
+        outage.begin()
+        began = clock.now()
+        for n in range(6):
+            await adapter.say(f"g{n % 2 + 1}", f"u{n % 2 + 1}", f"第{n}条")
+        assert runtime.held_count() == 6
+        failed_retries = lambda: sum("still unreachable" in r.getMessage() for r in caplog.records)  # noqa: E731
+        await wait_for(lambda: failed_retries() >= 2, timeout=10, what="two failed retries (at +1 s and +3 s)")
+        assert adapter.sent == []
+        outage.end()
+        down_for = (clock.now() - began).total_seconds()
+        await wait_for(lambda: len(adapter.sent) == 12, timeout=20, what="12 messages sent")
+    finally:
+        if outage.down:
+            outage.end()
+        await runtime.stop()
+        await clock.aclose()
+    assert down_for >= 3
+    by_room: dict[str, list[str]] = {}
+    for message in adapter.sent:
+        by_room.setdefault(message.room_id or "", []).append(message.text)
+    assert by_room == {"g1": [f"{who}第{n}条" for n in (0, 2, 4) for who in ("@Alice 收到 ", "记录 ")],
+                       "g2": [f"{who}第{n}条" for n in (1, 3, 5) for who in ("@Bob 收到 ", "记录 ")]}
+    # Only the first message's first handler met the outage (its runs then were rolled back); no other re-ran.
+    assert runs.pop(("echo", "第0条")) >= 2
+    assert set(runs.values()) == {1} and len(runs) == 11
