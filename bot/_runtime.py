@@ -239,12 +239,14 @@ class Runtime:
                 log.debug("database still unreachable; %d events held", len(self._held))
                 self._schedule_held_retry(min(delay * 2, HOLD_RETRY_MAX))
                 return
-            else:
-                self._held.popleft()
-                attempted += 1
+            except Exception:  # never let one event stall the queue behind it
+                log.exception("held event %s failed; dropped", event.id)
             finally:
                 if lock is not None:
                     lock.release()
+            if self._held and self._held[0][0] is event:  # (a stop meanwhile empties the queue)
+                self._held.popleft()
+                attempted += 1
         since, self._outage_since, self._hold_retry = self._outage_since, None, None
         dropped, self._held_dropped = self._held_dropped, 0
         log.warning("database answers again after %.0fs: ran the %d held event(s) in arrival order%s",

@@ -244,3 +244,28 @@ async def test_on_the_real_clock_an_outage_of_seconds_holds_messages_and_answers
     # Only the first message's first handler met the outage (its runs then were rolled back); no other re-ran.
     assert runs.pop(("echo", "第0条")) >= 2
     assert set(runs.values()) == {1} and len(runs) == 11
+
+
+async def test_held_events_are_bounded_and_those_beyond_the_bound_are_dropped_and_logged(
+        project, pg_url, caplog, monkeypatch):
+    monkeypatch.setattr("bot._runtime.HOLD_LIMIT", 3)
+    caplog.set_level(logging.WARNING)
+    outage, runs = Outage(pg_url), Counter()
+    try:
+        async with BotHarness(project, plugins=plugins(outage, runs), db_url=pg_url) as bot:
+            bot.room("g1", members={"u1": "Alice"})
+            outage.begin()
+            for n in range(5):
+                await bot.say("g1", "u1", f"第{n}条", drain=False)
+            assert bot.runtime.held_count() == 3
+            outage.end()
+            await bot.advance("2s")
+            await bot.drain()
+            texts = [m.text for m in bot.pop()]
+    finally:
+        if outage.down:
+            outage.end()
+    assert texts == [f"{who}第{n}条" for n in range(3) for who in ("@Alice 收到 ", "记录 ")]
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("dropping new ones" in m for m in messages) == 1
+    assert any("ran the 3 held event(s) in arrival order; 2 dropped beyond the limit" in m for m in messages)
