@@ -21,6 +21,9 @@ def repo() -> Path:
     return REPO
 
 
+POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
+
+
 @pytest.fixture
 def postgres_url():
     """A throwaway database on the local PostgreSQL (127.0.0.1:5432, trust auth), dropped afterwards."""
@@ -29,7 +32,7 @@ def postgres_url():
     psycopg = pytest.importorskip("psycopg", reason="PostgreSQL tests need the postgres extra (psycopg)")
     name = f"qunbot_t_{uuid.uuid4().hex[:12]}"
     try:
-        admin = psycopg.connect("postgresql://postgres@127.0.0.1:5432/test", autocommit=True, connect_timeout=3)
+        admin = psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=3)
     except psycopg.OperationalError as err:
         pytest.skip(f"PostgreSQL at 127.0.0.1:5432 (database test) is unreachable: {err}")
     with admin:
@@ -38,3 +41,9 @@ def postgres_url():
             yield f"postgresql://postgres@127.0.0.1:5432/{name}"
         finally:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def pg_url(postgres_url):
+    """The same throwaway PostgreSQL database (the name the fault and scale-out tests use)."""
+    return postgres_url
