@@ -90,6 +90,9 @@ def create_app(dash: Dashboard, *, password: str, purchase_token: str | None = N
         next_path = next_path if next_path.startswith("/") and not next_path.startswith("//") else "/"
         if request.method == "POST":
             form = parse_qs((await request.body()).decode("utf-8", "replace"))
+            if auth.locked():
+                return HTMLResponse(env.get_template("login.html").render(
+                    error="密码错误次数太多，请 5 分钟后再试", next=next_path), status_code=429)
             if auth.check_password(form.get("password", [""])[0]):
                 response = RedirectResponse(next_path, status_code=303)
                 response.set_cookie(COOKIE, auth.new_session(), max_age=int(auth.session_seconds), httponly=True,

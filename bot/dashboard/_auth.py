@@ -2,6 +2,8 @@
 
 The cookie carries its expiry and an HMAC of it under a key made fresh at each start, so a restart
 logs everyone out and nothing secret is stored. There is no way to run the pages without a password.
+Wrong passwords are throttled: after `MAX_FAILURES` in `FAILURE_WINDOW` seconds, attempts are refused
+until the oldest failure leaves the window, so the password cannot be guessed at machine speed.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import secrets
 import time
 
 COOKIE = "qunbot_dashboard"
+MAX_FAILURES = 5
+FAILURE_WINDOW = 300.0
 
 
 class Auth:
@@ -21,9 +25,22 @@ class Auth:
         self._password = password.encode()
         self._key = secrets.token_bytes(32)
         self.session_seconds = session_seconds
+        self._failures: list[float] = []
 
-    def check_password(self, given: str) -> bool:
-        return hmac.compare_digest(given.encode(), self._password)
+    def locked(self, now: float | None = None) -> bool:
+        """Too many wrong passwords lately: refuse attempts (even a right one) for now."""
+        now = now if now is not None else time.monotonic()
+        self._failures = [t for t in self._failures if now - t < FAILURE_WINDOW]
+        return len(self._failures) >= MAX_FAILURES
+
+    def check_password(self, given: str, now: float | None = None) -> bool:
+        now = now if now is not None else time.monotonic()
+        if self.locked(now):
+            return False
+        if hmac.compare_digest(given.encode(), self._password):
+            return True
+        self._failures.append(now)
+        return False
 
     def new_session(self, now: float | None = None) -> str:
         expires = int((now if now is not None else time.time()) + self.session_seconds)

@@ -173,3 +173,21 @@ def test_commands_refuse_to_serve_without_a_password(tmp_path, command):
 
     result = CliRunner(env={"QUNBOT_DASHBOARD_PASSWORD": None}).invoke(main, ["--project", str(tmp_path), *command])
     assert result.exit_code == 1 and "set QUNBOT_DASHBOARD_PASSWORD" in result.output
+
+
+def test_wrong_passwords_are_throttled_then_allowed_again():
+    auth = Auth("s3cret", session_seconds=60)
+    for second in range(5):
+        assert not auth.check_password("guess", now=1000.0 + second)
+    assert auth.locked(now=1005.0)
+    assert not auth.check_password("s3cret", now=1005.0)          # even the right one, while locked
+    assert auth.check_password("s3cret", now=1000.0 + 300.5)      # the first failure left the window
+
+
+def test_the_login_page_refuses_a_guessing_run(repo, week_db):
+    url, week = week_db
+    c = client(repo, url, week.end)
+    codes = [c.post("/login", data={"password": f"guess{i}"}, follow_redirects=False).status_code for i in range(6)]
+    assert codes == [401] * 5 + [429]
+    right = c.post("/login", data={"password": ENV["QUNBOT_DASHBOARD_PASSWORD"]}, follow_redirects=False)
+    assert right.status_code == 429 and "5 分钟后再试" in right.text
