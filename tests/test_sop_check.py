@@ -107,6 +107,22 @@ def test_the_marketing_share_rule_flags_a_long_term_file_and_spares_a_flash_grou
     assert problems(tmp_path, MARKETING.format(group="long-term"), toml=relaxed) == []
 
 
+def test_the_rule_checks_windows_that_do_not_start_at_a_post(tmp_path):
+    # From +0.5d to +7.5d the week holds only the two sales (100%); every window that starts at a post
+    # holds a content post too (at most 2 of 3 = 67%, under the 70% allowed here).
+    relaxed = '[bot]\ntimezone = "Asia/Shanghai"\n[sop]\nmarketing_share = 0.7\n'
+    found = problems(tmp_path, """\
+        targets: {topics: ["完子会员*"]}
+        start: "2026-12-01T08:00:00+08:00"
+        steps:
+          - {id: hello, offset: 0, text: 你好}
+          - {id: sale1, offset: +1d, text: 特价, kind: marketing}
+          - {id: sale2, offset: +6d, text: 特价, kind: marketing}
+          - {id: bye, offset: +7d12h, text: 再见}
+    """, toml=relaxed)
+    assert len(found) == 1 and "2 of 2 posts are marketing in the 7 days from 2026-12-01 20:00" in found[0]
+
+
 def test_a_weekly_sale_in_a_daily_rhythm_stays_under_the_share(tmp_path):
     assert problems(tmp_path, """\
         targets: {topics: ["完子会员*"]}

@@ -7,6 +7,7 @@ Join-relative steps are per member, not per room, so they are left out of the co
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
@@ -68,16 +69,20 @@ def marketing_problems(files: Iterable[LoadedSop], rooms: Mapping[str, RoomSetti
     problems = []
     for label, members in sorted(_audiences(files, rooms).items()):
         posts = _posts(members, start, end)
+        times = [p.at for p in posts]
+        # A window [s, s + 7d) changes content only where s passes a post or s + 7d reaches one, so
+        # windows starting at each post and windows ending just before each post cover them all.
+        starts = sorted({*times, *(t - WINDOW for t in times if t - WINDOW >= start)})
         windows: list[tuple[datetime, int, int]] = []
-        for index, first in enumerate(posts):
-            if first.at + WINDOW > end:
+        for begin in starts:
+            if begin + WINDOW > end:
                 break  # a window cut off by the horizon would overstate the share
-            if windows and first.at < windows[-1][0] + WINDOW:
+            if windows and begin < windows[-1][0] + WINDOW:
                 continue  # report windows that do not overlap a reported one
-            inside = [p for p in posts[index:] if p.at < first.at + WINDOW]
+            inside = posts[bisect_left(times, begin):bisect_left(times, begin + WINDOW)]
             sold = sum(p.marketing for p in inside)
             if sold and sold / len(inside) > share + 1e-9:
-                windows.append((first.at, sold, len(inside)))
+                windows.append((begin, sold, len(inside)))
         if not windows:
             continue
         at, sold, total = windows[0]
