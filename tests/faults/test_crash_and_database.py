@@ -7,21 +7,7 @@ Every room must get the post exactly once. The "WeChat" is a file outside the bo
 from __future__ import annotations
 
 import psycopg
-from botproc import BotProcess, make_project, read_sent, rooms_count, wait_until
-from sqlmodel import Session, select
-
-from bot._db import make_engine
-from bot._models import OutboxMessage
-
-
-def outbox_statuses(db_url: str) -> dict[str, int]:
-    engine = make_engine(db_url)
-    try:
-        with Session(engine) as session:
-            rows = session.exec(select(OutboxMessage.status)).all()
-    finally:
-        engine.dispose()
-    return {status: rows.count(status) for status in set(rows)}
+from botproc import BotProcess, make_project, outbox_statuses, read_sent, rooms_count, wait_until
 
 
 def test_kill_9_during_a_200_room_fan_out_then_restart_posts_to_every_room_exactly_once(tmp_path, pg_url):

@@ -204,3 +204,18 @@ async def _main(project: Path) -> None:
 
 if __name__ == "__main__":
     asyncio.run(_main(Path(sys.argv[1])))
+
+
+def outbox_statuses(db_url: str) -> dict[str, int]:
+    """How many outbox rows are in each status (`{"sent": 200}` once a fan-out is done)."""
+    from sqlmodel import Session, select
+
+    from bot._db import make_engine
+    from bot._models import OutboxMessage
+
+    engine = make_engine(db_url)
+    try:
+        with Session(engine) as session:
+            return dict(Counter(session.exec(select(OutboxMessage.status)).all()))
+    finally:
+        engine.dispose()

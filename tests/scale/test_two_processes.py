@@ -8,24 +8,11 @@ from __future__ import annotations
 
 import time
 
-from botproc import BotProcess, make_project, read_sent, rooms_count, wait_until
-from sqlmodel import Session, select
+from botproc import BotProcess, make_project, outbox_statuses, read_sent, rooms_count, wait_until
+from sqlmodel import Session
 
 from bot._db import make_engine
-from bot._models import AccountLease, OutboxMessage
-
-
-def statuses(db_url: str) -> dict[str, int]:
-    engine = make_engine(db_url)
-    try:
-        with Session(engine) as session:
-            rows = session.exec(select(OutboxMessage.status)).all()
-    finally:
-        engine.dispose()
-    counts: dict[str, int] = {}
-    for status in rows:
-        counts[status] = counts.get(status, 0) + 1
-    return counts
+from bot._models import AccountLease
 
 
 def test_only_one_process_runs_the_account_and_the_other_takes_over_after_kill_9(tmp_path, pg_url):
@@ -48,7 +35,7 @@ def test_only_one_process_runs_the_account_and_the_other_takes_over_after_kill_9
         assert before < 100, "the fan-out finished before the kill; nothing was tested"
         wait_until(lambda: "lease taken" in standby.log(), timeout=30, what="the take-over", procs=procs)
         took_over_after = time.monotonic() - killed_at
-        wait_until(lambda: statuses(pg_url) == {"sent": 100}, timeout=60, what="all 100 rooms", procs=procs)
+        wait_until(lambda: outbox_statuses(pg_url) == {"sent": 100}, timeout=60, what="all 100 rooms", procs=procs)
 
         counts = rooms_count(sent)
         assert len(counts) == 100 and set(counts.values()) == {1}, counts.most_common(3)
@@ -80,7 +67,7 @@ def test_a_clean_stop_hands_the_account_to_the_standby_at_once(tmp_path, pg_url)
         assert first.stop() == 0  # releases the lease: no waiting out the 60 s lease
         assert sum(rooms_count(sent).values()) < 100
         wait_until(lambda: "lease taken" in second.log(), timeout=15, what="the hand-over", procs=procs)
-        wait_until(lambda: statuses(pg_url) == {"sent": 100}, timeout=60, what="all 100 rooms", procs=procs)
+        wait_until(lambda: outbox_statuses(pg_url) == {"sent": 100}, timeout=60, what="all 100 rooms", procs=procs)
         counts = rooms_count(sent)
         assert len(counts) == 100 and set(counts.values()) == {1}
         assert {s["pid"] for s in read_sent(sent)} == {first.pid, second.pid}
