@@ -67,21 +67,14 @@ def make_project() -> Path:
     return root
 
 
-async def runtime_only(rooms: int, members: int) -> float:
-    """The same events through the same runtime, but a handler that only replies (a template, no points
-    service): how fast the runtime's own part of a sign-in goes. Returns events per second."""
-    from bot import Plugin
+async def start_runtime(rooms: int, members: int, plugins: list[Any] | None = None) -> tuple[Any, Any, Path, list[Any]]:
+    """A started runtime on a fresh SQLite file with `rooms` x `members`, and the 签到 events they send:
+    m0 of every room, then m1 ..., as members tap at 08:00. Returns (runtime, clock, database, events)."""
     from bot._clock import RealClock
     from bot._config import load_config
     from bot._events import MemberRef, RoomMessage
     from bot._runtime import Runtime
     from bot.adapters.simulated import SimulatedAdapter
-
-    plugin = Plugin("reply_only")
-
-    @plugin.on_fullmatch("签到").handle
-    async def reply(ctx: Any) -> None:
-        await ctx.reply(template="points/signin_ok.j2", signin={"points": 10, "streak": 1}, balance=10, tomorrow=12)
 
     root = make_project()
     config = load_config(root)
@@ -90,13 +83,29 @@ async def runtime_only(rooms: int, members: int) -> float:
     for r in range(rooms):
         adapter.add_room(f"g{r:03d}", f"打卡群{r}", members=[MemberRef(f"g{r:03d}-m{m:03d}", f"成员{m}")
                                                          for m in range(members)])
-    runtime = Runtime(root, config, clock=clock, adapters={"default": adapter},
-                      db_url=f"sqlite:///{root}/bench.db", plugins=[plugin])
+    db = root / "bench.db"
+    runtime = Runtime(root, config, clock=clock, adapters={"default": adapter}, db_url=f"sqlite:///{db}",
+                      plugins=plugins)
     await runtime.start()
     now = clock.now()
     events = [RoomMessage(account="default", id=f"e{n}", time=now, room_id=f"g{n % rooms:03d}",
                           sender=MemberRef(f"g{n % rooms:03d}-m{n // rooms:03d}", f"成员{n // rooms}"), text="签到")
               for n in range(rooms * members)]
+    return runtime, clock, db, events
+
+
+async def runtime_only(rooms: int, members: int) -> float:
+    """The same events through the same runtime, but a handler that only replies (a template, no points
+    service): how fast the runtime's own part of a sign-in goes. Returns events per second."""
+    from bot import Plugin
+
+    plugin = Plugin("reply_only")
+
+    @plugin.on_fullmatch("签到").handle
+    async def reply(ctx: Any) -> None:
+        await ctx.reply(template="points/signin_ok.j2", signin={"points": 10, "streak": 1}, balance=10, tomorrow=12)
+
+    runtime, clock, _, events = await start_runtime(rooms, members, [plugin])
     logging.disable(logging.INFO)
     began = time.perf_counter()
     for event in events:
@@ -115,31 +124,13 @@ async def run(rooms: int = 200, members: int = 100, progress: Any = lambda _: No
     from sqlalchemy import text
     from sqlmodel import Session, func, select
 
-    from bot._clock import RealClock
-    from bot._config import load_config
-    from bot._events import MemberRef, RoomMessage
     from bot._models import OutboxMessage
-    from bot._runtime import Runtime
-    from bot.adapters.simulated import SimulatedAdapter
 
-    root = make_project()
-    config = load_config(root)
-    clock = RealClock(config.bot.tz)
-    adapter = SimulatedAdapter("default", clock)
-    for r in range(rooms):
-        adapter.add_room(f"g{r:03d}", f"打卡群{r}", members=[MemberRef(f"g{r:03d}-m{m:03d}", f"成员{m}")
-                                                         for m in range(members)])
-    db = root / "bench.db"
-    runtime = Runtime(root, config, clock=clock, adapters={"default": adapter}, db_url=f"sqlite:///{db}")
-    await runtime.start()
-    count = rooms * members
+    runtime, clock, db, events = await start_runtime(rooms, members)
+    count = len(events)
     now = clock.now()
     raw_before = raw_commits(db, count, tag="a", when=(now - timedelta(days=30)).isoformat())
     progress(f"raw sqlite3: {raw_before:,.0f} sign-ins/s")
-    # members tap 签到 room by room, interleaved as at 08:00: m0 of every room, then m1 ...
-    events = [RoomMessage(account="default", id=f"e{n}", time=now, room_id=f"g{n % rooms:03d}",
-                          sender=MemberRef(f"g{n % rooms:03d}-m{n // rooms:03d}", f"成员{n // rooms}"), text="签到")
-              for n in range(count)]
     latencies = []
     logging.disable(logging.INFO)  # one "sent" line per paced send is not the subject here
     began = time.perf_counter()
