@@ -15,6 +15,7 @@ unless the lease is current.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 from collections import deque
@@ -63,6 +64,8 @@ class Outbox:
         self._cooldown_until: datetime | None = None
         self._timer: TimerHandle | None = None
         self._busy = False
+        self._idle = asyncio.Event()
+        self._idle.set()
         self._again = False
         self._stopped = False
         self._offline = False
@@ -167,6 +170,20 @@ class Outbox:
             self._timer.cancel()
             self._timer = None
 
+    async def finish_in_flight(self, timeout: float = 15.0) -> None:
+        """After `stop()`: let a send the adapter is already doing finish and be recorded.
+
+        Disconnecting first would cut it off: it would be retried after a restart although WeChat may
+        already have posted it, which is a duplicate in the group.
+        """
+        if self._idle.is_set():
+            return
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+        except TimeoutError:
+            log.warning("outbox %s: a send still in flight after %.0fs at stop; it is recorded after a restart",
+                        self.account, timeout)
+
     @property
     def next_wakeup(self) -> datetime | None:
         """When the pacing loop looks at the queue next (None when idle)."""
@@ -193,6 +210,7 @@ class Outbox:
         if self._stopped:
             return
         self._busy = True
+        self._idle.clear()
         try:
             next_time = await self._step()
             self._db_failures = 0
@@ -204,6 +222,7 @@ class Outbox:
             next_time = self._clock.now() + timedelta(seconds=delay)
         finally:
             self._busy = False
+            self._idle.set()
         if self._again:
             self._again = False
             next_time = self._clock.now() if next_time is None else min(next_time, self._clock.now())

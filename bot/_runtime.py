@@ -127,6 +127,7 @@ class Runtime:
         """Stop sending and firing for one account and disconnect it (its rows stay for the next owner)."""
         self.active.discard(account)
         self._outboxes[account].stop()
+        await self._outboxes[account].finish_in_flight()
         self.tasks.disarm(account)
         try:
             await self.adapters[account].stop()
@@ -144,6 +145,8 @@ class Runtime:
         self.members.flush_speakers()
         for outbox in self._outboxes.values():
             outbox.stop()
+        for outbox in self._outboxes.values():
+            await outbox.finish_in_flight()
         self.tasks.disarm_all()
         for adapter in self.adapters.values():
             try:
