@@ -5,7 +5,7 @@ The public plugin API is re-exported here; modules starting with `_` are private
 
 from bot._config import ConfigError, ProjectConfig
 from bot._context import Context, MemberInfo, MembershipInfo, RoomInfo
-from bot._db import UTCDateTime
+from bot._db import UTCDateTime, dialect_insert
 from bot._durations import parse_duration
 from bot._events import (
     ActionInvoked,
@@ -70,6 +70,7 @@ __all__ = [
     "UTCDateTime",
     "YamlDoc",
     "YamlError",
+    "dialect_insert",
     "in_room",
     "insert_unique",
     "is_direct_message",

@@ -6,13 +6,14 @@ a millisecond, and plugin authors write plain sqlmodel code with no await.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import DateTime, event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.types import TypeDecorator
@@ -83,6 +84,12 @@ def database_unreachable(err: BaseException) -> bool:
             return False
         err = err.__cause__ or err.__context__  # type: ignore[assignment]
     return False
+
+
+def dialect_insert(dialect: str) -> Callable[..., Any]:
+    """`insert()` with ON CONFLICT … DO NOTHING / DO UPDATE for this database ("postgresql" or "sqlite"):
+    the two dialects' inserts take the same clauses, so one statement serves both."""
+    return postgresql.insert if dialect == "postgresql" else sqlite.insert
 
 
 def is_postgres(engine: Engine) -> bool:

@@ -14,9 +14,9 @@ import time
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import ColumnElement, exists, func, select, text, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
+from bot._db import dialect_insert
 from bot._models import AccountLease
 
 _TABLE = AccountLease.__table__  # type: ignore[attr-defined]
@@ -40,7 +40,7 @@ class Lease:
         self.epoch: int | None = None
         """Set while this process believes it holds the lease (it may have lapsed: see `held`)."""
         self._deadline = 0.0
-        self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+        self._insert = dialect_insert(engine.dialect.name)
 
     def held(self) -> bool:
         """True while this process may act for the account."""

@@ -13,13 +13,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import bindparam, insert, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from bot._config import ProjectConfig
 from bot._context import MemberInfo, RoomInfo
-from bot._db import session_scope
+from bot._db import dialect_insert, session_scope
 from bot._events import (
     DirectMessage,
     Event,
@@ -63,7 +62,7 @@ class Members:
         """Runs a callback at the event loop's next turn (the clock's); None writes speakers at once."""
         self._spoke_pending: dict[tuple[str, str], datetime] = {}
         self._flush_armed = False
-        insert_ = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+        insert_ = dialect_insert(engine.dialect.name)
         upsert = insert_(Membership.__table__)  # type: ignore[arg-type]
         self._upsert_speaker = upsert.on_conflict_do_update(
             index_elements=["room_id", "member_id"], set_={"last_spoke_at": upsert.excluded.last_spoke_at})

@@ -24,13 +24,13 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from sqlalchemy import func, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, col, select
 
 from bot._clock import Clock, TimerHandle
 from bot._config import PacingSettings
+from bot._db import dialect_insert
 from bot._events import Outgoing
 from bot._models import OutboxMessage
 from bot.adapters._base import Disconnected, RateLimited
@@ -76,7 +76,7 @@ class Outbox:
         """Set when processes share the database: only the lease holder claims messages."""
         self.on_disconnect: Callable[[Exception], None] | None = None
         """Called when the adapter reports the connection dropped (the runtime reconnects)."""
-        insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+        insert = dialect_insert(engine.dialect.name)
         self._enqueue = insert(OutboxMessage.__table__).on_conflict_do_nothing(index_elements=["account", "key"])
 
     # --- queueing -------------------------------------------------------------

@@ -13,12 +13,12 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, select
 
 from bot._clock import Clock, TimerHandle
+from bot._db import dialect_insert
 from bot._models import ScheduledTask
 
 log = logging.getLogger("qunbot.tasks")
@@ -36,7 +36,7 @@ class Tasks:
         self._fire = fire
         self._armed: dict[int, TimerHandle] = {}
         self._account_of: dict[int, str] = {}
-        self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+        self._insert = dialect_insert(engine.dialect.name)
 
     def add(self, session: Session, *, account: str, plugin: str, name: str, key: str, due_at: datetime,
             data: dict[str, Any], room_id: str | None, member_id: str | None) -> int | None:

@@ -11,8 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import literal_column
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, SQLModel
+
+from bot._db import dialect_insert
 
 _STATEMENTS: dict[tuple[str, Any], Any] = {}
 
@@ -23,7 +24,7 @@ def insert_unique(session: Session, model: type[SQLModel], **values: Any) -> boo
     table = model.__table__  # type: ignore[attr-defined]
     statement = _STATEMENTS.get((dialect, table))
     if statement is None:  # one statement per table, values passed as parameters: compiled once, not per row
-        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        insert = dialect_insert(dialect)
         statement = _STATEMENTS[(dialect, table)] = (
             insert(table).on_conflict_do_nothing().returning(literal_column("1")))
     return session.execute(statement, values).first() is not None

@@ -16,12 +16,11 @@ from fnmatch import fnmatchcase
 from functools import partial
 
 from sqlalchemy import func, literal_column, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
 from bot._clock import TimerHandle
 from bot._context import RoomInfo
-from bot._db import database_unreachable
+from bot._db import database_unreachable, dialect_insert
 from bot._events import Event, MembersJoined
 from bot._models import Membership, OutboxMessage, Room
 from bot._runtime import DEFAULT_TEMPLATES, Runtime
@@ -59,7 +58,7 @@ class SopEngine:
         self._watch: asyncio.Task[None] | None = None
         self._signature: tuple[tuple[str, int, int], ...] = ()
         self._bot_ids: set[str] = set()
-        insert = postgresql.insert if runtime.engine.dialect.name == "postgresql" else sqlite.insert
+        insert = dialect_insert(runtime.engine.dialect.name)
         self._claim_row = (insert(SopDelivery.__table__).on_conflict_do_nothing(index_elements=["account", "key"])
                            .returning(literal_column("1")))
 

@@ -16,10 +16,9 @@ from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import bindparam, func, literal_column, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
-from bot import insert_unique
+from bot import dialect_insert, insert_unique
 
 from .models import PointsAccount, PointsLedger, PointsRedemption, PointsSignIn, PointsStock
 
@@ -91,7 +90,7 @@ def _statements(session: Session) -> _Statements:
     dialect = session.get_bind().dialect.name
     found = _BY_DIALECT.get(dialect)
     if found is None:
-        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        insert = dialect_insert(dialect)
         credit = insert(PointsAccount.__table__)  # type: ignore[attr-defined]
         found = _BY_DIALECT[dialect] = _Statements(
             ledger=insert(PointsLedger.__table__).on_conflict_do_nothing()  # type: ignore[attr-defined]
@@ -277,8 +276,9 @@ class PointsService:
                 return None
             balance, earned, rank = db.execute(sql.credit, {
                 **who, "balance": amount, "earned": level_delta, "level_rank": 1}).one()
-            if self.level_for(earned).rank > rank:
-                self._level_up(session, room_id, member_id, self.level_for(earned), on_level_up)
+            reached = self.level_for(earned)
+            if reached.rank > rank:
+                self._level_up(session, room_id, member_id, reached, on_level_up)
             return int(balance)
         # A deduction: the conditional write comes first. It takes SQLite's write lock / PostgreSQL's
         # row lock, so the condition is checked against the latest committed balance.
