@@ -10,12 +10,8 @@ from pathlib import Path
 
 import click
 
+from bot._cli_support import project_of
 from bot._config import ConfigError, load_config
-
-
-def _project(ctx: click.Context) -> Path:
-    obj = ctx.find_root().obj
-    return obj.project if obj is not None else Path(".").resolve()
 
 
 @click.command()
@@ -29,7 +25,7 @@ def dashboard(ctx: click.Context, host: str | None, port: int | None, db_url: st
     """Serve the read-only operator dashboard on this machine; log in with the password from the environment."""
     from bot.dashboard import DashboardError, build_app, server
 
-    project = _project(ctx)
+    project = project_of(ctx)
     try:
         config = load_config(project)
         now = None

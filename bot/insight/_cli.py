@@ -9,25 +9,16 @@ import click
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session
 
-from bot._config import ConfigError, load_config
+from bot._cli_support import config_or_exit, project_of
 from bot._db import make_engine
-
-
-def _project(ctx: click.Context) -> Path:
-    obj = ctx.find_root().obj
-    return obj.project if obj is not None else Path(".").resolve()
 
 
 def _engine(ctx: click.Context, db_url: str | None):  # type: ignore[no-untyped-def]
     import bot.insight  # noqa: F401  (the insight tables)
     from bot._migrations import upgrade
 
-    project = _project(ctx)
-    try:
-        config = load_config(project)
-    except ConfigError as err:
-        click.echo(f"error: {err}", err=True)
-        sys.exit(1)
+    project = project_of(ctx)
+    config = config_or_exit(project)
     engine = make_engine(db_url or config.database.url, base_dir=project)
     upgrade(engine, {})
     return config, engine

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import sys
 from datetime import datetime
-from pathlib import Path
 
 import click
 
+from bot._cli_support import config_or_exit, project_of
 from bot._clock import RealClock
-from bot._config import ConfigError, load_config
 from bot._runtime import DEFAULT_TEMPLATES
 from bot._templates import Renderer
 
@@ -19,23 +18,14 @@ def sop() -> None:
     """SOP files (sop/*.yaml): check them, preview what they will post."""
 
 
-def _project(ctx: click.Context) -> Path:
-    obj = ctx.find_root().obj
-    return obj.project if obj is not None else Path(".").resolve()
-
-
 @sop.command("check")
 @click.pass_context
 def check(ctx: click.Context) -> None:
     """Validate every SOP file, its templates, actions and the long-term group rule."""
     from bot.sop._check import load_project
 
-    project = _project(ctx)
-    try:
-        config = load_config(project)
-    except ConfigError as err:
-        click.echo(f"error: {err}", err=True)
-        sys.exit(1)
+    project = project_of(ctx)
+    config = config_or_exit(project)
     loaded, problems = load_project(project, config)
     for problem in problems:
         click.echo(problem, err=True)
@@ -59,12 +49,8 @@ def preview(ctx: click.Context, days: int, room: str | None, start_text: str | N
     from bot.sop._check import load_project
     from bot.sop._preview import build_preview
 
-    project = _project(ctx)
-    try:
-        config = load_config(project)
-    except ConfigError as err:
-        click.echo(f"error: {err}", err=True)
-        sys.exit(1)
+    project = project_of(ctx)
+    config = config_or_exit(project)
     tz = config.bot.tz
     if start_text:
         try:
