@@ -165,6 +165,14 @@ class Context:
         """The bot's own account in this context's account (to leave itself out of a join, say)."""
         return await self._rt.adapters[self.account].self_member()
 
+    async def mentioned(self) -> list[str]:
+        """Members @-mentioned in this message, in order, the bot left out (whom an admin command is about)."""
+        mentions = getattr(self.event, "mentions", ())
+        if not mentions:
+            return []
+        me = await self.bot_member()
+        return [m for m in mentions if me is None or m != me.id]
+
     # --- config, storage, other plugins ------------------------------------------------
 
     @property

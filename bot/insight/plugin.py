@@ -25,9 +25,9 @@ async def configure(ctx: Context) -> None:
     service.configure(ctx.config, ctx.now.tzinfo)
 
 
-def _target_and_tag(ctx: Context) -> tuple[str | None, str]:
+async def _target_and_tag(ctx: Context) -> tuple[str | None, str]:
     """The @-mentioned member and the tag text after the mention."""
-    mentions = [m for m in getattr(ctx.event, "mentions", ()) if m != getattr(ctx.event, "bot_id", None)]
+    mentions = await ctx.mentioned()
     words = [w for w in ctx.args.split() if not w.startswith("@")]
     return (mentions[0] if mentions else None), " ".join(words).strip()
 
@@ -37,7 +37,7 @@ tag_cmd = plugin.on_command("打标签", words_from="tag_words", permission=ROOM
 
 @tag_cmd.handle
 async def tag(ctx: Context) -> None:
-    member, name = _target_and_tag(ctx)
+    member, name = await _target_and_tag(ctx)
     if member is None or not name or ctx.room_id is None:
         await ctx.reply(template="insight/usage.j2")
         return
@@ -50,7 +50,7 @@ untag_cmd = plugin.on_command("删标签", words_from="untag_words", permission=
 
 @untag_cmd.handle
 async def untag(ctx: Context) -> None:
-    member, name = _target_and_tag(ctx)
+    member, name = await _target_and_tag(ctx)
     if member is None or not name or ctx.room_id is None:
         await ctx.reply(template="insight/usage.j2")
         return
@@ -63,7 +63,7 @@ show_cmd = plugin.on_command("查标签", words_from="show_words", permission=RO
 
 @show_cmd.handle
 async def show(ctx: Context) -> None:
-    member, _ = _target_and_tag(ctx)
+    member, _ = await _target_and_tag(ctx)
     if member is None or ctx.room_id is None:
         await ctx.reply(template="insight/usage.j2")
         return

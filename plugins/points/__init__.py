@@ -250,8 +250,7 @@ _AMOUNT = re.compile(r"(?<![\w.])([+＋\-－]?\s*\d+)(?![\w.])")
 
 async def _target(ctx: Context) -> str | None:
     """The member an admin command is about: the first @-mentioned member other than the bot."""
-    me = await ctx.bot_member()
-    return next((m for m in getattr(ctx.event, "mentions", ()) if me is None or m != me.id), None)
+    return next(iter(await ctx.mentioned()), None)
 
 
 def _without_mentions(ctx: Context, text: str) -> str:

@@ -131,6 +131,14 @@ async def test_admin_tags_by_hand_and_members_cannot(harness):
         assert "u2" not in stored_tags(bot)
 
 
+async def test_an_admin_who_addresses_the_bot_tags_the_member_not_the_bot(harness):
+    async with harness as bot:
+        bot.room("g1", "群", members=MEMBERS, admins=["owner1"])
+        await bot.say("g1", "owner1", f"@{bot.config.bot.name} 打标签 @Bob 重点客户", mentions=["bot", "u2"])
+        assert "已给 Bob 打上标签「重点客户」" in bot.pop_text()
+        assert stored_tags(bot) == {"u2": {"重点客户"}}
+
+
 @pytest.mark.parametrize(("rules", "message"), [
     ({"tags": {"x": "active_days(7) >="}}, "tags.x"),
     ({"tags": {"x": "chats > 3"}}, "unknown name(s) chats"),
