@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Literal
 
 from bot._events import Event, MemberRef, Outgoing, RoomSnapshot
 
@@ -31,8 +33,43 @@ class AdapterError(Exception):
     """The adapter cannot connect or authenticate; `qunbot run` reports it and exits non-zero."""
 
 
+@dataclass(frozen=True, slots=True)
+class RoomQuota:
+    """How many bot posts one room may receive per period (WeCom: group-message tasks per customer group).
+
+    `limit=None` means "as many as the period has days" (a month of 30 days: 30 posts).
+    """
+
+    per: Literal["month", "week", "day"] = "month"
+    limit: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What an account's transport can do. The runtime asks these, never "which adapter is this?"."""
+
+    read_room_messages: bool = True
+    """Room messages reach the bot (sign-in, quizzes, lottery entries need this)."""
+    reply_at_will: bool = True
+    """The bot can post into a room whenever it wants (not only through confirmed tasks)."""
+    mention: bool = True
+    send_files: bool = True
+    remove_members: bool = True
+    set_topic: bool = True
+    direct_messages: bool = True
+    posts_need_confirmation: bool = False
+    """Each post is a task a person (the group owner) confirms before it goes out."""
+    welcome_by_template: bool = False
+    """Newcomers are greeted by a platform-side welcome template, not by a bot message."""
+    room_quota: RoomQuota | None = None
+    max_rooms_per_post: int | None = None
+
+
 class Adapter(ABC):
     """One WeChat account's connection."""
+
+    capabilities: Capabilities = Capabilities()
+    """Declared per adapter class (or per instance, when it depends on the service behind it)."""
 
     def __init__(self, account: str) -> None:
         self.account = account
