@@ -54,8 +54,11 @@ class Members:
     """Room and member facts for one process, backed by the core tables."""
 
     def __init__(self, engine: Engine, config: ProjectConfig, now: Callable[[], datetime],
-                 defer: Callable[[Callable[[], Awaitable[None]]], object] | None = None) -> None:
+                 defer: Callable[[Callable[[], Awaitable[None]]], object] | None = None,
+                 claim: Callable[[Session, Event], bool] | None = None) -> None:
         self._engine = engine
+        self._claim = claim
+        """Marks a membership event recorded in the recording transaction; False if it was (a redelivery)."""
         self._config = config
         self._now = now
         self._defer = defer
@@ -82,7 +85,7 @@ class Members:
             for ms in session.exec(select(Membership)):
                 if ms.alias:
                     self._aliases[(ms.room_id, ms.member_id)] = ms.alias
-                if ms.is_admin:
+                if ms.is_admin and ms.left_at is None:
                     self._admins.setdefault(ms.room_id, set()).add(ms.member_id)
 
     # --- lookups ----------------------------------------------------------------
@@ -215,26 +218,33 @@ class Members:
             self._record_speaker(event)
         elif isinstance(event, DirectMessage):
             self._remember_name(event.sender)
-        elif isinstance(event, MembersJoined):
+        elif isinstance(event, MembersJoined | MembersLeft | MemberRenamed | RoomTopicChanged):
             with session_scope(self._engine) as session:
-                self._ensure_room(session, event.account, event.room_id)
-                for ref in event.members:
-                    ms = self._upsert_membership(session, event.room_id, ref)
-                    ms.joined_at, ms.inviter_id, ms.left_at = event.time, event.inviter_id, None
+                if self._claim is not None and not self._claim(session, event):
+                    log.info("event %s was recorded already (redelivered); ignored", event.id)
+                    return
+                self._record_membership(session, event)
+
+    def _record_membership(self, session: Session, event: Event) -> None:
+        if isinstance(event, MembersJoined):
+            self._ensure_room(session, event.account, event.room_id)
+            for ref in event.members:
+                ms = self._upsert_membership(session, event.room_id, ref)
+                ms.joined_at, ms.inviter_id, ms.left_at = event.time, event.inviter_id, None
+                ms.is_admin = False  # a newcomer has no role until WeChat says so (the next role refresh)
+                self._admins.get(event.room_id, set()).discard(ref.id)
         elif isinstance(event, MembersLeft):
-            with session_scope(self._engine) as session:
-                for member_id in event.member_ids:
-                    ms = session.get(Membership, (event.room_id, member_id))
-                    if ms is not None:
-                        ms.left_at = event.time
+            for member_id in event.member_ids:
+                ms = session.get(Membership, (event.room_id, member_id))
+                if ms is not None:
+                    ms.left_at, ms.is_admin = event.time, False
+                self._admins.get(event.room_id, set()).discard(member_id)  # a role does not outlive leaving
         elif isinstance(event, MemberRenamed):
             self._aliases[(event.room_id, event.member_id)] = event.alias
-            with session_scope(self._engine) as session:
-                ms = self._upsert_membership(session, event.room_id, MemberRef(event.member_id, ""))
-                ms.alias = event.alias
+            ms = self._upsert_membership(session, event.room_id, MemberRef(event.member_id, ""))
+            ms.alias = event.alias
         elif isinstance(event, RoomTopicChanged):
-            with session_scope(self._engine) as session:
-                self._upsert_room(session, event.account, event.room_id, event.topic, None, event.time)
+            self._upsert_room(session, event.account, event.room_id, event.topic, None, event.time)
 
     def _record_speaker(self, event: RoomMessage) -> None:
         key = (event.room_id, event.sender.id)

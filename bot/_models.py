@@ -120,3 +120,19 @@ class AccountLease(SQLModel, table=True):
     acquired_at: datetime = Field(sa_type=UTCDateTime)
     renewed_at: datetime = Field(sa_type=UTCDateTime)
     expires_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class InboundMark(SQLModel, table=True):
+    """A redelivered message is handled once: which handler already committed its work for which message.
+
+    `handler` is "plugin.function", or "" for the runtime's own record of a membership event. The primary
+    key is the dedupe: a second run's insert conflicts and that run rolls back. Rows older than the
+    retention window are pruned (`bot/_redelivery.py`).
+    """
+
+    __tablename__ = "core_inbound"
+
+    account: str = Field(primary_key=True)
+    message_id: str = Field(primary_key=True)
+    handler: str = Field(primary_key=True)
+    seen_at: datetime = Field(sa_type=UTCDateTime, index=True)

@@ -33,6 +33,8 @@ from bot._migrations import upgrade
 from bot._models import ScheduledTask
 from bot._outbox import Outbox
 from bot._plugin import Matcher, Plugin
+from bot._redelivery import PRUNE_EVERY, RECORD, Redelivery
+from bot._sanitize import clean_event, clean_snapshots
 from bot._tasks import Tasks
 from bot._templates import Renderer
 from bot.adapters._base import Adapter
@@ -44,6 +46,8 @@ HOLD_LIMIT = 10_000
 """Inbound events kept in memory while the database is unreachable; beyond this, new ones are dropped (logged)."""
 HOLD_RETRY_MIN, HOLD_RETRY_MAX = 1.0, 30.0
 """Seconds before the first retry of held events, doubling up to the maximum."""
+ROLE_REFRESH = timedelta(minutes=10)
+"""How often rooms' admins are read again from WeChat (joins and leaves update them at once)."""
 
 
 class Runtime:
@@ -63,8 +67,11 @@ class Runtime:
             [project / config.templates_dir, DEFAULT_TEMPLATES], timezone=config.bot.tz,
             globals={"bot_name": config.bot.name},
         )
+        self.redelivery = Redelivery(self.engine)
         self.members = Members(self.engine, config, clock.now,
-                               defer=lambda callback: clock.call_at(clock.now(), callback, name="members.flush"))
+                               defer=lambda callback: clock.call_at(clock.now(), callback, name="members.flush"),
+                               claim=lambda session, event: self.redelivery.claim(session, event, RECORD,
+                                                                                  clock.now()))
         self.tasks = Tasks(self.engine, clock, self._fire_task)
         self._configs = plugin_configs(project, config, self.plugins.values())
         self.dispatcher = Dispatcher(
@@ -100,6 +107,8 @@ class Runtime:
         for account in self.adapters if accounts is None else accounts:
             await self.start_account(account)
         self.started = True
+        self._background(PRUNE_EVERY, self._prune_marks, "redelivery.prune")
+        self._background(ROLE_REFRESH, self._refresh_roles, "members.roles")
         log.info("qunbot started: %d plugins (%s), %d of %d accounts running here", len(self.plugins),
                  ", ".join(self.plugins), len(self.active), len(self.adapters))
 
@@ -109,7 +118,7 @@ class Runtime:
         if self.started:
             self.members.load()  # another process may have run this account meanwhile
         await adapter.start(self.dispatch)
-        self.members.sync_rooms(account, await adapter.rooms())
+        self.members.sync_rooms(account, clean_snapshots(await adapter.rooms()))
         outbox = self._outboxes[account]
         await outbox.reconcile(adapter.was_sent)
         outbox.start()
@@ -122,6 +131,26 @@ class Runtime:
                 event = ActionInvoked(account=account, id=f"startup:{plugin.name}", time=self.clock.now(),
                                       plugin=plugin.name, name="startup", room_id=None)
                 await run_isolated(self, Context(self, plugin, event), hook, f"{plugin.name}.{hook.__name__}")
+
+    def _background(self, every: timedelta, work: Callable[[], Awaitable[None]], name: str) -> None:
+        """Run `work` every `every` while the runtime runs (a failure is logged and tried next time)."""
+        async def run() -> None:
+            if not self.started:
+                return
+            try:
+                await work()
+            except Exception:
+                log.exception("%s failed; trying again in %s", name, every)
+            self._background(every, work, name)
+        self.clock.call_at(self.clock.now() + every, run, name=name, background=True)
+
+    async def _prune_marks(self) -> None:
+        self.redelivery.prune(self.clock.now())
+
+    async def _refresh_roles(self) -> None:
+        """Read each running account's rooms again, so an admin WeChat demoted stops being one here."""
+        for account in sorted(self.active):
+            self.members.sync_rooms(account, clean_snapshots(await self.adapters[account].rooms()))
 
     async def stop_account(self, account: str) -> None:
         """Stop sending and firing for one account and disconnect it (its rows stay for the next owner)."""
@@ -162,8 +191,10 @@ class Runtime:
         """Record the event, then run the plugins it wakes. Events of one room run in order.
 
         While the database is unreachable, events are held in memory and run, in arrival order and
-        exactly once, when it answers again (`_retry_held`).
+        exactly once, when it answers again (`_retry_held`). This is where every adapter's events enter:
+        their text is cleaned here.
         """
+        event = clean_event(event)
         room_id = getattr(event, "room_id", None)
         lock = self._room_locks[room_id] if room_id else None
         if lock is not None:

@@ -55,6 +55,7 @@ class ScenarioEvent:
     alias: str | None = None
     topic: str | None = None
     file: str | None = None  # an image or file sent with say/private
+    message_id: str | None = None  # `id:` of say/private: the transport's message id
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,12 +112,15 @@ class Say(_Model):
     text: str | None = None
     mentions: list[str] = []
     file: str | None = None
+    id: str | None = Field(None, min_length=1)
+    """The transport's message id: the same id twice is one message delivered twice."""
 
 
 class Private(_Model):
     from_: str = Field(alias="from")
     text: str | None = None
     file: str | None = None
+    id: str | None = Field(None, min_length=1)
 
 
 class Join(_Model):
@@ -256,9 +260,10 @@ class _Builder:
         match action:
             case Say():
                 return ScenarioEvent(at, line, kind, room=room, sender=action.from_, text=action.text,
-                                     mentions=tuple(action.mentions), file=action.file)
+                                     mentions=tuple(action.mentions), file=action.file, message_id=action.id)
             case Private():
-                return ScenarioEvent(at, line, kind, sender=action.from_, text=action.text, file=action.file)
+                return ScenarioEvent(at, line, kind, sender=action.from_, text=action.text, file=action.file,
+                                     message_id=action.id)
             case Join():
                 return ScenarioEvent(at, line, kind, room=room, members=_members(action.members),
                                      inviter=action.inviter)

@@ -118,8 +118,9 @@ class BotHarness:
     # --- what members do ------------------------------------------------------------------
 
     async def say(self, room: str, member: str, text: str, *, mentions: Iterable[str] = (),
-                  drain: bool = True) -> None:
-        await self.sim.adapter.say(room, member, text, mentions=mentions)
+                  drain: bool = True, id: str | None = None) -> None:
+        """A member speaks; give the same `id` twice to simulate WeChat delivering one message twice."""
+        await self.sim.adapter.say(room, member, text, mentions=mentions, id=id)
         if drain:
             await self.drain()
 
@@ -128,8 +129,8 @@ class BotHarness:
         await self.say(room, member, f"@{self.config.bot.name} {text}", mentions=[self.sim.adapter.bot.id],
                        drain=drain)
 
-    async def private(self, member: str, text: str, *, drain: bool = True) -> None:
-        await self.sim.adapter.private(member, text)
+    async def private(self, member: str, text: str, *, drain: bool = True, id: str | None = None) -> None:
+        await self.sim.adapter.private(member, text, id=id)
         if drain:
             await self.drain()
 
