@@ -161,6 +161,20 @@ class Members:
             _many(session, _UPDATE_MEMBERSHIP, [{"rid": r["rid"], "mid": r["mid"], "admin": r["admin"]}
                                                 for r in old if not r["alias"]])
 
+    def refresh_roles(self, snapshots: Iterable[RoomSnapshot]) -> None:
+        """Take rooms' admins from a fresh look at WeChat (who is in the room is left to join/leave events)."""
+        with session_scope(self._engine) as session:
+            for snap in snapshots:
+                admins = set(snap.admin_ids) | ({snap.owner_id} if snap.owner_id else set())
+                if admins == self._admins.get(snap.id, set()):
+                    continue
+                room = _MEMBERSHIP.room_id == snap.id
+                session.execute(update(Membership.__table__).where(  # type: ignore[arg-type]
+                    room & _MEMBERSHIP.is_admin & _MEMBERSHIP.member_id.not_in(admins)).values(is_admin=False))
+                session.execute(update(Membership.__table__).where(  # type: ignore[arg-type]
+                    room & _MEMBERSHIP.member_id.in_(admins) & _MEMBERSHIP.left_at.is_(None)).values(is_admin=True))
+                self._admins[snap.id] = admins
+
     def _sync_members(self, session: Session, snaps: dict[str, RoomSnapshot]) -> None:
         """Insert unknown members and rename known ones, as `_upsert_member` would one by one."""
         ids = {ref.id for snap in snaps.values() for ref in snap.members}

@@ -136,3 +136,15 @@ class InboundMark(SQLModel, table=True):
     message_id: str = Field(primary_key=True)
     handler: str = Field(primary_key=True)
     seen_at: datetime = Field(sa_type=UTCDateTime, index=True)
+
+
+class TaskFailure(SQLModel, table=True):
+    """Why a durable timer's handler failed, and how often: it is retried with back-off, then marked failed
+    (the dashboard and the log show it; a timer is never dropped silently)."""
+
+    __tablename__ = "core_task_failure"
+
+    task_id: int = Field(primary_key=True)
+    attempts: int = 0
+    last_error: str = ""
+    failed_at: datetime = Field(sa_type=UTCDateTime)

@@ -150,7 +150,7 @@ class Runtime:
     async def _refresh_roles(self) -> None:
         """Read each running account's rooms again, so an admin WeChat demoted stops being one here."""
         for account in sorted(self.active):
-            self.members.sync_rooms(account, clean_snapshots(await self.adapters[account].rooms()))
+            self.members.refresh_roles(clean_snapshots(await self.adapters[account].rooms()))
 
     async def stop_account(self, account: str) -> None:
         """Stop sending and firing for one account and disconnect it (its rows stay for the next owner)."""
@@ -356,16 +356,21 @@ class Runtime:
                            member_id=task.member_id, data=dict(task.data), late=late)
         ctx = Context(self, plugin, event, room_id=task.room_id, member_id=task.member_id)
         claimed = False
+        error = "it failed, timed out or could not commit (see the log above)"
 
         async def claim_then_run(ctx: Context) -> None:
             # Conditional, in the handler's own transaction: of two processes firing one timer, one runs it.
-            nonlocal claimed
+            nonlocal claimed, error
             result = ctx.db.execute(update(ScheduledTask).where(col(ScheduledTask.id) == task.id,
                                                                 ScheduledTask.status == "pending")
                                     .values(status="done", fired_at=self.clock.now()))
             claimed = result.rowcount == 1  # type: ignore[attr-defined]
             if claimed:
-                await handler(ctx)
+                try:
+                    await handler(ctx)
+                except Exception as err:
+                    error = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+                    raise
 
         if await run_isolated(self, ctx, claim_then_run, f"{plugin.name}.timer.{task.name}"):
             if not claimed:
@@ -376,8 +381,8 @@ class Runtime:
                 row = session.get(ScheduledTask, task.id)
             if row is None or row.status != "pending":
                 return
-            if claimed:  # the handler itself failed
-                self._set_task_status(task.id, "failed")
+            if claimed:  # the handler itself failed: again later, then surfaced; never dropped silently
+                self.tasks.failed(task, error)
                 return
         except SQLAlchemyError:
             pass

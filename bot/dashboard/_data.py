@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import func, text
 from sqlmodel import Session, col, select
 
-from bot._models import Member, Membership, OutboxMessage, Room
+from bot._models import Member, Membership, OutboxMessage, Room, ScheduledTask, TaskFailure
 from bot.insight import STAGES, InsightMessage, InsightStage, InsightTag
 from bot.insight._facts import existing_tables, local_day
 
@@ -57,10 +57,33 @@ class RoomRow:
     signins: int
 
 
+@dataclass(frozen=True)
+class FailedTimer:
+    """A plugin timer that failed every retry: a lottery draw left open, a reward unpaid."""
+
+    plugin: str
+    name: str
+    key: str
+    room_id: str | None
+    due_at: datetime
+    attempts: int
+    last_error: str
+
+
 @dataclass
 class Overview:
     rooms: list[RoomRow]
     charts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    failed_timers: list[FailedTimer] = field(default_factory=list)
+
+
+def failed_timers(session: Session, limit: int = 50) -> list[FailedTimer]:
+    rows = session.exec(select(ScheduledTask, TaskFailure).join(
+        TaskFailure, col(TaskFailure.task_id) == col(ScheduledTask.id), isouter=True).where(
+        ScheduledTask.status == "failed").order_by(col(ScheduledTask.due_at).desc()).limit(limit)).all()
+    return [FailedTimer(task.plugin, task.name, task.key, task.room_id, task.due_at,
+                        failure.attempts if failure else 1, failure.last_error if failure else "")
+            for task, failure in rows]
 
 
 def overview(session: Session, now: datetime, tz: tzinfo, *, days: int = 14) -> Overview:
@@ -105,7 +128,7 @@ def overview(session: Session, now: datetime, tz: tzinfo, *, days: int = 14) -> 
     def per_room(metric: str, kind: str = "line") -> dict[str, Any]:
         return chart(kind, names, [{"label": r.topic or r.id, "data": series[r.id][metric]} for r in rooms])
 
-    result = Overview(rows)
+    result = Overview(rows, failed_timers=failed_timers(session))
     result.charts = {
         "members": per_room("members"),
         "joins": chart("bar", names, [
