@@ -74,7 +74,8 @@ class ScenarioError(YamlError):
     """A problem in a scenario file, as `file:line: message`."""
 
 
-_OFFSET = re.compile(r"([+-])(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
+_OFFSET = re.compile(r"([+-])(?:(\d{1,9})d)?(?:(\d{1,9})h)?(?:(\d{1,9})m)?(?:(\d{1,9})s)?")
+MAX_OFFSET = timedelta(days=3660)
 
 
 def parse_offset(text: str) -> timedelta:
@@ -87,6 +88,8 @@ def parse_offset(text: str) -> timedelta:
         raise ValueError(f"bad time offset {text!r}: use a sign and d/h/m/s, such as +10s, +5m, +2h, +1d, +1d2h")
     days, hours, minutes, seconds = (int(part or 0) for part in match.groups()[1:])
     delta = timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
+    if delta > MAX_OFFSET:
+        raise ValueError(f"time offset {text!r} is longer than {MAX_OFFSET.days} days; is it a typo?")
     return -delta if match[1] == "-" else delta
 
 
@@ -231,7 +234,10 @@ class _Builder:
                 self.fail(str(err), *path)
             if delta < timedelta(0):
                 self.fail(f"at {at} goes back before {earlier}; events are handled in order", *path)
-            return previous + delta
+            try:
+                return previous + delta
+            except OverflowError:
+                self.fail(f"time offset {at} goes past the year 9999", *path)
         value = self.absolute(at, *path, hint=f"{_ISO}, or an offset such as +10s, +5m, +2h, +1d")
         if value < previous:
             self.fail(f"at {at} is before {earlier} ({previous.isoformat()}); events are handled in order, "
