@@ -216,15 +216,13 @@ async def test_a_group_over_a_real_puppet_service(peer_line, tmp_path, monkeypat
         await peer.cmd("say", **{"from": "owner1"}, room=ROOM, text="踢 u2")
         removal = await peer.wait_for(lambda r: r["event"] == "action")
         assert removal == {"event": "action", "action": "remove_member", "room": ROOM, "member": "u2"}
-        # ... setting the topic does not on the 1.x service line: python-wechaty's request arrives as a read
+        # ... and so does setting the topic, on both lines (python-wechaty's own request is a read on 1.x)
         mark = len(peer.records)
         await peer.cmd("say", **{"from": "owner1"}, room=ROOM, text="改群名 新群名")
         topic_call = await peer.wait_for(lambda r: r.get("room") == ROOM and r["event"] in ("action", "read"),
                                          start=mark)
-        if peer.versions["wechaty-puppet-service"].startswith("1."):
-            assert topic_call == {"event": "read", "what": "topic", "room": ROOM}
-        else:
-            assert topic_call == {"event": "action", "action": "set_topic", "room": ROOM, "topic": "新群名"}
+        assert topic_call == {"event": "action", "action": "set_topic", "room": ROOM, "topic": "新群名"}
+        assert adapter.capabilities.set_topic
 
         # a group nickname: WeChat sends no event; the adapter notices it on the member's next message
         await peer.cmd("rename", room=ROOM, member="u1", alias="上海-Alice")
@@ -358,8 +356,8 @@ def test_missing_environment_variables_are_named(tmp_path, monkeypatch):
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1] == (
-        "error: account wx1: set QB_NO_ENDPOINT and QB_NO_TOKEN (the puppet service's host:port and token "
-        "from your puppet provider or gateway)")
+        "error: account wx1: set QB_NO_TOKEN (the token from your puppet provider or gateway; and QB_NO_ENDPOINT, "
+        "the service's host:port, unless the token is found through discovery)")
     assert not (project / ".wechaty").exists() and not Path(".wechaty").exists()
 
 

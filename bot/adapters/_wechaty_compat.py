@@ -19,7 +19,10 @@ still does wrong is fixed here:
   `requests.get`: qunbot never starts it without an endpoint;
 - `FileBox.from_url` without a name blocks on `requests.get`, and URL file
   boxes do not survive the trip to 1.x services: `file_box()` downloads with
-  httpx and sends the bytes.
+  httpx and sends the bytes;
+- its `room_topic()` sends the new topic where only 0.x services read it (1.x
+  services take the request for a read and answer with the old topic):
+  `set_room_topic()` sends a request both lines read (`_wechaty_proto`).
 """
 
 from __future__ import annotations
@@ -121,6 +124,14 @@ async def open_stream(puppet: Any, timeout: float) -> asyncio.Task[None]:
     async with asyncio.timeout(timeout):
         await puppet.puppet_stub.start()
     return asyncio.create_task(puppet._listen_for_event())
+
+
+async def set_room_topic(puppet: Any, room_id: str, topic: str) -> None:
+    """Set a room's topic on a 0.x or 1.x service (python-wechaty's own call is a no-op on 1.x)."""
+    from bot.adapters._wechaty_proto import RoomTopicAnswer, RoomTopicSet
+
+    request = RoomTopicSet(id=room_id, topic_0x=topic, topic=topic)
+    await puppet.puppet_stub._unary_unary("/wechaty.Puppet/RoomTopic", request, RoomTopicAnswer)
 
 
 def split_endpoint(endpoint: str) -> tuple[str, int]:
