@@ -14,6 +14,7 @@ import logging
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import pytest
 from sqlmodel import Session
+from wechaty_peer.discovery import Discovery
 from wechaty_peer.driver import Peer, missing_packages, unavailable
 
 from bot._clock import RealClock
@@ -486,3 +488,60 @@ async def test_two_accounts_in_one_process_each_with_its_own_service(tmp_path, m
     finally:
         for peer in peers:
             await peer.close()
+
+
+async def test_a_token_only_account_connects_through_discovery_with_qunbot_run(peer, tmp_path):
+    """No endpoint, only a token: doctor and `qunbot run` ask a discovery service where the service runs.
+
+    The discovery service is down when `qunbot run` starts: it retries with back-off and connects once
+    the service is up (started when the first failed try is logged: no sleeps).
+    """
+    project = write_project(tmp_path / "proj")
+    toml = (project / "qunbot.toml").read_text(encoding="utf-8")
+    toml = toml.replace('endpoint_env = "QB_TEST_ENDPOINT"',
+                        'endpoint_env = "QB_TEST_ENDPOINT"\nauthority_env = "QB_TEST_AUTHORITY"')
+    (project / "qunbot.toml").write_text(toml.replace("[pacing]", "[pacing]\nreconnect_min = 0.2\nreconnect_max = 1"),
+                                         encoding="utf-8")
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("QB_TEST_")}
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**environment, "QB_TEST_TOKEN": peer.token, "QB_TEST_AUTHORITY": f"http://127.0.0.1:{port}"}
+
+    async with Discovery({peer.token: peer.endpoint}, port=port) as service:
+        code, out, _ = await _qunbot(project, "doctor", env=env)
+        assert code == 0, out
+        assert f"ok    discovery: the token's puppet service is at {peer.endpoint}" in out
+        assert "ok    logged in as 小完子 (bot)" in out and "ok    in 1 room(s)" in out
+    assert service.requests == [peer.token] * 2  # doctor's own look-up, then the adapter's on connect
+
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot.cli", "--project", str(project), "--log-json", "run", env=env,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+    assert proc.stderr is not None
+    messages: list[str] = []
+
+    async def until(prefix: str) -> None:
+        async with asyncio.timeout(120):
+            while not any(m.startswith(prefix) for m in messages):
+                line = await proc.stderr.readline()
+                assert line, f"qunbot run exited early: {messages}"
+                if line.startswith(b"{"):
+                    messages.append(json.loads(line)["message"])
+
+    try:
+        await until(f"account wx1: token discovery at http://127.0.0.1:{port} failed")
+        async with Discovery({peer.token: peer.endpoint}, port=port) as service:
+            await until("running")
+            await peer.cmd("say", **{"from": "u2"}, room=ROOM, text="ping")
+            await peer.wait_for(sent_to_room("pong"), timeout=60)
+        assert service.requests == [peer.token]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(60):
+            await proc.stderr.read()
+            code = await proc.wait()
+    assert code == 0
+    assert f"account wx1: the discovery service http://127.0.0.1:{port} gives the token's puppet service at " \
+           f"{peer.endpoint}" in messages
+    assert "account wx1: logged in as 小完子 (bot)" in messages
