@@ -103,6 +103,9 @@ async def _diagnose_one(project: Path, config: ProjectConfig, settings: AccountS
         elif "did not log in" in message:
             report.good("the service accepted the token")
             report.bad(message, "log the WeChat account in on the puppet service (scan its QR code), then retry")
+        elif "speaks only TLS" in message:
+            report.bad(message, "run the TLS-opening proxy from docs/wechaty.md (\"TLS\") and set "
+                                f"${settings.endpoint_env} to its host:port")
         else:
             report.bad(message, "the endpoint answers but does not speak the Wechaty puppet protocol as expected: "
                                 "check the port, and that TLS is off or terminated before qunbot")

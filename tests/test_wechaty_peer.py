@@ -31,6 +31,7 @@ from bot._events import DirectMessage, Event, Outgoing, RoomMessage
 from bot._models import Membership
 from bot._runtime import Runtime
 from bot.adapters import AdapterError, Disconnected, make_adapter
+from bot.adapters import _wechaty_compat as compat
 
 if reason := unavailable():
     pytest.skip(reason, allow_module_level=True)
@@ -545,3 +546,97 @@ async def test_a_token_only_account_connects_through_discovery_with_qunbot_run(p
     assert f"account wx1: the discovery service http://127.0.0.1:{port} gives the token's puppet service at " \
            f"{peer.endpoint}" in messages
     assert "account wx1: logged in as 小完子 (bot)" in messages
+
+
+async def test_a_tls_only_service_is_named_with_what_to_put_in_front(tmp_path):
+    """1.x services speak TLS unless told not to; python-wechaty's client cannot: doctor and run say what to do."""
+    peer = await Peer.start(tls=True)
+    try:
+        await script_group(peer)
+        project = write_project(tmp_path / "proj")
+        env = {"QB_TEST_TOKEN": peer.token, "QB_TEST_ENDPOINT": peer.endpoint}
+        code, out, _ = await _qunbot(project, "doctor", env=env)
+        assert code == 1, out
+        assert "ok    the endpoint answers" in out
+        assert f"FAIL  {peer.endpoint}: the service speaks only TLS, and python-wechaty's client" in out
+        assert '→ run the TLS-opening proxy from docs/wechaty.md ("TLS") and set $QB_TEST_ENDPOINT to its' in out
+        code, _, err = await _qunbot(project, "run", env=env)
+        assert code == 2
+        assert err.strip().splitlines()[-1] == (
+            f"error: account wx1: {peer.endpoint}: the service speaks only TLS, and python-wechaty's client "
+            "(wechaty-puppet-service 0.8.10) speaks only plaintext gRPC: ask the provider for a plaintext endpoint, "
+            'or run a TLS-opening gRPC proxy beside qunbot and set the endpoint to it (docs/wechaty.md, "TLS")')
+    finally:
+        await peer.close()
+
+
+TLS_PROXY = """\
+server {
+    listen 127.0.0.1:8788 http2;                # qunbot connects here, in plaintext
+    location / {
+        grpc_pass grpcs://SERVICE_HOST:SERVICE_PORT;
+        grpc_ssl_server_name on;
+        grpc_ssl_name SNI;                      # the token up to its last "_"
+        grpc_ssl_verify on;
+        grpc_ssl_trusted_certificate CA_FILE;
+        grpc_set_header Authorization "Wechaty $http_host";   # the token qunbot sends as :authority
+        grpc_read_timeout 1d;                   # the event stream stays open
+        grpc_send_timeout 1d;
+    }
+}
+"""
+"""The proxy docs/wechaty.md shows (keep the two the same)."""
+
+
+def wechaty_root_ca() -> str:
+    """The Wechaty community CA certificate, as the 1.x client trusts it (wechaty-puppet-service's auth/ca.js)."""
+    source = (REPO / "tests/wechaty_peer/node_modules/wechaty-puppet-service/dist/esm/src/auth/ca.js").read_text()
+    start = source.index("-----BEGIN CERTIFICATE-----", source.index("TLS_CA_CERT"))
+    return source[start:source.index("-----END CERTIFICATE-----", start)] + "-----END CERTIFICATE-----\n"
+
+
+@pytest.mark.skipif(shutil.which("nginx") is None, reason="nginx is not installed (the TLS proxy of docs/wechaty.md)")
+async def test_the_documented_tls_proxy_reaches_a_tls_only_service(tmp_path, monkeypatch):
+    token = "insecure_QunbotTLS42"  # SNI "insecure": the name in the certificate 1.x services use by default
+    peer = await Peer.start(tls=True, token=token)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    (tmp_path / "ca.pem").write_text(wechaty_root_ca())
+    host, service_port = peer.endpoint.rsplit(":", 1)
+    server = (TLS_PROXY.replace("127.0.0.1:8788", f"127.0.0.1:{port}").replace("SERVICE_HOST", host)
+              .replace("SERVICE_PORT", service_port).replace("SNI", token.rsplit("_", 1)[0])
+              .replace("CA_FILE", str(tmp_path / "ca.pem")))
+    (tmp_path / "nginx.conf").write_text(f"pid {tmp_path}/nginx.pid;\nerror_log {tmp_path}/error.log;\nevents {{}}\n"
+                                         f"http {{\naccess_log off;\nclient_body_temp_path {tmp_path};\n{server}}}\n")
+    nginx = await asyncio.create_subprocess_exec("nginx", "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf"),
+                                                 "-g", "daemon off;")
+    adapter = None
+    try:
+        await script_group(peer)
+        async with asyncio.timeout(30):  # until nginx listens
+            while True:
+                try:
+                    await compat.reachable(f"127.0.0.1:{port}")
+                    break
+                except AdapterError:
+                    await asyncio.sleep(0.05)
+        adapter = _adapter(tmp_path, peer, monkeypatch, endpoint=f"127.0.0.1:{port}")
+        heard = asyncio.Event()
+
+        async def sink(event: Event) -> None:
+            if getattr(event, "text", "") == "你好":
+                heard.set()
+
+        await adapter.start(sink)
+        assert (await adapter.self_member()).name == "小完子"
+        await peer.cmd("say", **{"from": "u1"}, room=ROOM, text="你好")
+        await asyncio.wait_for(heard.wait(), 60)
+        await adapter.send(Outgoing(account="wx1", room_id=ROOM, text="经过 TLS 代理"))
+        assert (await peer.wait_for(lambda r: r["event"] == "sent"))["text"] == "经过 TLS 代理"
+    finally:
+        if adapter is not None:
+            await adapter.stop()
+        nginx.terminate()
+        await nginx.wait()
+        await peer.close()

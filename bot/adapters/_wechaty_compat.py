@@ -160,6 +160,41 @@ async def reachable(endpoint: str, timeout: float = 5.0) -> None:
         await writer.wait_closed()
 
 
+TLS_ONLY = ("the service speaks only TLS, and python-wechaty's client (wechaty-puppet-service 0.8.10) speaks "
+            "only plaintext gRPC: ask the provider for a plaintext endpoint, or run a TLS-opening gRPC proxy "
+            "beside qunbot and set the endpoint to it (docs/wechaty.md, \"TLS\")")
+
+
+async def speaks_tls(endpoint: str, timeout: float = 5.0) -> bool:
+    """Does a TLS handshake (ALPN h2, as gRPC clients offer it) succeed at the endpoint? Certificate not checked:
+    this only tells a TLS-only service from one that speaks plaintext gRPC or something else."""
+    import ssl
+
+    host, port = split_endpoint(endpoint)
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    context.set_alpn_protocols(["h2"])
+    try:
+        async with asyncio.timeout(timeout):
+            _reader, writer = await asyncio.open_connection(host, port, ssl=context)
+    except (OSError, TimeoutError, ssl.SSLError):
+        return False
+    writer.close()
+    with contextlib.suppress(OSError, ssl.SSLError):
+        await writer.wait_closed()
+    return True
+
+
+def is_refusal(err: BaseException) -> bool:
+    """The service answered the call (a gRPC status): it speaks the protocol, whatever it said."""
+    try:
+        from grpclib.exceptions import GRPCError
+    except ImportError:  # pragma: no cover
+        return False
+    return isinstance(err, GRPCError)
+
+
 def explain(err: BaseException) -> str:
     """A failed gRPC call in plain words (wrong token, service down, protocol mismatch)."""
     try:

@@ -197,10 +197,15 @@ class WechatyAdapter(Adapter):
             return await compat.open_stream(puppet, self.connect_timeout)
         except TimeoutError:
             reason = (f"no answer within {self.connect_timeout:g} s: something listens there, but not a "
-                      "Wechaty puppet service (or it is TLS-only)")
+                      "Wechaty puppet service")
         except Exception as err:
             reason = compat.explain(err)
+            if compat.is_refusal(err):
+                self._close()
+                raise AdapterError(f"account {self.account}: {self.endpoint}: {reason}") from None
         self._close()
+        if await compat.speaks_tls(self.endpoint, timeout=min(self.connect_timeout, 10.0)):
+            reason = compat.TLS_ONLY
         raise AdapterError(f"account {self.account}: {self.endpoint}: {reason}")
 
     def _listener(self, name: str) -> Any:
