@@ -2,9 +2,10 @@
 
 `GET /v0/hosties/<token>` answers where the token's puppet service runs. Wechaty's token spec says
 HTTP 200 when the token is in service and 404 when not; the community authority answers an unknown or
-expired token with 200 `{"ip": "0.0.0.0", "port": 0}`; python-wechaty reads `ip`, wechaty-token 1.x
-reads `host`. `unknown` picks how unknown tokens are answered, `fail_first` makes the first requests
-fail with 503 (an authority having trouble).
+expired token with 200 `{"host": "0.0.0.0", "ip": "0.0.0.0", "port": 0}` (python-wechaty #293); python-wechaty
+reads `ip`, wechaty-token 1.x reads `host`. `address_key` picks which the answers carry, `unknown`
+how unknown tokens are answered; `fail_first` makes the first requests fail with 503 (an authority
+having trouble).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ class Discovery:
     """`async with Discovery({"token": "127.0.0.1:1234"}) as d:` serves on `d.authority` (http://127.0.0.1:PORT)."""
 
     def __init__(self, services: dict[str, str], *, port: int = 0, unknown: Literal["zero", "404"] = "zero",
-                 address_key: Literal["ip", "host"] = "ip", fail_first: int = 0) -> None:
+                 address_key: Literal["ip", "host", "both"] = "both", fail_first: int = 0) -> None:
         self.services = services
         self.port = port
         self.unknown = unknown
@@ -71,6 +72,10 @@ class Discovery:
         if endpoint is None:
             if self.unknown == "404":
                 return "404 Not Found", None
-            return "200 OK", {"ip": "0.0.0.0", "port": 0}
+            return "200 OK", self._address("0.0.0.0", 0)
         host, port = endpoint.rsplit(":", 1)
-        return "200 OK", {self.address_key: host, "port": int(port)}
+        return "200 OK", self._address(host, int(port))
+
+    def _address(self, host: str, port: int) -> dict[str, object]:
+        keys = ("host", "ip") if self.address_key == "both" else (self.address_key,)
+        return {**{key: host for key in keys}, "port": port}
