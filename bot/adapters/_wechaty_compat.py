@@ -195,6 +195,16 @@ def is_refusal(err: BaseException) -> bool:
     return isinstance(err, GRPCError)
 
 
+def is_unimplemented(err: BaseException) -> bool:
+    """The service does not implement the call (retrying cannot help)."""
+    try:
+        from grpclib.const import Status
+        from grpclib.exceptions import GRPCError
+    except ImportError:  # pragma: no cover
+        return False
+    return isinstance(err, GRPCError) and err.status == Status.UNIMPLEMENTED
+
+
 def explain(err: BaseException) -> str:
     """A failed gRPC call in plain words (wrong token, service down, protocol mismatch)."""
     try:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 from collections.abc import Iterable
@@ -65,7 +66,8 @@ class WechatyAdapter(Adapter):
     capabilities = Capabilities(read_room_messages=True, reply_at_will=True, mention=True, send_files=True,
                                 remove_members=True, set_topic=True, direct_messages=True,
                                 posts_need_confirmation=False, welcome_by_template=False, room_quota=None)
-    """Measured on both service lines (docs/wechaty.md); `service_line` narrows it once connected."""
+    """Measured on both service lines (docs/wechaty.md). Per instance, a service that answers UNIMPLEMENTED to a
+    room action or a file send loses that capability (and the send fails loudly)."""
 
     def __init__(self, account: str, clock: Clock, *, endpoint: str, token: str, project: Path, bot_name: str,
                  data_dir: Path, connect_timeout: float = 20.0, login_timeout: float | None = None,
@@ -418,9 +420,22 @@ class WechatyAdapter(Adapter):
         except SendError:
             raise
         except Exception as err:
+            if compat.is_unimplemented(err):
+                self._cannot(message, err)
             error = (RateLimited if compat.is_rate_limited(err) else Disconnected if compat.is_connection_lost(err)
                      else SendError)
             raise error(f"account {self.account}: {compat.explain(err)}") from err
+
+    def _cannot(self, message: Outgoing, err: BaseException) -> None:
+        """The service does not implement what this send needs: say so from now on (capabilities), fail loudly."""
+        kind = (message.action if message.action else "send_file" if message.file else "send_text")
+        field = {"remove_member": "remove_members", "set_topic": "set_topic", "send_file": "send_files"}.get(kind)
+        if field and getattr(self.capabilities, field):
+            self.capabilities = dataclasses.replace(self.capabilities, **{field: False})
+            log.error("account %s: the puppet service at %s cannot %s (%s); this account no longer offers it",
+                      self.account, self.endpoint, kind.replace("_", " "), compat.explain(err))
+        raise SendError(f"account {self.account}: the puppet service at {self.endpoint} cannot "
+                        f"{kind.replace('_', ' ')} ({compat.explain(err)})") from err
 
     # --- helpers --------------------------------------------------------------------------
 
