@@ -117,7 +117,10 @@ class WechatyAdapter(Adapter):
             compat.split_endpoint(endpoint)
         else:
             authority = os.environ.get(settings.authority_env, "").strip() or discovery.DEFAULT_AUTHORITY
-            discovery.discovery_base(authority)
+            try:
+                discovery.discovery_base(authority)
+            except AdapterError as err:
+                raise AdapterError(f"account {settings.id}: ${settings.authority_env}: {err}") from None
         adapter = cls(settings.id, clock, endpoint=endpoint, token=token, project=project, bot_name=config.bot.name,
                       data_dir=project / config.data_dir, authority=authority, token_env=settings.token_env)
         pacing = config.pacing_for(settings.id)
