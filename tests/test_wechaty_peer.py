@@ -273,7 +273,8 @@ async def test_reconnects_after_the_service_restarts(tmp_path, monkeypatch):
     watch = Watch()
     logger = logging.getLogger("qunbot.wechaty")
     logger.addHandler(watch)
-    monkeypatch.setattr(logger, "level", logging.INFO)
+    level = logger.level
+    logger.setLevel(logging.INFO)  # setLevel, not an attribute: the logger caches isEnabledFor() answers
     heard = {"你好": asyncio.Event(), "又见面了": asyncio.Event()}
 
     async def sink(event: Event) -> None:
@@ -309,6 +310,7 @@ async def test_reconnects_after_the_service_restarts(tmp_path, monkeypatch):
         await adapter.stop()
         await second.close()
         logger.removeHandler(watch)
+        logger.setLevel(level)
     assert any(m.startswith("account wx1: lost the puppet service at 127.0.0.1:") and "reconnecting in 0.25 s" in m
                for m in logged)
 
