@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import socket
 import subprocess
@@ -47,6 +48,14 @@ async def test_a_token_resolves_to_its_service(key):
     async with Discovery({TOKEN: "10.1.2.3:8788"}, address_key=key) as service:
         assert await discover(TOKEN, service.authority) == "10.1.2.3:8788"
     assert service.requests == [TOKEN]
+
+
+async def test_the_token_never_reaches_the_log(caplog):
+    caplog.set_level(logging.DEBUG)
+    async with Discovery({TOKEN: "10.1.2.3:8788"}) as service:
+        await discover(TOKEN, service.authority)
+    assert any("/v0/hosties/***" in r.getMessage() for r in caplog.records)  # httpx's request line, masked
+    assert not any(TOKEN in r.getMessage() for r in caplog.records)
 
 
 @pytest.mark.parametrize(("unknown", "key"), [("zero", "ip"), ("zero", "both"), ("404", "both")])

@@ -61,6 +61,18 @@ class _Redact(logging.Filter):
         return True
 
 
+_REDACT = _Redact()
+
+
+def mask_in_logs(secret: str, *loggers: str) -> None:
+    """Never let `secret` reach the log through these loggers (and python-wechaty's, once loaded)."""
+    _secrets.add(secret)
+    for name in loggers:
+        logger = logging.getLogger(name)
+        if _REDACT not in logger.filters:
+            logger.addFilter(_REDACT)
+
+
 @contextlib.contextmanager
 def _working_directory(path: Path) -> Iterator[None]:
     path.mkdir(parents=True, exist_ok=True)
@@ -87,7 +99,6 @@ def load(cache_dir: Path) -> tuple[ModuleType, ModuleType]:
     except ImportError as err:
         raise AdapterError(f"python-wechaty is not installed ({err.name}): {_INSTALL_HINT}") from None
     service_module.ping_endpoint = lambda _endpoint: True  # the blocking telnet check; we use reachable()
-    redact = _Redact()
     for name in _WECHATY_LOGGERS:
         logger = logging.getLogger(name)
         for handler in list(logger.handlers):
@@ -95,7 +106,7 @@ def load(cache_dir: Path) -> tuple[ModuleType, ModuleType]:
             handler.close()
         logger.propagate = True
         logger.setLevel(logging.ERROR if name == "FileBox" else logging.WARNING)
-        logger.addFilter(redact)
+        logger.addFilter(_REDACT)
     # One line at WARNING on every start: "there are endpoint<…> and token<…>"; it says nothing useful.
     logging.getLogger("PuppetService").setLevel(logging.ERROR)
     _modules = (wechaty_puppet, wechaty_puppet_service)

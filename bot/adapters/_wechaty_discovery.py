@@ -15,6 +15,7 @@ from urllib.parse import quote, urlsplit
 
 import httpx
 
+from bot.adapters import _wechaty_compat as compat
 from bot.adapters._base import AdapterError
 
 log = logging.getLogger("qunbot.wechaty")
@@ -59,6 +60,8 @@ async def discover(token: str, authority: str, *, attempts: int = ATTEMPTS, dela
     """
     base = discovery_base(authority)
     url = discovery_url(authority, token)
+    compat.mask_in_logs(token, "httpx", "httpcore")  # httpx logs each request's URL, which holds the token
+    compat.mask_in_logs(quote(token, safe=""), "httpx", "httpcore")
     delay, max_delay = delays
     reason = ""
     for attempt in range(1, attempts + 1):
