@@ -1,10 +1,9 @@
 """Real WeChat through a Wechaty puppet service (python-wechaty's gRPC client).
 
 One `WechatyAdapter` is one account: it connects to the endpoint named by the
-account's `endpoint_env` with the token in `token_env` (with only a token, the
-endpoint is asked from the discovery authority, `_wechaty_discovery`, on every
-connect), turns puppet events
-into qunbot events, and sends what the outbox hands it. The event stream runs
+account's `endpoint_env` with the token in `token_env` (with only a token, it asks
+the discovery authority for the endpoint on every connect: `_wechaty_discovery`),
+turns puppet events into qunbot events, and sends what the outbox hands it. The event stream runs
 as a supervised task: when it drops, it is re-opened with back-off (`[pacing]`
 reconnect_min doubling to reconnect_max) and each attempt is logged. A send
 while the connection is down raises `Disconnected`, so the outbox holds its
@@ -22,7 +21,7 @@ import os
 from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from bot._events import (
     DirectMessage,
@@ -429,7 +428,7 @@ class WechatyAdapter(Adapter):
                      else SendError)
             raise error(f"account {self.account}: {compat.explain(err)}") from err
 
-    def _cannot(self, message: Outgoing, err: BaseException) -> None:
+    def _cannot(self, message: Outgoing, err: BaseException) -> NoReturn:
         """The service does not implement what this send needs: say so from now on (capabilities), fail loudly."""
         kind = (message.action if message.action else "send_file" if message.file else "send_text")
         field = {"remove_member": "remove_members", "set_topic": "set_topic", "send_file": "send_files"}.get(kind)
