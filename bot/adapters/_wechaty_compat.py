@@ -16,7 +16,8 @@ still does wrong is fixed here:
 - it checks the endpoint with a blocking telnet call (3 s on the event loop):
   replaced by `reachable()`, an asyncio connect;
 - without an endpoint it looks the token up on the internet with a blocking
-  `requests.get`: qunbot never starts it without an endpoint;
+  `requests.get` (python-wechaty has no TLS either, and no authority setting):
+  qunbot never starts it without an endpoint; `_wechaty_discovery` looks up;
 - `FileBox.from_url` without a name blocks on `requests.get`, and URL file
   boxes do not survive the trip to 1.x services: `file_box()` downloads with
   httpx and sends the bytes;
