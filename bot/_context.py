@@ -23,6 +23,7 @@ from bot._models import Membership
 if TYPE_CHECKING:
     from bot._plugin import Plugin
     from bot._runtime import Runtime
+    from bot.adapters._base import Capabilities
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +141,16 @@ class Context:
         room = room_id or self.room_id
         who = member_id or self.member_id
         return room is not None and who is not None and self._rt.members.is_admin(room, who)
+
+    def room_admins(self, room_id: str | None = None) -> list[str]:
+        """Member ids of the room's admins (the owner included), e.g. to tell them what the bot cannot do."""
+        room = room_id or self.room_id
+        return [] if room is None else self._rt.members.admins(room)
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """What this account's transport can do: ask this, never which adapter it is."""
+        return self._rt.adapters[self.account].capabilities
 
     def member_info(self, member_id: str, room_id: str | None = None) -> MemberInfo:
         return self._rt.members.member_info(member_id, room_id or self.room_id)
