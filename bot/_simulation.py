@@ -108,6 +108,7 @@ class Simulation:
     async def drain(self) -> None:
         """Write what is batched and send everything queued, moving the clock only as far as pacing requires."""
         assert self.runtime is not None
+        await self.runtime.background_idle()
         self.runtime.members.flush_speakers()
         outbox = self.runtime.outbox(self.account)
         while outbox.pending_count():

@@ -17,13 +17,13 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlmodel import col, select
 
-from bot import OPERATOR, ROOM_ADMIN, Context, MembersJoined, Plugin, insert_unique, parse_duration
+from bot import OPERATOR, ROOM_ADMIN, Context, MembersJoined, Plugin, WatchedFile, insert_unique, parse_duration
 
 from .flood import FloodWatch
 from .models import GuardRecord, GuardWhitelist
 from .policy import decide
 from .rules import BannedWordRule, ContactRule, Finding, LinkRule, Message, QrCodeRule, ShareRule
-from .words import WordsFile
+from .words import GuardWords, load_words
 
 RuleName = Literal["link", "qrcode", "share", "contact", "banned_word", "flood"]
 
@@ -76,7 +76,7 @@ class GuardService:
     def check_text(self, ctx: Context, text: str) -> Finding | None:
         """The first content rule (not flood) the text breaks in `ctx`'s room, or None."""
         message = Message(text)
-        for rule in _content_rules(ctx):
+        for rule in _content_rules(ctx.project, ctx.config_of("guard")):
             if rule.name in ("qrcode", "share"):
                 continue
             finding = rule.detect(message)
@@ -98,27 +98,28 @@ plugin = Plugin(
 )
 plugin.service = service
 
-_words: dict[str, WordsFile] = {}
+_words: dict[str, WatchedFile[GuardWords]] = {}
 _findings: dict[str, Finding] = {}
 """event id -> the finding the rule check made, for the handler that acts on it (bounded below)."""
 _joins: dict[tuple[str, str], list[datetime]] = {}
 
 
-def _words_file(ctx: Context) -> WordsFile:
-    path = ctx.project / ctx.config.words_file
-    return _words.setdefault(str(path), WordsFile(path))
+def _words_file(project: Path, config: GuardConfig) -> WatchedFile[GuardWords]:
+    path = project / config.words_file
+    return _words.setdefault(str(path), WatchedFile(path, load_words, GuardWords()))
 
 
-def _content_rules(ctx: Context) -> list[LinkRule | QrCodeRule | ShareRule | ContactRule | BannedWordRule]:
-    words = _words_file(ctx).get()
+def _content_rules(project: Path, config: GuardConfig
+                   ) -> list[LinkRule | QrCodeRule | ShareRule | ContactRule | BannedWordRule]:
+    words = _words_file(project, config).get()
     built = {
-        "link": lambda: LinkRule([*ctx.config.allowed_domains, *words.allowed_domains]),
+        "link": lambda: LinkRule([*config.allowed_domains, *words.allowed_domains]),
         "qrcode": QrCodeRule,
         "share": ShareRule,
         "contact": ContactRule,
         "banned_word": lambda: BannedWordRule(words.banned_words),
     }
-    return [built[name]() for name in ctx.config.rules if name in built]
+    return [built[name]() for name in config.rules if name in built]
 
 
 def _watch(ctx: Context) -> FloodWatch:
@@ -142,8 +143,6 @@ async def forget_windows(ctx: Context) -> None:
 
 @plugin.on_check
 def check_words(project: Path, config: GuardConfig) -> list[str]:
-    from .words import load_words
-
     try:
         load_words(project / config.words_file)
     except Exception as err:  # a YamlError names file and line
@@ -178,7 +177,7 @@ async def _violates(ctx: Context) -> bool:
     if "flood" in ctx.config.rules:
         finding = _watch(ctx).see(ctx.room_id, ctx.member_id, message.text, ctx.now)
     if finding is None:
-        for rule in _content_rules(ctx):
+        for rule in _content_rules(ctx.project, ctx.config):
             finding = rule.detect(message)
             if finding is not None:
                 break
