@@ -70,6 +70,7 @@ class Simulation:
 
     async def start(self) -> Runtime:
         self.runtime = self.make_runtime()
+        self.clock.settle = self.runtime.background_idle
         await self.runtime.start()
         self._components = build_components(self.runtime)
         for component in self._components:

@@ -213,7 +213,8 @@ async def act(ctx: Context) -> None:
     ctx.log.info("room %s: %s broke rule %s (strike %d/%s) -> %s", ctx.room_id, ctx.member_id, finding.rule,
                  decision.strike, decision.limit or "-", decision.action)
     if decision.action == "remove":
-        await ctx.reply(template="guard/removed.j2", label=finding.label, strike=decision.strike)
+        await ctx.reply(template="guard/removed.j2", label=finding.label, strike=decision.strike,
+                        newcomer=newcomer)
         await ctx.remove_member(ctx.member_id)
     elif decision.action == "notify_owner":
         await _tell_admins(ctx, "guard/ask_owner.j2", label=finding.label, strike=decision.strike,
