@@ -55,6 +55,7 @@ class ScenarioEvent:
     alias: str | None = None
     topic: str | None = None
     file: str | None = None  # an image or file sent with say/private
+    share: str | None = None  # extension: a card sent with say (mini_program, contact_card, link, channel)
     message_id: str | None = None  # `id:` of say/private: the transport's message id
 
 
@@ -115,6 +116,8 @@ class Say(_Model):
     text: str | None = None
     mentions: list[str] = []
     file: str | None = None
+    share: Literal["mini_program", "contact_card", "link", "channel"] | None = None
+    """Extension: the message is a shared card of this kind (`text` is its title)."""
     id: str | None = Field(None, min_length=1)
     """The transport's message id: the same id twice is one message delivered twice."""
 
@@ -266,7 +269,8 @@ class _Builder:
         match action:
             case Say():
                 return ScenarioEvent(at, line, kind, room=room, sender=action.from_, text=action.text,
-                                     mentions=tuple(action.mentions), file=action.file, message_id=action.id)
+                                     mentions=tuple(action.mentions), file=action.file, share=action.share,
+                                     message_id=action.id)
             case Private():
                 return ScenarioEvent(at, line, kind, sender=action.from_, text=action.text, file=action.file,
                                      message_id=action.id)

@@ -118,9 +118,10 @@ class BotHarness:
     # --- what members do ------------------------------------------------------------------
 
     async def say(self, room: str, member: str, text: str, *, mentions: Iterable[str] = (),
-                  drain: bool = True, id: str | None = None) -> None:
-        """A member speaks; give the same `id` twice to simulate WeChat delivering one message twice."""
-        await self.sim.adapter.say(room, member, text, mentions=mentions, id=id)
+                  file: str | None = None, kind: str | None = None, drain: bool = True, id: str | None = None) -> None:
+        """A member speaks; `file` (a path in the project) sends an image, `kind` a card ("mini_program" …);
+        give the same `id` twice to simulate WeChat delivering one message twice."""
+        await self.sim.adapter.say(room, member, text, mentions=mentions, file=file, kind=kind, id=id)
         if drain:
             await self.drain()
 

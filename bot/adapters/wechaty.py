@@ -1,10 +1,9 @@
 """Real WeChat through a Wechaty puppet service (python-wechaty's gRPC client).
 
 One `WechatyAdapter` is one account: it connects to the endpoint named by the
-account's `endpoint_env` with the token in `token_env` (with only a token, the
-endpoint is asked from the discovery authority, `_wechaty_discovery`, on every
-connect), turns puppet events
-into qunbot events, and sends what the outbox hands it. The event stream runs
+account's `endpoint_env` with the token in `token_env` (with only a token, it asks
+the discovery authority for the endpoint on every connect: `_wechaty_discovery`),
+turns puppet events into qunbot events, and sends what the outbox hands it. The event stream runs
 as a supervised task: when it drops, it is re-opened with back-off (`[pacing]`
 reconnect_min doubling to reconnect_max) and each attempt is logged. A send
 while the connection is down raises `Disconnected`, so the outbox holds its
@@ -16,12 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from bot._events import (
     DirectMessage,
@@ -65,7 +65,8 @@ class WechatyAdapter(Adapter):
     capabilities = Capabilities(read_room_messages=True, reply_at_will=True, mention=True, send_files=True,
                                 remove_members=True, set_topic=True, direct_messages=True,
                                 posts_need_confirmation=False, welcome_by_template=False, room_quota=None)
-    """Measured on both service lines (docs/wechaty.md); `service_line` narrows it once connected."""
+    """Measured on both service lines (docs/wechaty.md). Per instance, a service that answers UNIMPLEMENTED to a
+    room action or a file send loses that capability (and the send fails loudly)."""
 
     def __init__(self, account: str, clock: Clock, *, endpoint: str, token: str, project: Path, bot_name: str,
                  data_dir: Path, connect_timeout: float = 20.0, login_timeout: float | None = None,
@@ -115,7 +116,10 @@ class WechatyAdapter(Adapter):
             compat.split_endpoint(endpoint)
         else:
             authority = os.environ.get(settings.authority_env, "").strip() or discovery.DEFAULT_AUTHORITY
-            discovery.discovery_base(authority)
+            try:
+                discovery.discovery_base(authority)
+            except AdapterError as err:
+                raise AdapterError(f"account {settings.id}: ${settings.authority_env}: {err}") from None
         adapter = cls(settings.id, clock, endpoint=endpoint, token=token, project=project, bot_name=config.bot.name,
                       data_dir=project / config.data_dir, authority=authority, token_env=settings.token_env)
         pacing = config.pacing_for(settings.id)
@@ -197,10 +201,15 @@ class WechatyAdapter(Adapter):
             return await compat.open_stream(puppet, self.connect_timeout)
         except TimeoutError:
             reason = (f"no answer within {self.connect_timeout:g} s: something listens there, but not a "
-                      "Wechaty puppet service (or it is TLS-only)")
+                      "Wechaty puppet service")
         except Exception as err:
             reason = compat.explain(err)
+            if compat.is_refusal(err):
+                self._close()
+                raise AdapterError(f"account {self.account}: {self.endpoint}: {reason}") from None
         self._close()
+        if await compat.speaks_tls(self.endpoint, timeout=min(self.connect_timeout, 10.0)):
+            reason = compat.TLS_ONLY
         raise AdapterError(f"account {self.account}: {self.endpoint}: {reason}")
 
     def _listener(self, name: str) -> Any:
@@ -418,9 +427,22 @@ class WechatyAdapter(Adapter):
         except SendError:
             raise
         except Exception as err:
+            if compat.is_unimplemented(err):
+                self._cannot(message, err)
             error = (RateLimited if compat.is_rate_limited(err) else Disconnected if compat.is_connection_lost(err)
                      else SendError)
             raise error(f"account {self.account}: {compat.explain(err)}") from err
+
+    def _cannot(self, message: Outgoing, err: BaseException) -> NoReturn:
+        """The service does not implement what this send needs: say so from now on (capabilities), fail loudly."""
+        kind = (message.action if message.action else "send_file" if message.file else "send_text")
+        field = {"remove_member": "remove_members", "set_topic": "set_topic", "send_file": "send_files"}.get(kind)
+        if field and getattr(self.capabilities, field):
+            self.capabilities = dataclasses.replace(self.capabilities, **{field: False})
+            log.error("account %s: the puppet service at %s cannot %s (%s); this account no longer offers it",
+                      self.account, self.endpoint, kind.replace("_", " "), compat.explain(err))
+        raise SendError(f"account {self.account}: the puppet service at {self.endpoint} cannot "
+                        f"{kind.replace('_', ' ')} ({compat.explain(err)})") from err
 
     # --- helpers --------------------------------------------------------------------------
 
