@@ -109,8 +109,8 @@ class Runtime:
         for account in self.adapters if accounts is None else accounts:
             await self.start_account(account)
         self.started = True
-        self._background(PRUNE_EVERY, self._prune_marks, "redelivery.prune")
-        self._background(ROLE_REFRESH, self._refresh_roles, "members.roles")
+        self._every(PRUNE_EVERY, self._prune_marks, "redelivery.prune")
+        self._every(ROLE_REFRESH, self._refresh_roles, "members.roles")
         log.info("qunbot started: %d plugins (%s), %d of %d accounts running here", len(self.plugins),
                  ", ".join(self.plugins), len(self.active), len(self.adapters))
 
@@ -134,7 +134,7 @@ class Runtime:
                                       plugin=plugin.name, name="startup", room_id=None)
                 await run_isolated(self, Context(self, plugin, event), hook, f"{plugin.name}.{hook.__name__}")
 
-    def _background(self, every: timedelta, work: Callable[[], Awaitable[None]], name: str) -> None:
+    def _every(self, every: timedelta, work: Callable[[], Awaitable[None]], name: str) -> None:
         """Run `work` every `every` while the runtime runs (a failure is logged and tried next time)."""
         async def run() -> None:
             if not self.started:
@@ -143,7 +143,7 @@ class Runtime:
                 await work()
             except Exception:
                 log.exception("%s failed; trying again in %s", name, every)
-            self._background(every, work, name)
+            self._every(every, work, name)
         self.clock.call_at(self.clock.now() + every, run, name=name, background=True)
 
     async def _prune_marks(self) -> None:
