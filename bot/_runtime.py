@@ -18,11 +18,12 @@ from typing import Any
 
 from sqlalchemy import update
 from sqlalchemy.exc import SQLAlchemyError
-from sqlmodel import Session, col
+from sqlmodel import Session, col, select
 
 from bot._clock import Clock
 from bot._config import ProjectConfig
 from bot._context import Context
+from bot._coverage import FIX_HINT, KnownRoom, plugin_findings
 from bot._db import database_unreachable, make_engine, session_scope
 from bot._dispatch import DatabaseUnreachable, Dispatcher, Progress, run_event, run_isolated, strip_bot_mention
 from bot._events import ActionInvoked, DirectMessage, Event, RoomMessage, TimerFired
@@ -30,7 +31,7 @@ from bot._limits import MemberRateLimit
 from bot._loader import load_plugins, plugin_configs
 from bot._members import Members
 from bot._migrations import upgrade
-from bot._models import ScheduledTask
+from bot._models import Room, ScheduledTask
 from bot._outbox import Outbox
 from bot._plugin import Matcher, Plugin
 from bot._tasks import Tasks
@@ -72,7 +73,7 @@ class Runtime:
         rng = random.Random(seed)
         self._outboxes = {
             account: Outbox(account, self.engine, clock, config.pacing_for(account), adapter.send,
-                            rng=random.Random(rng.random()))
+                            rng=random.Random(rng.random()), capabilities=adapter.capabilities)
             for account, adapter in self.adapters.items()
         }
         for account, outbox in self._outboxes.items():
@@ -100,6 +101,7 @@ class Runtime:
         for account in self.adapters if accounts is None else accounts:
             await self.start_account(account)
         self.started = True
+        self.report_capabilities()
         log.info("qunbot started: %d plugins (%s), %d of %d accounts running here", len(self.plugins),
                  ", ".join(self.plugins), len(self.active), len(self.adapters))
 
@@ -155,6 +157,20 @@ class Runtime:
                 log.exception("adapter %s did not stop cleanly", adapter.account)
         self.engine.dispose()
         self.started = False
+
+    def known_rooms(self) -> list[KnownRoom]:
+        """Every synced room with the account serving it and its topic (what checks match SOP targets on)."""
+        with Session(self.engine) as session:
+            rows = session.exec(select(Room.id, Room.account, Room.topic)).all()
+        return [KnownRoom(room_id, account, self.config.room(room_id).tags, topic) for room_id, account, topic in rows]
+
+    def report_capabilities(self) -> None:
+        """Say at start, per account, which enabled plugins it cannot serve (the SOP engine adds its steps)."""
+        capabilities = {account: adapter.capabilities for account, adapter in self.adapters.items()}
+        findings = plugin_findings(self.config, list(self.plugins.values()), capabilities, self.known_rooms())
+        for account, sentences in findings.items():
+            for sentence in sentences:
+                log.warning("账号 %s：%s%s", account, sentence, FIX_HINT)
 
     # --- events in --------------------------------------------------------------------
 

@@ -26,6 +26,7 @@ from bot._models import Membership, OutboxMessage, Room
 from bot._runtime import DEFAULT_TEMPLATES, Runtime
 from bot.sop._load import LoadedSop, load_all, render_step, variant_of
 from bot.sop._models import SopDelivery
+from bot.sop._needs import step_problems
 from bot.sop._schema import Step, Targets, parse_duration
 from bot.sop._triggers import fire_times, occurrence
 
@@ -106,6 +107,11 @@ class SopEngine:
                 loaded[name] = self.files[name]
         changed = sorted(name for name in loaded if loaded[name] is not self.files.get(name))
         self.files, self.problems = loaded, problems
+        if changed:  # what an account cannot do for the steps that changed (a WeCom account removes nobody)
+            capabilities = {account: adapter.capabilities for account, adapter in self.rt.adapters.items()}
+            for problem in step_problems([loaded[name] for name in changed], config, self.rt.plugins, capabilities,
+                                         self.rt.known_rooms()):
+                log.warning("SOP %s", problem)
         self._reschedule()
         if changed:
             log.info("SOP loaded: %s", ", ".join(changed))

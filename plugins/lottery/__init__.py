@@ -40,6 +40,7 @@ plugin = Plugin(
     description="抽奖：口令参与，到点开奖，结果可公开核验",
     usage="管理员发送「开始抽奖 奖品=口红 名额=3 口令=我要抽奖 时长=10m」；群友发送口令参与",
     config=LotteryConfig,
+    needs={"read_room_messages"},
 )
 plugin.service = LotteryService()
 
