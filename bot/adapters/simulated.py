@@ -27,6 +27,7 @@ from bot._events import (
     RoomTopicChanged,
 )
 from bot.adapters._base import Adapter, AdapterError, Capabilities, Disconnected, EventSink, SendError
+from bot.adapters._profiles import SIMULATED
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +75,8 @@ class SimRoom:
 
 class SimulatedAdapter(Adapter):
     """One simulated account. Drive it with `say`, `join`, ...; read `sent`."""
+
+    capabilities = SIMULATED
 
     def __init__(self, account: str, clock: Clock, *, bot: MemberRef = DEFAULT_BOT,
                  on_send: Callable[[SentMessage], None] | None = None,

@@ -35,6 +35,7 @@ from bot._events import (
 )
 from bot.adapters import _wechaty_compat as compat
 from bot.adapters._base import Adapter, AdapterError, Disconnected, EventSink, RateLimited, SendError
+from bot.adapters._profiles import PROFILES
 
 if TYPE_CHECKING:
     from bot._clock import Clock
@@ -50,6 +51,8 @@ _CALL_TIMEOUT = 30.0
 
 class WechatyAdapter(Adapter):
     """One WeChat account behind a Wechaty puppet service."""
+
+    capabilities = PROFILES["wechaty"]
 
     def __init__(self, account: str, clock: Clock, *, endpoint: str, token: str, project: Path, bot_name: str,
                  data_dir: Path, connect_timeout: float = 20.0, login_timeout: float | None = None) -> None:
