@@ -23,7 +23,7 @@ from sqlmodel import Session, col, select
 from bot._clock import Clock
 from bot._config import ProjectConfig
 from bot._context import Context
-from bot._coverage import FIX_HINT, KnownRoom, plugin_findings
+from bot._coverage import FIX_HINT, KnownRoom, lack_sentence, plugin_findings, plugin_label
 from bot._db import database_unreachable, make_engine, session_scope
 from bot._dispatch import DatabaseUnreachable, Dispatcher, Progress, run_event, run_isolated, strip_bot_mention
 from bot._events import ActionInvoked, DirectMessage, Event, RoomMessage, TimerFired
@@ -285,6 +285,11 @@ class Runtime:
             raise LookupError(f"no action {plugin_name}.{action_name} (is the plugin enabled?)")
         if room_id is not None and not self.plugin_enabled(plugin_name, room_id):
             log.info("action %s.%s skipped: plugin disabled in room %s", plugin_name, action_name, room_id)
+            return False
+        unmet = plugin.unmet_needs(self.adapters[account].capabilities)
+        if unmet:  # e.g. a quiz on an account that cannot read the answers: not started, and said so
+            log.warning("action %s.%s not started in %s: %s", plugin_name, action_name, room_id or account,
+                        lack_sentence(self.adapters[account].capabilities, unmet[0], [plugin_label(plugin)]))
             return False
         parsed = action.params.model_validate(dict(params or {})) if action.params else dict(params or {})
         event = ActionInvoked(account=account, id=key, time=self.clock.now(), plugin=plugin_name,

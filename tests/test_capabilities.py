@@ -291,3 +291,58 @@ async def test_run_logs_at_start_what_each_account_cannot_serve(tmp_path, caplog
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any(w.startswith("账号 default：企业微信官方接口读不到群消息，签到积分（points）需要能读群消息的账号。")
                for w in warnings), warnings
+
+
+# --- SOP steps at run time ---------------------------------------------------------------------
+
+def raffle(needs: set[str]) -> Plugin:
+    plugin = Plugin("raffle", description="抽奖：测试", needs=needs)
+
+    @plugin.action("start")
+    async def start(ctx: Context, params: object) -> None:
+        await ctx.say("抽奖开始，发送口令参与")
+
+    return plugin
+
+
+SOP_ON_WECOM = """\
+targets: {rooms: [g1]}
+steps:
+  - id: draw
+    at: "20:00"
+    action: {plugin: raffle, name: start}
+  - id: hello
+    after_join: 1m
+    to: dm
+    text: 你好
+"""
+
+
+async def test_sop_steps_an_account_cannot_do_are_failed_with_the_reason_not_sent(tmp_path):
+    from bot.sop._models import SopDelivery
+
+    (tmp_path / "sop").mkdir()
+    (tmp_path / "sop" / "w.yaml").write_text(SOP_ON_WECOM, encoding="utf-8")
+    account = {"accounts": [{"id": "x", "emulate": "wecom"}]}
+    async with BotHarness(tmp_path, plugins=[raffle({"read_room_messages"})], settings=account) as bot:
+        bot.room("g1", members={"u1": "A"})
+        await bot.join("g1", {"u9": "新人"})
+        await bot.advance("12h")
+        with Session(bot.runtime.engine) as session:
+            ledger = {row.step: row for row in session.exec(select(SopDelivery)).all()}
+        sent = bot.sent
+    assert sent == []
+    assert ledger["draw"].status == "failed"  # a raffle nobody's entries could reach is not started
+    assert ledger["hello"].status == "failed" and ledger["hello"].detail == "企业微信官方接口不能私聊群成员"
+
+
+async def test_the_same_steps_run_on_a_personal_account(tmp_path):
+    (tmp_path / "sop").mkdir()
+    (tmp_path / "sop" / "w.yaml").write_text(SOP_ON_WECOM, encoding="utf-8")
+    account = {"accounts": [{"id": "x", "emulate": "wechaty"}]}
+    async with BotHarness(tmp_path, plugins=[raffle({"read_room_messages"})], settings=account) as bot:
+        bot.room("g1", members={"u1": "A"})
+        await bot.join("g1", {"u9": "新人"})
+        await bot.advance("12h")
+        sent = [(m.room_id or m.to, m.text) for m in bot.sent]
+    assert sent == [("u9", "你好"), ("g1", "抽奖开始，发送口令参与")]

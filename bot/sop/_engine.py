@@ -27,6 +27,7 @@ from bot._runtime import DEFAULT_TEMPLATES, Runtime
 from bot.sop._load import LoadedSop, load_all, render_step, variant_of
 from bot.sop._models import SopDelivery
 from bot.sop._needs import step_problems
+from bot.sop._quota import quota_problems
 from bot.sop._schema import Step, Targets, parse_duration
 from bot.sop._triggers import fire_times, occurrence
 
@@ -109,9 +110,13 @@ class SopEngine:
         self.files, self.problems = loaded, problems
         if changed:  # what an account cannot do for the steps that changed (a WeCom account removes nobody)
             capabilities = {account: adapter.capabilities for account, adapter in self.rt.adapters.items()}
+            rooms = self.rt.known_rooms()
             for problem in step_problems([loaded[name] for name in changed], config, self.rt.plugins, capabilities,
-                                         self.rt.known_rooms()):
+                                         rooms):
                 log.warning("SOP %s", problem)
+            for problem in quota_problems(loaded.values(), config, capabilities, rooms, start=self.rt.now(),
+                                          tz=self.tz):
+                log.warning("SOP %s（超出的消息不会发出）", problem)
         self._reschedule()
         if changed:
             log.info("SOP loaded: %s", ", ".join(changed))
@@ -298,10 +303,12 @@ class SopEngine:
         if member and step.mention and not to_member and member not in mentions:
             mentions = (member, *mentions)
         text = rendered.text if to_member else self.rt.members.with_mentions(rendered.text, mentions, room.id)
-        self.rt.outbox(account).enqueue(
+        refused = self.rt.outbox(account).enqueue(
             session, key=key, text=text, room_id=None if to_member else room.id, to=member if to_member else None,
             mentions=() if to_member else mentions, file=step.file, source=f"sop:{loaded.name}:{step.id}",
             not_before=self.rt.now(), expires_at=due + loaded.sop.grace_of(step))
+        if refused:  # the account cannot send this at all: the ledger says failed, with the reason
+            raise ValueError(refused)
 
     async def _run_action(self, loaded: LoadedSop, step: Step, account: str, room_id: str, key: str) -> None:
         assert step.action is not None
