@@ -171,6 +171,9 @@ class Runtime:
         for account, sentences in findings.items():
             for sentence in sentences:
                 log.warning("账号 %s：%s%s", account, sentence, FIX_HINT)
+        for account, caps in capabilities.items():
+            if caps.posts_need_confirmation:
+                log.info("账号 %s（%s）：每条群消息是一个群发任务，群主在企业微信里确认后才发出", account, caps.subject)
 
     # --- events in --------------------------------------------------------------------
 

@@ -197,8 +197,8 @@ def test_preview_shows_the_budget_and_refuses_a_set_over_it(tmp_path):
     args = ["--project", str(project), "sop", "preview", "--days", "1", "--start", "2026-12-01T00:00"]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 1
-    assert ("群 g1（账号 shop，企业微信官方接口）：每月最多 31 条；最多的是 2026年12月，要发 93 条（额度 31），超出！"
-            in result.stdout)
+    assert ("群 g1（账号 shop，企业微信官方接口）：每月最多 31 条，每条要群主在企业微信里确认后才发出；"
+            "最多的是 2026年12月，要发 93 条（额度 31），超出！" in result.stdout)
     assert "error: sop/daily.yaml:8:" in result.stderr
 
 

@@ -109,6 +109,8 @@ def budget_lines(files: Iterable[LoadedSop], config: ProjectConfig, capabilities
         periods = Counter(quota.period_start(p.at.astimezone(tz)) for p in posts)
         busiest, count = max(periods.items(), key=lambda item: (item[1], -item[0].timestamp()), default=(None, 0))
         head = f"  {audience.label}（账号 {audience.account}，{caps.subject}）：{quota.describe(start.astimezone(tz))}"
+        if caps.posts_need_confirmation:
+            head += "，每条要群主在企业微信里确认后才发出"
         if busiest is None:
             lines.append(f"{head}；这套 SOP 不按时间给它发群消息")
             continue
