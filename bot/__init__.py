@@ -36,6 +36,7 @@ from bot._rules import (
 from bot._templates import Rendered, TemplateError
 from bot._unique import insert_unique
 from bot._yaml import YamlDoc, YamlError, load_yaml, pydantic_error_to_yaml_error
+from bot.adapters._base import Capabilities, RoomQuota
 
 __version__ = "0.1.0"
 
@@ -44,6 +45,7 @@ __all__ = [
     "OPERATOR",
     "ROOM_ADMIN",
     "ActionInvoked",
+    "Capabilities",
     "ConfigError",
     "Context",
     "DirectMessage",
@@ -63,6 +65,7 @@ __all__ = [
     "Rendered",
     "RoomInfo",
     "RoomMessage",
+    "RoomQuota",
     "RoomTopicChanged",
     "Rule",
     "TemplateError",

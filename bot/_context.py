@@ -19,6 +19,7 @@ from sqlmodel import Session
 
 from bot._events import DirectMessage, Event, MemberRef, RoomMessage, TimerFired
 from bot._models import Membership
+from bot.adapters._base import Capabilities
 
 if TYPE_CHECKING:
     from bot._plugin import Plugin
@@ -160,6 +161,11 @@ class Context:
             return None
         return MembershipInfo(row.room_id, row.member_id, row.joined_at, row.inviter_id, row.left_at, row.alias,
                               row.is_admin)
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """What this account can do (`ctx.capabilities.welcome_by_template`): adapt instead of failing."""
+        return self._rt.adapters[self.account].capabilities
 
     async def bot_member(self) -> MemberRef | None:
         """The bot's own account in this context's account (to leave itself out of a join, say)."""

@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 from sqlmodel import Session, select
 
-from bot import Context, Plugin
+from bot import Context, MembersJoined, Plugin
 from bot._config import ConfigError, parse_config
 from bot._models import OutboxMessage
 from bot.adapters._profiles import PROFILES, account_capabilities
@@ -346,3 +346,19 @@ async def test_the_same_steps_run_on_a_personal_account(tmp_path):
         await bot.advance("12h")
         sent = [(m.room_id or m.to, m.text) for m in bot.sent]
     assert sent == [("u9", "你好"), ("g1", "抽奖开始，发送口令参与")]
+
+
+async def test_a_plugin_can_ask_what_its_account_can_do(tmp_path):
+    seen: list[bool] = []
+    plugin = Plugin("asker")
+
+    @plugin.on_event(MembersJoined).handle
+    async def greet(ctx: Context) -> None:
+        seen.append(ctx.capabilities.welcome_by_template)
+
+    for profile, expected in (("wecom", True), ("wechaty", False)):
+        account = {"accounts": [{"id": "x", "emulate": profile}]}
+        async with BotHarness(tmp_path / profile, plugins=[plugin], settings=account) as bot:
+            bot.room("g1", members={"u1": "A"})
+            await bot.join("g1", {"u9": "新人"})
+        assert seen.pop() is expected
