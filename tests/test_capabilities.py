@@ -362,3 +362,12 @@ async def test_a_plugin_can_ask_what_its_account_can_do(tmp_path):
             bot.room("g1", members={"u1": "A"})
             await bot.join("g1", {"u9": "新人"})
         assert seen.pop() is expected
+
+
+def test_rooms_that_get_the_same_posts_share_one_problem(tmp_path):
+    project = quota_project(tmp_path, THREE_DAILY.replace("rooms: [g1]", "tags: [vip]"))
+    with (project / "qunbot.toml").open("a", encoding="utf-8") as toml:
+        toml.write("".join(f'\n[rooms.g{i}]\ntags = ["vip"]\n' for i in range(7)))
+    result = CliRunner().invoke(main, ["--project", str(project), "sop", "check"])
+    found = [line for line in result.stderr.splitlines() if line.startswith("sop/")]
+    assert len(found) == 1 and "的群 g0、g1、g2、g3、g4 等 7 个群 每月最多" in found[0]

@@ -57,7 +57,20 @@ def audiences(files: Sequence[LoadedSop], config: ProjectConfig, capabilities: M
         patterns = dict.fromkeys(p for f in enabled for p in f.sop.targets.topics)
         found += [Audience(f"群名匹配「{p}」的群", only, tuple(f for f in enabled if p in f.sop.targets.topics))
                   for p in patterns]
-    return [a for a in found if a.files]
+    groups: dict[tuple[str, tuple[str, ...]], list[Audience]] = {}
+    for audience in found:  # rooms that get the same files share one budget verdict: one line, not 200
+        if audience.files:
+            groups.setdefault((audience.account, tuple(f.name for f in audience.files)), []).append(audience)
+    return [Audience(_labels([a.label for a in same]), same[0].account, same[0].files) for same in groups.values()]
+
+
+def _labels(labels: list[str]) -> str:
+    if len(labels) == 1:
+        return labels[0]
+    rooms = [label.removeprefix("群 ") for label in labels if label.startswith("群 ")]
+    others = [label for label in labels if not label.startswith("群 ")]
+    shown = "、".join(rooms[:5]) + (f" 等 {len(rooms)} 个群" if len(rooms) > 5 else "")
+    return "、".join(([f"群 {shown}"] if rooms else []) + others)
 
 
 def posts_of(loaded: LoadedSop, start: datetime, end: datetime) -> list[Post]:
