@@ -37,6 +37,7 @@ from bot._plugin import Matcher, Plugin
 from bot._tasks import Tasks
 from bot._templates import Renderer
 from bot.adapters._base import Adapter
+from bot.adapters._profiles import account_capabilities
 
 log = logging.getLogger("qunbot.runtime")
 
@@ -113,6 +114,10 @@ class Runtime:
         await adapter.start(self.dispatch)
         self.members.sync_rooms(account, await adapter.rooms())
         outbox = self._outboxes[account]
+        settings = next((a for a in self.config.accounts if a.id == account), None)
+        if settings is not None:  # an adapter may learn what it can do once connected; qunbot.toml has the last word
+            adapter.capabilities = account_capabilities(settings, adapter.capabilities)
+        outbox.capabilities = adapter.capabilities
         await outbox.reconcile(adapter.was_sent)
         outbox.start()
         armed = self.tasks.arm_pending(account)

@@ -371,3 +371,24 @@ def test_rooms_that_get_the_same_posts_share_one_problem(tmp_path):
     result = CliRunner().invoke(main, ["--project", str(project), "sop", "check"])
     found = [line for line in result.stderr.splitlines() if line.startswith("sop/")]
     assert len(found) == 1 and "的群 g0、g1、g2、g3、g4 等 7 个群 每月最多" in found[0]
+
+
+async def test_capabilities_an_adapter_learns_when_it_connects_are_the_ones_enforced(tmp_path):
+    from dataclasses import replace
+
+    outcomes: list[bool] = []
+    bot = BotHarness(tmp_path, plugins=[moderator(outcomes)])
+    adapter = bot.sim.adapter
+    connect = adapter.start
+
+    async def start_on_an_old_service(sink):  # e.g. a 1.x puppet service that cannot rename rooms
+        await connect(sink)
+        adapter.capabilities = replace(adapter.capabilities, set_topic=False)
+
+    adapter.start = start_on_an_old_service
+    async with bot:
+        bot.room("g1", members={"u1": "A", "spam": "广告"})
+        await bot.say("g1", "u1", "踢 spam")
+        sent = bot.pop()
+    assert outcomes == [True, False, True]
+    assert [m.action for m in sent] == ["remove_member", None]

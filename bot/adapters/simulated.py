@@ -82,10 +82,8 @@ class SimulatedAdapter(Adapter):
                  on_send: Callable[[SentMessage], None] | None = None,
                  capabilities: Capabilities | None = None) -> None:
         super().__init__(account)
-        if capabilities is not None:
-            self.capabilities = capabilities
-            """Emulated (`emulate = "wecom"`): room messages it could not read never reach the bot, and what it
-            could not send raises `SendError`, as the real transport would."""
+        if capabilities is not None:  # emulating another kind (`emulate = "wecom"`): what that kind cannot read
+            self.capabilities = capabilities  # never reaches the bot, what it cannot send raises `SendError`
         self.clock = clock
         self.bot = bot
         self.sim_rooms: dict[str, SimRoom] = {}
