@@ -53,10 +53,10 @@ class Outbox:
     """Queue, pace and send one account's messages."""
 
     def __init__(self, account: str, engine: Engine, clock: Clock, pacing: PacingSettings, sender: Sender,
-                 *, rng: random.Random | None = None, capabilities: Capabilities | None = None) -> None:
+                 *, rng: random.Random | None = None,
+                 capabilities: Capabilities | Callable[[], Capabilities] | None = None) -> None:
         self.account = account
-        self.capabilities = capabilities or Capabilities()
-        """What the account can do: a message it cannot send is refused, never recorded as sent."""
+        self._capabilities = capabilities if callable(capabilities) else lambda: capabilities or Capabilities()
         self._engine = engine
         self._clock = clock
         self._pacing = pacing
@@ -82,6 +82,12 @@ class Outbox:
         """Called when the adapter reports the connection dropped (the runtime reconnects)."""
         insert = dialect_insert(engine.dialect.name)
         self._enqueue = insert(OutboxMessage.__table__).on_conflict_do_nothing(index_elements=["account", "key"])
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """What the account can do now (an adapter may lose a capability its service turns out not to have):
+        a message it cannot send is refused, never recorded as sent."""
+        return self._capabilities()
 
     # --- queueing -------------------------------------------------------------
 

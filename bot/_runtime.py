@@ -74,7 +74,7 @@ class Runtime:
         rng = random.Random(seed)
         self._outboxes = {
             account: Outbox(account, self.engine, clock, config.pacing_for(account), adapter.send,
-                            rng=random.Random(rng.random()), capabilities=adapter.capabilities)
+                            rng=random.Random(rng.random()), capabilities=partial(getattr, adapter, "capabilities"))
             for account, adapter in self.adapters.items()
         }
         for account, outbox in self._outboxes.items():
@@ -117,7 +117,6 @@ class Runtime:
         settings = next((a for a in self.config.accounts if a.id == account), None)
         if settings is not None:  # an adapter may learn what it can do once connected; qunbot.toml has the last word
             adapter.capabilities = account_capabilities(settings, adapter.capabilities)
-        outbox.capabilities = adapter.capabilities
         await outbox.reconcile(adapter.was_sent)
         outbox.start()
         armed = self.tasks.arm_pending(account)

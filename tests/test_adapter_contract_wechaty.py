@@ -96,8 +96,3 @@ async def wechaty_peer(tmp_path: Path) -> AsyncIterator[_WechatyPeer]:
 
 class TestWechaty(AdapterContract):
     peer = staticmethod(wechaty_peer)
-
-    @pytest.mark.xfail(reason="issue 12 part 1: on 1.x puppet services python-wechaty's topic change arrives as a "
-                              "topic read (docs/wechaty.md); the adapter still declares set_topic", strict=False)
-    async def test_renaming_the_room_is_done_or_refused_as_declared(self, bench) -> None:
-        await super().test_renaming_the_room_is_done_or_refused_as_declared(bench)

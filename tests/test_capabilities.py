@@ -230,17 +230,27 @@ def rows(bot: BotHarness) -> list[OutboxMessage]:
 
 async def test_an_action_the_account_cannot_do_is_refused_recorded_as_failed_and_the_caller_told(tmp_path):
     outcomes: list[bool] = []
-    account = {"accounts": [{"id": "x", "emulate": "workpro"}]}  # WorkPro: removal works, renaming does not
-    async with BotHarness(tmp_path, plugins=[moderator(outcomes)], settings=account) as bot:
+    plugin = Plugin("gate")
+
+    @plugin.on_event(MembersJoined).handle  # joins reach a WeCom account (callbacks); messages do not
+    async def gate(ctx: Context) -> None:
+        outcomes.append(await ctx.remove_member("spam"))
+        outcomes.append(await ctx.set_topic("新群名"))
+        outcomes.append(await ctx.say("欢迎"))
+
+    account = {"accounts": [{"id": "x", "emulate": "wecom"}]}
+    async with BotHarness(tmp_path, plugins=[plugin], settings=account) as bot:
         bot.room("g1", members={"u1": "A", "spam": "广告"})
-        await bot.say("g1", "u1", "踢 spam")
+        await bot.join("g1", {"u9": "新人"})
         sent = bot.pop()
         stored = rows(bot)
-    assert outcomes == [True, False, True]
-    assert [(m.action, m.text) for m in sent] == [("remove_member", ""), (None, "已处理")]
-    topic = next(r for r in stored if r.action == "set_topic")
-    assert topic.status == "failed" and topic.last_error == "企业微信 WorkPro（Wechaty）不能改群名"
-    assert topic.sent_at is None
+        still_there = "spam" in bot.sim.adapter.sim_rooms["g1"].members
+    assert outcomes == [False, False, True]
+    assert [(m.action, m.text) for m in sent] == [(None, "欢迎")] and still_there
+    failed = {r.action: r for r in stored if r.status == "failed"}
+    assert failed["remove_member"].last_error == "企业微信官方接口不能把人移出群"
+    assert failed["set_topic"].last_error == "企业微信官方接口不能改群名"
+    assert all(r.sent_at is None for r in failed.values())
 
 
 async def test_members_of_an_emulated_wecom_account_are_not_heard(tmp_path):
@@ -381,7 +391,7 @@ async def test_capabilities_an_adapter_learns_when_it_connects_are_the_ones_enfo
     adapter = bot.sim.adapter
     connect = adapter.start
 
-    async def start_on_an_old_service(sink):  # e.g. a 1.x puppet service that cannot rename rooms
+    async def start_on_an_old_service(sink):  # e.g. a service that turns out not to rename rooms
         await connect(sink)
         adapter.capabilities = replace(adapter.capabilities, set_topic=False)
 

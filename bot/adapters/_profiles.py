@@ -16,10 +16,10 @@ if TYPE_CHECKING:
     from bot._config import AccountSettings
 
 PROFILES: dict[str, Capabilities] = {
-    "wechaty": Capabilities(label="个人微信（Wechaty 网关）"),
-    # WorkPro (a WeCom puppet) reads and writes like a person in the WeCom app. Its 1.x puppet service
-    # receives python-wechaty's topic change as a topic *read* (docs/wechaty.md), so renaming does nothing.
-    "workpro": Capabilities(set_topic=False, label="企业微信 WorkPro（Wechaty）"),
+    "wechaty": Capabilities(label="Wechaty 账号"),
+    # WorkPro (a WeCom puppet) reads and writes like a person in the WeCom app (its docs list sending files,
+    # removing members and renaming rooms); qunbot speaks the 1.x service line it runs (docs/wechaty.md).
+    "workpro": Capabilities(label="企业微信 WorkPro（Wechaty）"),
     # The official API: customer-group posts are group-message tasks the owner confirms in the WeCom app,
     # each group gets at most as many a month as the month has days, 2,000 groups per task; room messages
     # never reach the API (only the paid 会话内容存档, which qunbot does not use); no removal, no renaming.
