@@ -402,3 +402,14 @@ async def test_capabilities_an_adapter_learns_when_it_connects_are_the_ones_enfo
         sent = bot.pop()
     assert outcomes == [True, False, True]
     assert [m.action for m in sent] == ["remove_member", None]
+
+
+async def test_run_warns_at_sop_load_when_a_room_would_go_over_its_quota(tmp_path, caplog):
+    (tmp_path / "sop").mkdir()
+    (tmp_path / "sop" / "daily.yaml").write_text(textwrap.dedent(THREE_DAILY), encoding="utf-8")
+    account = {"accounts": [{"id": "x", "emulate": "wecom"}]}
+    with caplog.at_level(logging.WARNING, logger="qunbot.sop"):
+        async with BotHarness(tmp_path, plugins=[], settings=account) as bot:
+            bot.room("g1", members={"u1": "A"})
+    warned = [r.getMessage() for r in caplog.records if "每月最多" in r.getMessage()]
+    assert warned and "sop/daily.yaml:8: 账号 default（企业微信官方接口）的群 g1 每月最多 31 条群发消息，这套 SOP 在 2026年12月要给它发 93 条" in warned[0]

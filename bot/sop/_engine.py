@@ -25,6 +25,7 @@ from bot._events import Event, MembersJoined
 from bot._models import Membership, OutboxMessage, Room
 from bot._runtime import DEFAULT_TEMPLATES, Runtime
 from bot.sop._load import LoadedSop, load_all, render_step, variant_of
+from bot.sop._check import accounts_and_rooms
 from bot.sop._models import SopDelivery
 from bot.sop._needs import step_problems
 from bot.sop._quota import quota_problems
@@ -110,7 +111,9 @@ class SopEngine:
         self.files, self.problems = loaded, problems
         if changed:  # what an account cannot do for the steps that changed (a WeCom account removes nobody)
             capabilities = {account: adapter.capabilities for account, adapter in self.rt.adapters.items()}
-            rooms = self.rt.known_rooms()
+            synced = self.rt.known_rooms()  # the rooms the accounts are in, with topics; then the configured ones
+            seen = {room.id for room in synced}
+            rooms = synced + [r for r in accounts_and_rooms(config, loaded.values())[1] if r.id not in seen]
             for problem in step_problems([loaded[name] for name in changed], config, self.rt.plugins, capabilities,
                                          rooms):
                 log.warning("SOP %s", problem)
@@ -337,12 +340,12 @@ class SopEngine:
         if not rows:
             return
         sent = [at for status, at in rows if status == "sent" and at is not None]
-        skipped = sum(1 for status, _ in rows if status == "skipped")
+        skipped = sum(1 for status, _ in rows if status == "skipped")  # late, or over the room's quota
         summary = f"{len(sent)} of {len(rows)} room(s) got it"
         if sent:
             summary += f", the last at {max(sent).astimezone(self.tz):%H:%M:%S}"
         if skipped:
-            summary += f"; {skipped} skipped as late"
+            summary += f"; {skipped} skipped (late, or over the room's quota)"
         if len(rows) - len(sent) - skipped:
             summary += f"; {len(rows) - len(sent) - skipped} failed or not sent"
         log.info("SOP %s.%s (%s): %s", loaded.name, step.id, f"{fire.astimezone(self.tz):%m-%d %H:%M}", summary)
