@@ -412,4 +412,19 @@ async def test_run_warns_at_sop_load_when_a_room_would_go_over_its_quota(tmp_pat
         async with BotHarness(tmp_path, plugins=[], settings=account) as bot:
             bot.room("g1", members={"u1": "A"})
     warned = [r.getMessage() for r in caplog.records if "每月最多" in r.getMessage()]
-    assert warned and "sop/daily.yaml:8: 账号 default（企业微信官方接口）的群 g1 每月最多 31 条群发消息，这套 SOP 在 2026年12月要给它发 93 条" in warned[0]
+    assert warned and ("sop/daily.yaml:8: 账号 default（企业微信官方接口）的群 g1 每月最多 31 条群发消息，"
+                       "这套 SOP 在 2026年12月要给它发 93 条") in warned[0]
+
+
+async def test_sop_posts_beyond_the_daily_budget_are_not_sent_and_the_fan_out_report_says_why(tmp_path, caplog):
+    (tmp_path / "sop").mkdir()
+    (tmp_path / "sop" / "daily.yaml").write_text(textwrap.dedent(THREE_DAILY), encoding="utf-8")
+    account = {"accounts": [{"id": "x", "room_quota": {"per": "day", "limit": 1}}]}
+    with caplog.at_level(logging.INFO, logger="qunbot.sop"):
+        async with BotHarness(tmp_path, plugins=[], settings=account, start="2026-11-23T07:00:00+08:00") as bot:
+            bot.room("g1", members={"u1": "A"})
+            await bot.advance("26h")
+            sent = [(m.at.strftime("%d %H:%M"), m.text) for m in bot.sent]
+    assert sent == [("23 08:00", "早安"), ("24 08:00", "早安")]
+    assert any("SOP daily.noon (11-23 12:00): 0 of 1 room(s) got it; 1 not sent: the room's quota was used up"
+               in r.getMessage() for r in caplog.records)

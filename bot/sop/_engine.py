@@ -24,8 +24,8 @@ from bot._db import database_unreachable, dialect_insert
 from bot._events import Event, MembersJoined
 from bot._models import Membership, OutboxMessage, Room
 from bot._runtime import DEFAULT_TEMPLATES, Runtime
-from bot.sop._load import LoadedSop, load_all, render_step, variant_of
 from bot.sop._check import accounts_and_rooms
+from bot.sop._load import LoadedSop, load_all, render_step, variant_of
 from bot.sop._models import SopDelivery
 from bot.sop._needs import step_problems
 from bot.sop._quota import quota_problems
@@ -335,19 +335,22 @@ class SopEngine:
         """After the grace period: how the fan-out went and when the last room got it."""
         pattern = f"sop:{loaded.name}:{step.id}:%:{occurrence(step, fire, self.tz)}"
         with Session(self.rt.engine) as session:
-            rows = session.exec(select(OutboxMessage.status, OutboxMessage.sent_at)
+            rows = session.exec(select(OutboxMessage.status, OutboxMessage.sent_at, OutboxMessage.last_error)
                                 .where(col(OutboxMessage.key).like(pattern))).all()
         if not rows:
             return
-        sent = [at for status, at in rows if status == "sent" and at is not None]
-        skipped = sum(1 for status, _ in rows if status == "skipped")  # late, or over the room's quota
+        sent = [at for status, at, _ in rows if status == "sent" and at is not None]
+        over = sum(1 for status, _, error in rows if status == "skipped" and (error or "").startswith("超出配额"))
+        skipped = sum(1 for status, _, _ in rows if status == "skipped") - over
         summary = f"{len(sent)} of {len(rows)} room(s) got it"
         if sent:
             summary += f", the last at {max(sent).astimezone(self.tz):%H:%M:%S}"
         if skipped:
-            summary += f"; {skipped} skipped (late, or over the room's quota)"
-        if len(rows) - len(sent) - skipped:
-            summary += f"; {len(rows) - len(sent) - skipped} failed or not sent"
+            summary += f"; {skipped} skipped as late"
+        if over:
+            summary += f"; {over} not sent: the room's quota was used up"
+        if len(rows) - len(sent) - skipped - over:
+            summary += f"; {len(rows) - len(sent) - skipped - over} failed or not sent"
         log.info("SOP %s.%s (%s): %s", loaded.name, step.id, f"{fire.astimezone(self.tz):%m-%d %H:%M}", summary)
 
     # --- join-relative steps --------------------------------------------------------------
