@@ -95,6 +95,7 @@ plugin = Plugin(
     description="风控：广告、二维码、名片、手机号 / 微信号、违禁词、刷屏；先警告，多次违规再移出群",
     usage="自动运行；管理员「白名单 @某人」「撤销处罚 @某人」「风控记录」",
     config=GuardConfig,
+    needs={"read_room_messages"},  # it judges what members post; removal is optional (admins are asked)
 )
 plugin.service = service
 
