@@ -174,8 +174,9 @@ def mock_drand():
     mock.server.shutdown()
 
 
-def _harness(**lottery) -> BotHarness:
-    return BotHarness(REPO, plugins=["lottery"], settings={"plugins": {"lottery": lottery}} if lottery else None)
+def _harness(db_url: str | None = None, **lottery) -> BotHarness:
+    return BotHarness(REPO, plugins=["lottery"], settings={"plugins": {"lottery": lottery}} if lottery else None,
+                      db_url=db_url)
 
 
 async def _room(bot: BotHarness) -> None:
@@ -499,3 +500,53 @@ def test_run_takes_seeds_from_the_os_and_a_simulation_from_its_seed():
     source = inspect.getsource(cli)
     run_runtime = source[source.index("node = Node(Runtime("):].split("\n")[0]
     assert "seed" not in run_runtime  # `qunbot run` never passes a seed: its draws use OS randomness
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+async def test_an_existing_database_is_migrated_and_numbered_per_room(backend, tmp_path, request):
+    """A database from before draw numbers and modes: migration 2 adds the columns and numbers old draws."""
+    url = request.getfixturevalue("postgres_url") if backend == "postgresql" else f"sqlite:///{tmp_path}/old.db"
+    async with BotHarness(REPO, plugins=["lottery"], db_url=url) as bot:
+        await _room(bot)
+        bot.room("g2", "二群", members=MEMBERS, admins=["owner1"])
+        for room, keyword in (("g1", "抽"), ("g2", "抽"), ("g1", "再抽")):
+            await bot.say(room, "owner1", f"开始抽奖 奖品=口红 名额=1 口令={keyword} 时长=10m")
+        await bot.say("g1", "u1", "抽")
+    from bot._db import make_engine
+    engine = make_engine(url)
+    with engine.begin() as conn:  # back to the shape of schema version 1
+        conn.exec_driver_sql("DROP INDEX uq_lottery_draw_room_number")
+        for column in ("number", "mode", "announce_source", "beacon_round", "public_value", "beacon"):
+            conn.exec_driver_sql(f"ALTER TABLE lottery_draw DROP COLUMN {column}")
+        conn.exec_driver_sql("ALTER TABLE lottery_entry DROP COLUMN message_id")
+        conn.exec_driver_sql("UPDATE core_schema_version SET version = 1 WHERE owner = 'lottery'")
+    engine.dispose()
+    async with BotHarness(REPO, plugins=["lottery"], db_url=url) as bot:
+        await _room(bot)
+        bot.room("g2", "二群", members=MEMBERS, admins=["owner1"])
+        numbers = {draw_id: _draw(bot, draw_id).number for draw_id in (1, 2, 3)}
+        await bot.say("g1", "owner1", "开始抽奖 奖品=面膜 名额=1 口令=三抽 时长=10m")
+        opened = bot.pop_text()
+        await bot.advance("10m")
+        drawn = [m.text for m in bot.pop() if "开奖" in m.text]
+    assert numbers == {1: 1, 2: 1, 3: 2}
+    assert "第 3 期" in opened
+    assert len(drawn) == 4  # the three old draws were still open and are drawn after the upgrade
+
+
+async def test_beacon_and_announced_draws_verify_on_postgresql(postgres_url, mock_drand):
+    async with _harness(postgres_url, beacon=mock_drand.settings()) as bot:
+        mock_drand.published = 10 ** 6
+        await _room(bot)
+        await bot.say("g1", "owner1", "开始抽奖 奖品=口红 名额=1 口令=抽 时长=10m 开奖方式=信标")
+        await bot.say("g1", "owner1", "开始抽奖 奖品=面膜 名额=1 口令=再抽 时长=10m 开奖方式=公布 公布来源=福彩3D")
+        for member in ("u1", "u2", "u3"):
+            await bot.say("g1", member, "抽")
+            await bot.say("g1", member, "再抽")
+        await bot.advance("10m")
+        await bot.say("g1", "owner1", "公布开奖号 2 123")
+        settings = _module(bot, "beacon").BeaconSettings(**mock_drand.settings())
+        results = [_verify(bot, draw_id, beacon=settings) for draw_id in (1, 2)]
+        draws = [_draw(bot, draw_id) for draw_id in (1, 2)]
+    assert [d.status for d in draws] == ["drawn", "drawn"] and draws[0].beacon["round"] == draws[0].beacon_round
+    assert all(r.ok for r in results), [r.report() for r in results]
