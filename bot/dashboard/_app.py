@@ -161,9 +161,12 @@ def create_app(dash: Dashboard, *, password: str, purchase_token: str | None = N
 
     async def draws(request: Request) -> Response:
         lottery = dash.plugins.get("lottery")
+        beacon = None
+        if lottery is not None and lottery.config is not None:
+            beacon = getattr(lottery.config.model_validate(dash.config.plugins.settings_for("lottery")), "beacon", None)
         with Session(dash.engine) as session:
             names = dict(session.exec(select(Member.id, Member.name)).all())
-            draws = _data.draws(session, lottery.service if lottery else None, names)
+            draws = _data.draws(session, lottery.service if lottery else None, names, beacon)
             rounds = _data.quiz_rounds(session)
             polls = _data.polls(session)
         return page("draws.html", request, title="抽奖与答题", draws=draws, rounds=rounds, polls=polls,
