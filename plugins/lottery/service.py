@@ -117,10 +117,17 @@ class LotteryService:
         if canonical_entrants(e.member_id for e in entries) != list(draw.entrants):
             problems.append("the stored entrant list differs from the entries table")
         if posted is None:
-            told = self._confirmed(session, draw)
-            missing = sorted(told - set(draw.entrants))
+            replies = self._confirmed(session, draw)
+            missing = sorted({m for members in replies.values() for m in members} - set(draw.entrants))
             if missing:
                 problems.append(f"told 参与成功 in the room but not among the entrants: {', '.join(missing)}")
+            if replies:  # entries were confirmed in this draw: each entry must answer to a message the bot replied to
+                unheard = sorted(e.member_id for e in entries if e.member_id not in replies.get(e.message_id or "", ()))
+                if unheard:
+                    problems.append(f"entries with no reply to their message in the room: {', '.join(unheard)}")
+        if draw.drawn_late:
+            inputs.append("note:                entries were closed late (the bot was offline at the deadline); "
+                          "compare the entrants with the 参与成功 replies in the chat")
         posted_counts = set(seen.entrants)
         if not posted_counts:
             problems.append("no post shows the entrant count and fingerprint")
@@ -183,11 +190,15 @@ class LotteryService:
         return "(none)"
 
     @staticmethod
-    def _confirmed(session: Session, draw: LotteryDraw) -> set[str]:
-        """Members the bot told 参与成功 / 已经参与过 for this draw (the entries as the room saw them)."""
-        rows = session.exec(select(OutboxMessage.mentions).where(
-            col(OutboxMessage.key).startswith(f"lottery:{draw.id}:entry:"), OutboxMessage.account == draw.account))
-        return {m for mentions in rows for m in mentions}
+    def _confirmed(session: Session, draw: LotteryDraw) -> dict[str, set[str]]:
+        """Message id -> members the bot told 参与成功 / 已经参与过 in reply to it (the entries as received)."""
+        prefix = f"lottery:{draw.id}:entry:"
+        rows = session.exec(select(OutboxMessage.key, OutboxMessage.mentions).where(
+            col(OutboxMessage.key).startswith(prefix), OutboxMessage.account == draw.account))
+        replies: dict[str, set[str]] = {}
+        for key, mentions in rows:
+            replies.setdefault(key.removeprefix(prefix), set()).update(mentions)
+        return replies
 
     @staticmethod
     def _check_beacon(draw: LotteryDraw, settings: drand.BeaconSettings, inputs: list[str]) -> list[str]:

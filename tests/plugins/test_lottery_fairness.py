@@ -272,6 +272,29 @@ async def test_adding_an_entrant_after_the_close_fails_verify():
     assert not result.ok and any("posted entrants" in p for p in result.problems), result.problems
 
 
+async def test_an_entry_no_message_made_fails_verify_even_with_the_posts_rewritten():
+    """Entries as received: an entrant added to the tables and to the posted count, but with no entry message
+    the bot replied to in the room."""
+    fairness = _module_free("fairness")
+    from bot import OutboxMessage
+    async with _harness() as bot:
+        await _seed_mode_draw(bot)
+
+        def add(db, draw, models):
+            old_line = f"参与 {len(draw.entrants)} 人，名单指纹 {fairness.fingerprint(draw.entrants)}"
+            db.add(models.LotteryEntry(draw_id=draw.id, member_id="ghost", entered_at=draw.opened_at,
+                                       message_id="sim-forged-1"))
+            draw.entrants = sorted([*draw.entrants, "ghost"])
+            draw.winners = fairness.draw_winners(draw.seed, draw.entrants, draw.winners_count)
+            new_line = f"参与 {len(draw.entrants)} 人，名单指纹 {fairness.fingerprint(draw.entrants)}"
+            post = db.exec(select(OutboxMessage).where(OutboxMessage.key == "lottery:1:drawn")).one()
+            post.text, post.mentions = post.text.replace(old_line, new_line), list(draw.winners)
+            db.add(post)
+        _rewrite(bot, add)
+        result = _verify(bot)
+    assert result.problems == ["entries with no reply to their message in the room: ghost"], result.problems
+
+
 async def test_changing_the_number_of_winners_fails_verify():
     fairness = _module_free("fairness")
     async with _harness() as bot:
