@@ -8,6 +8,7 @@ over the round under the pinned key. drand's HTTP API: GET {url}/{chain_hash}/pu
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import math
@@ -40,7 +41,8 @@ class BeaconSettings(BaseModel):
     delay: str = "1m"
     """The round used is the first one at least this long after entries close (time for the close post)."""
     retry_every: str = "30s"
-    timeout: float = Field(10.0, gt=0, le=60)
+    timeout: float = Field(5.0, gt=0, le=60)
+    """Seconds per fetch; keep it under `[bot] handler_timeout` (10 s), as the draw timer's handler waits for it."""
 
     @field_validator("delay", "retry_every")
     @classmethod
@@ -97,7 +99,7 @@ async def fetch(settings: BeaconSettings, number: int) -> Beacon:
                         str(data.get("previous_signature") or ""))
     except (httpx.HTTPError, ValueError, KeyError, TypeError) as err:
         raise BeaconUnavailable(f"{type(err).__name__}: {err}") from err
-    problems = check(settings, beacon, number)
+    problems = await asyncio.to_thread(check, settings, beacon, number)  # ~0.6 s of pairing math
     if problems:
         raise BeaconUnavailable("; ".join(problems))
     return beacon
