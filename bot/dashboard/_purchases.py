@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
@@ -23,6 +24,9 @@ from bot.dashboard._body import API_LIMIT, BodyTooLarge, read_body
 from bot.insight import InsightService, Purchase
 
 MAX_BATCH = 1000
+MAX_DEPTH = 8
+"""A batch is three levels deep; anything deeper is refused before the JSON parser recurses into it."""
+_STRUCTURE = re.compile(rb'["\\\[\]{}]')
 MAX_AMOUNT = Decimal("10000000")
 """Ten million in the main unit per order: far above any sale, far below what the cents column holds."""
 EARLIEST, LATEST = datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC)
@@ -76,6 +80,30 @@ class PurchaseBatch(BaseModel):
     purchases: list[PurchaseIn] = Field(min_length=1, max_length=MAX_BATCH)
 
 
+def _too_deep(body: bytes, limit: int = MAX_DEPTH) -> bool:
+    """Brackets nested deeper than `limit` outside strings. Checked first because json.loads recurses in C:
+    with a high recursion limit a deep enough body overflows the stack instead of raising RecursionError."""
+    depth, in_string, skip = 0, False, -1
+    for match in _STRUCTURE.finditer(body):
+        if match.start() == skip:
+            continue
+        char = match.group()
+        if in_string:
+            if char == b"\\":
+                skip = match.end()
+            elif char == b'"':
+                in_string = False
+        elif char == b'"':
+            in_string = True
+        elif char in (b"[", b"{"):
+            depth += 1
+            if depth > limit:
+                return True
+        elif char in (b"]", b"}"):
+            depth -= 1
+    return False
+
+
 def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
@@ -89,6 +117,8 @@ def purchase_endpoint(engine: Engine, service: InsightService, token: str, now: 
             body = await read_body(request, API_LIMIT)
         except BodyTooLarge as err:
             return _error(413, str(err))
+        if _too_deep(body):
+            return _error(400, f"body: JSON nested deeper than {MAX_DEPTH} levels")
         try:
             data = json.loads(body)
         except (json.JSONDecodeError, UnicodeDecodeError) as err:

@@ -132,11 +132,23 @@ def test_bad_purchase_inputs_get_a_4xx_naming_the_field(repo, db, body, field):
     assert r.json()["error"].split(":")[0].split(".")[-1] == field or field in r.json()["error"], r.json()
 
 
-def test_deeply_nested_json_gets_a_4xx(repo, db):
+@pytest.mark.parametrize("recursion_limit", [None, 1_000_000])
+def test_deeply_nested_json_gets_a_4xx(repo, db, recursion_limit):
+    """Also with a recursion limit raised so high that json.loads would overflow the C stack (a crash, not
+    a RecursionError): the depth is checked before parsing."""
+    import sys
+
     c = TestClient(app(repo, db), raise_server_exceptions=False)
     nested = b'{"purchases": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
-    r = c.post("/api/purchases", content=nested, headers=AUTH)
+    before = sys.getrecursionlimit()
+    sys.setrecursionlimit(recursion_limit or before)
+    try:
+        r = c.post("/api/purchases", content=nested, headers=AUTH)
+    finally:
+        sys.setrecursionlimit(before)
     assert r.status_code == 400 and "body" in r.json()["error"], r.text
+    quoted = json.dumps({"purchases": [{**ORDER, "item": "[" * 50 + '\\"{{{'}]}).encode()
+    assert c.post("/api/purchases", content=quoted, headers=AUTH).status_code == 200  # brackets inside text are fine
     r = c.post("/api/purchases", content=b'{"purchases": [' + json.dumps({**ORDER, "item": "x"})[:-1].encode()
                + b', "extra": ' + b"[" * 100_000 + b"]" * 100_000 + b"}]}", headers=AUTH)
     assert r.status_code == 400, r.text
