@@ -409,11 +409,12 @@ async def test_reading_the_seed_and_entering_a_sock_puppet_wins_in_seed_mode_onl
     """The attack of issue 13: whoever reads the database while the draw is open picks a winning puppet."""
     fairness = _module_free("fairness")
     outcomes = {}
-    for mode in ("种子", "信标"):
+    for mode in ("种子", "信标", "公布"):
         async with _harness(beacon=mock_drand.settings()) as bot:
             mock_drand.published = 10 ** 6
             await _room(bot)
-            await bot.say("g1", "owner1", f"开始抽奖 奖品=口红 名额=1 口令=抽 时长=10m 开奖方式={mode}")
+            source = " 公布来源=11月23日 福彩3D 开奖号码" if mode == "公布" else ""
+            await bot.say("g1", "owner1", f"开始抽奖 奖品=口红 名额=1 口令=抽 时长=10m 开奖方式={mode}{source}")
             for member in ("u1", "u2", "u3", "u4"):
                 await bot.say("g1", member, "抽")
             seed = _draw(bot).seed  # the operator reads the secret seed...
@@ -421,10 +422,14 @@ async def test_reading_the_seed_and_entering_a_sock_puppet_wins_in_seed_mode_onl
             await bot.join("g1", {puppet: "路人甲"})  # ...and enters the account that wins with it
             await bot.say("g1", puppet, "抽")
             await bot.advance("10m")
+            if mode == "公布":
+                await bot.say("g1", "owner1", "公布开奖号 1 4 2 7")  # published after the close by the source
             draw = _draw(bot)
             outcomes[mode] = (puppet, draw)
     puppet, plain = outcomes["种子"]
     assert plain.winners == [puppet]  # the threat is real in seed mode (docs/lottery.md says so)
+    announced_puppet, announced = outcomes["公布"]
+    assert announced.status == "drawn" and announced.winners != [announced_puppet]
     puppet, mixed = outcomes["信标"]
     assert mixed.winners != [puppet]
     # and not by luck: over many beacon values the aimed puppet wins at the fair rate, 1 in 5
