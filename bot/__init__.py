@@ -21,6 +21,7 @@ from bot._events import (
     TimerFired,
 )
 from bot._migrations import Migration
+from bot._models import OutboxMessage
 from bot._plugin import Matcher, Plugin
 from bot._rules import (
     EVERYONE,
@@ -59,6 +60,7 @@ __all__ = [
     "MembersLeft",
     "MembershipInfo",
     "Migration",
+    "OutboxMessage",
     "Outgoing",
     "Permission",
     "Plugin",

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel
 from sqlmodel import Session
 
+from bot._entropy import secret_hex
 from bot._events import DirectMessage, Event, MemberRef, RoomMessage, TimerFired
 from bot._models import Membership
 from bot.adapters._base import Capabilities
@@ -310,6 +311,11 @@ class Context:
 
     def _key_base(self) -> str:
         return f"{self.event.id}:{self.plugin.name}"
+
+    def secret_hex(self, label: str) -> str:
+        """A secret of 32 random bytes in hex: OS randomness under `qunbot run`; in a simulation (which has a
+        scenario `seed`) derived from that seed and `label`, so a rerun repeats it. Labels must differ per value."""
+        return secret_hex(self._rt.seed, label)
 
     def in_background(self, work: Awaitable[Mapping[str, Any] | None], *, then: str, key: str | None = None) -> None:
         """Run slow outside work (an HTTP call) off the event path, so other messages are not kept waiting.

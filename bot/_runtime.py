@@ -57,6 +57,8 @@ class Runtime:
         self.project = project
         self.config = config
         self.clock = clock
+        self.seed = seed
+        """The scenario seed of a simulation; None under `qunbot run` (see `bot._entropy`)."""
         self.adapters = dict(adapters)
         self.engine = make_engine(db_url or config.database.url, base_dir=project)
         self.plugins: dict[str, Plugin] = {p.name: p for p in (plugins if plugins is not None

@@ -160,7 +160,7 @@ def _exempt(ctx: Context) -> bool:
 
 def _message(ctx: Context) -> Message:
     event = ctx.event
-    file = getattr(event, "file", None)
+    file = getattr(event, "content", None) or getattr(event, "file", None)
     path = None
     if file:  # only files inside the project (the simulator's and adapters' downloads): never elsewhere
         candidate = (ctx.project / file).resolve()
