@@ -256,7 +256,7 @@ class Context:
         False if this account cannot send it at all (the reason is logged and kept with the message).
         """
         return self.queue(text, template=template, room=room, to=to, mentions=mentions, file=file, key=key,
-                   expires_at=expires_at, **variables)
+                          expires_at=expires_at, **variables)
 
     def queue(self, text: str | None = None, *, template: str | None = None, room: str | None = None,
               to: str | None = None, mentions: tuple[str, ...] | list[str] = (), file: str | None = None,
