@@ -428,3 +428,15 @@ async def test_sop_posts_beyond_the_daily_budget_are_not_sent_and_the_fan_out_re
     assert sent == [("23 08:00", "早安"), ("24 08:00", "早安")]
     assert any("SOP daily.noon (11-23 12:00): 0 of 1 room(s) got it; 1 not sent: the room's quota was used up"
                in r.getMessage() for r in caplog.records)
+
+
+def test_preview_says_when_a_post_must_be_split_into_several_tasks(tmp_path):
+    one = THREE_DAILY.split("  - id: noon")[0].replace("rooms: [g1]", "tags: [vip]")
+    project = quota_project(tmp_path, one, 'emulate = "wecom"\nmax_rooms_per_post = 2')
+    with (project / "qunbot.toml").open("a", encoding="utf-8") as toml:
+        toml.write("".join(f'\n[rooms.g{i}]\ntags = ["vip"]\n' for i in range(5)))
+    args = ["--project", str(project), "sop", "preview", "--days", "1", "--start", "2026-12-01T00:00"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.stderr
+    assert ("daily（账号 shop，企业微信官方接口）：每条发到 5 个群，一个任务最多 2 个群，会分成 3 个任务，"
+            "每个都要群主确认") in result.stdout

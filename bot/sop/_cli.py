@@ -48,7 +48,7 @@ def preview(ctx: click.Context, days: int, room: str | None, start_text: str | N
     """A timeline of what the SOP files will post where and when, with the rendered text."""
     from bot.sop._check import accounts_and_rooms, load_project
     from bot.sop._preview import build_preview
-    from bot.sop._quota import budget_lines, quota_problems
+    from bot.sop._quota import budget_lines, quota_problems, task_lines
 
     project = project_of(ctx)
     config = config_or_exit(project)
@@ -70,7 +70,9 @@ def preview(ctx: click.Context, days: int, room: str | None, start_text: str | N
     renderer = Renderer([project / config.templates_dir, DEFAULT_TEMPLATES], timezone=tz,
                         globals={"bot_name": config.bot.name})
     click.echo(build_preview(loaded, config, renderer, start=start, days=days, room=room))
-    budgets = budget_lines(loaded.values(), config, *accounts_and_rooms(config, loaded.values()), start=start, tz=tz)
+    capabilities, rooms = accounts_and_rooms(config, loaded.values())
+    budgets = budget_lines(loaded.values(), config, capabilities, rooms, start=start, tz=tz)
+    budgets += task_lines(loaded.values(), capabilities, rooms)
     if budgets:
         click.echo("\n群发配额（每个群能收多少条，按账号的配额算）：")
         click.echo("\n".join(budgets))

@@ -182,3 +182,22 @@ def _unit(quota: RoomQuota) -> str:
 
 def _number(value: float) -> str:
     return str(int(value)) if value == int(value) else f"{value:.1f}"
+
+
+def task_lines(files: Iterable[LoadedSop], capabilities: Mapping[str, Capabilities],
+               rooms: Sequence[KnownRoom]) -> list[str]:
+    """For `sop preview`: posts that reach more rooms of an account than one task may name (WeCom: 2,000)."""
+    lines = []
+    for account, caps in capabilities.items():
+        limit = caps.max_rooms_per_post
+        if limit is None:
+            continue
+        own = [room for room in rooms if room.account == account]
+        for loaded in files:
+            reached = sum(1 for room in own if matches(loaded.sop.targets, room))
+            if loaded.sop.enabled and reached > limit:
+                tasks = -(-reached // limit)
+                confirm = "，每个都要群主确认" if caps.posts_need_confirmation else ""
+                lines.append(f"  {loaded.name}（账号 {account}，{caps.subject}）：每条发到 {reached} 个群，"
+                             f"一个任务最多 {limit} 个群，会分成 {tasks} 个任务{confirm}")
+    return lines
