@@ -33,14 +33,14 @@ from bot._config import PacingSettings
 from bot._db import dialect_insert
 from bot._events import Outgoing
 from bot._models import OutboxMessage
-from bot.adapters._base import Disconnected, RateLimited
+from bot.adapters._base import Disconnected, RateLimited, Receipt
 
 if TYPE_CHECKING:
     from bot._lease import Lease
 
 log = logging.getLogger("qunbot.outbox")
 
-Sender = Callable[[Outgoing], Awaitable[None]]
+Sender = Callable[[Outgoing], Awaitable[Receipt | None]]
 Confirm = Callable[[Outgoing], Awaitable[bool | None]]
 _HOUR = timedelta(hours=1)
 _SCAN = 500
@@ -280,7 +280,7 @@ class Outbox:
     async def _deliver(self, session: Session, row: OutboxMessage, now: datetime, attempts: int) -> None:
         lane = row.room_id or f"dm:{row.to}"
         try:
-            await self._send(_outgoing(row))
+            receipt = await self._send(_outgoing(row))
         except Disconnected as err:
             self._offline = True
             log.error("outbox %s: connection lost (%s); %s stays queued until the account reconnects",
@@ -306,8 +306,27 @@ class Outbox:
         else:
             sent_at = self._clock.now()
             self._note_sent(sent_at, lane, jitter=True)
+            if isinstance(receipt, Receipt):  # a person confirms it: `settle` records the outcome
+                self._finish(session, row, status="awaiting_confirmation", attempts=attempts)
+                log.info("%s to %s is task %s, waiting for confirmation", row.key, row.room_id or row.to,
+                         receipt.task_id)
+                return
             self._finish(session, row, status="sent", attempts=attempts, sent_at=sent_at)
             log.info("sent %s to %s", row.key, row.room_id or row.to)
+
+    def settle(self, key: str, status: str, detail: str | None = None) -> None:
+        """A message that waited for confirmation ended: `sent`, `cancelled` or `failed` (called by the adapter).
+
+        Also settles a row a crash left `sending`/`uncertain` whose task the adapter knows about.
+        """
+        values: dict[str, object] = {"status": status, "last_error": detail}
+        if status == "sent":
+            values["sent_at"] = self._clock.now()
+        with Session(self._engine) as session:
+            session.execute(update(OutboxMessage).where(
+                OutboxMessage.account == self.account, OutboxMessage.key == key,
+                col(OutboxMessage.status).in_(("awaiting_confirmation", "sending", "uncertain"))).values(**values))
+            session.commit()
 
     def _finish(self, session: Session, row: OutboxMessage, *, status: str, attempts: int, error: str | None = None,
                 sent_at: datetime | None = None, not_before: datetime | None = None) -> None:
@@ -358,4 +377,5 @@ class Outbox:
 
 def _outgoing(row: OutboxMessage) -> Outgoing:
     return Outgoing(account=row.account, text=row.text, room_id=row.room_id, to=row.to, mentions=tuple(row.mentions),
-                    file=row.file, action=row.action, member_id=row.member_id)
+                    file=row.file, action=row.action, member_id=row.member_id, key=row.key,
+                    expires_at=row.expires_at)

@@ -26,6 +26,10 @@ def make_adapter(settings: AccountSettings, clock: Clock, *, project: Path, conf
         from bot.adapters.wechaty import WechatyAdapter
 
         return WechatyAdapter.from_settings(settings, clock=clock, project=project, config=config)
+    if settings.adapter == "wecom":
+        from bot.adapters.wecom import WecomAdapter
+
+        return WecomAdapter.from_settings(settings, clock=clock, project=project, config=config)
     dry_run = logging.getLogger("qunbot.dry_run")
     return SimulatedAdapter(settings.id, clock,
                             on_send=lambda m: dry_run.info("[dry run] → %s: %s", m.room_id or m.to, m.text))

@@ -10,11 +10,17 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from bot._events import Event, MemberRef, Outgoing, RoomSnapshot
 
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
 EventSink = Callable[[Event], Awaitable[None]]
+Settle = Callable[[str, str, str | None], None]
+"""The outbox's `settle(key, status, detail)`: a message that waited for confirmation is now sent,
+cancelled or failed."""
 
 
 class SendError(Exception):
@@ -31,6 +37,17 @@ class Disconnected(SendError):
 
 class AdapterError(Exception):
     """The adapter cannot connect or authenticate; `qunbot run` reports it and exits non-zero."""
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """What `send` returns when the platform took the message but a person must still confirm it.
+
+    WeCom: a group-message task the group owner confirms in the app. The outbox keeps the row
+    `awaiting_confirmation` until the adapter calls the `settle` it was bound to.
+    """
+
+    task_id: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,9 +99,18 @@ class Adapter(ABC):
     async def stop(self) -> None:
         """Disconnect; safe to call twice."""
 
+    def bind(self, engine: Engine, settle: Settle) -> None:
+        """The runtime hands over its database and the account outbox's `settle`, before `start`.
+
+        Adapters whose posts need confirmation keep their tasks there and settle rows when they end.
+        """
+        return None
+
     @abstractmethod
-    async def send(self, message: Outgoing) -> None:
+    async def send(self, message: Outgoing) -> Receipt | None:
         """Send one message, or perform one room action (`message.action`), now.
+
+        Return a `Receipt` when the message waits for a person's confirmation (see `Receipt`).
 
         Raise `SendError` (or `RateLimited`) on failure; the outbox retries. Raise `Disconnected`
         when the connection is gone: the runtime calls `stop()` then `start()` again, with back-off.
