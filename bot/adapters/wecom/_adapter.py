@@ -180,6 +180,7 @@ class WecomAdapter(Adapter):
             xml = await self._inbox.get()
             try:
                 for event in await self.translate(xml):
+                    log.info("account %s: WeCom callback: %s", self.account, event)
                     if self._sink is not None:
                         await self._sink(event)
             except Exception:
@@ -208,7 +209,7 @@ class WecomAdapter(Adapter):
         if change == "create":
             return [RoomCreated(account=self.account, id=base, time=now, room_id=chat_id, topic=room.topic,
                                 owner_id=room.owner_id)]
-        changed = [item.text.strip() for item in root.iter("Item") if item.text]
+        changed = _changed_members(root)
         if detail == "add_member":
             by_inviter: dict[str | None, list[MemberRef]] = {}
             names = {ref.id: ref for ref in room.members}
@@ -305,6 +306,15 @@ class WecomAdapter(Adapter):
                 await self.tasks.poll()
             except Exception:
                 log.exception("account %s: polling the WeCom tasks failed", self.account)
+
+
+def _changed_members(root: ElementTree.Element) -> list[str]:
+    """MemChangeList: `<Item>` per member (current format) or one comma-separated text (older callbacks)."""
+    node = root.find("MemChangeList")
+    if node is None:
+        return []
+    items = [item.text.strip() for item in node.iter("Item") if item.text and item.text.strip()]
+    return items or [part.strip() for part in (node.text or "").split(",") if part.strip()]
 
 
 def _name(member: dict[str, Any]) -> str:
