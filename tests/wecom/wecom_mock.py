@@ -105,8 +105,10 @@ class WecomMock:
     async def _api(self, request: Request) -> JSONResponse:
         name = request.path_params["name"]
         if name == "media/upload":
-            form = await request.form()
-            body: dict[str, Any] = {"type": request.query_params.get("type"), "media": form.get("media")}
+            raw = await request.body()  # multipart/form-data with a part named "media" (no form parser needed)
+            multipart = request.headers.get("content-type", "").startswith("multipart/form-data")
+            body: dict[str, Any] = {"type": request.query_params.get("type"),
+                                    "media": raw if multipart and b'name="media"' in raw else None}
         else:
             body = await request.json() if request.method == "POST" else {}
         self.calls.append((name, body))
