@@ -67,3 +67,25 @@ def preview(ctx: click.Context, days: int, room: str | None, start_text: str | N
     renderer = Renderer([project / config.templates_dir, DEFAULT_TEMPLATES], timezone=tz,
                         globals={"bot_name": config.bot.name})
     click.echo(build_preview(loaded, config, renderer, start=start, days=days, room=room))
+
+
+@sop.command("status")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 1000), help="How many posts.")
+@click.pass_context
+def status(ctx: click.Context, limit: int) -> None:
+    """Posts that wait for a person's confirmation (WeCom group-message tasks): confirmed, sent, failed, cancelled."""
+    from bot._db import make_engine
+    from bot.adapters.wecom._report import post_counts
+
+    project = project_of(ctx)
+    config = config_or_exit(project)
+    engine = make_engine(config.database.url, base_dir=project)
+    try:
+        counts = post_counts(engine, limit=limit)
+    finally:
+        engine.dispose()
+    if not counts:
+        click.echo("还没有需要群主确认的群发任务（只有企业微信账号的帖子要群主确认）。")
+        return
+    for item in counts:
+        click.echo(item.line())

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -24,10 +25,13 @@ import pytest
 from peer import peer, unavailable
 from sqlalchemy import create_engine
 from sqlmodel import Session, select
+from starlette.testclient import TestClient
 from wecom_mock import MockServer, WecomMock, free_port
 
+from bot._config import load_config
 from bot._models import Membership, OutboxMessage
 from bot.adapters.wecom import WecomTask
+from bot.dashboard import build_app
 
 if reason := unavailable():
     pytest.skip(reason, allow_module_level=True)
@@ -126,7 +130,7 @@ steps:
             wait_for("qunbot run to start", lambda: bot.logged("running; press Ctrl-C") or bot.proc.poll() is not None)
             assert bot.proc.poll() is None, bot.lines
             engine = create_engine(f"sqlite:///{project / 'data' / 'bot.db'}")
-            yield mock, bot, engine, f"http://127.0.0.1:{port}{PATH}"
+            yield mock, bot, engine, f"http://127.0.0.1:{port}{PATH}", project
         finally:
             if bot.proc.poll() is None:
                 assert bot.stop() == 0
@@ -168,7 +172,7 @@ def join_xml(chat_id: str, userid: str) -> str:
 
 
 def test_an_sop_post_is_a_task_delivered_when_confirmed_and_cancelled_at_its_grace(setup):
-    mock, _, engine, _ = setup
+    mock, _, engine, _, project = setup
     task = wait_for("the SOP post to become a task for group A", lambda: task_for(mock, "wrGroupA"))
     assert task.sender == "owner_a" and task.chat_ids == ["wrGroupA"] and task.text == "早安，今天也要加油"
     body = mock.called("externalcontact/add_msg_template")[0]
@@ -192,9 +196,25 @@ def test_an_sop_post_is_a_task_delivered_when_confirmed_and_cancelled_at_its_gra
     assert (counted.status, counted.confirmed, counted.sent, counted.cancelled) == ("cancelled", 0, 0, 1)
     assert datetime.now(TZ) >= counted.deadline.astimezone(TZ)  # not before the grace ran out
 
+    shown = subprocess.run([sys.executable, "-m", "bot.cli", "--project", str(project), "sop", "status"],
+                           capture_output=True, text=True, timeout=60, check=True).stdout
+    confirmed_line = next(line for line in shown.splitlines() if line.startswith("sop:confirmed:早安:"))
+    assert "1 个群发任务，已确认 1，送达 1 个群，失败 0，未确认取消 0，等群主确认 0" in confirmed_line
+    unconfirmed_line = next(line for line in shown.splitlines() if line.startswith("sop:unconfirmed:早安:"))
+    assert "已确认 0，送达 0 个群，失败 0，未确认取消 1" in unconfirmed_line
+
+    environ = {"QUNBOT_DASHBOARD_PASSWORD": "pw"}
+    app = build_app(project, load_config(project), now=lambda: datetime.now(TZ), environ=environ)
+    with TestClient(app) as web:
+        assert web.post("/login", data={"password": "pw"}, follow_redirects=False).status_code == 303
+        page = web.get("/sop").text
+    rows = re.findall(r"<tr><td>(.*?)</td><td>corp</td>(.*?)</tr>", re.sub(r"\s+", "", page))
+    counts = {post.split(":")[1]: re.findall(r"<td>(\d+)</td>", cells) for post, cells in rows}
+    assert counts == {"confirmed": ["1", "1", "1", "0", "0", "0"], "unconfirmed": ["1", "0", "0", "0", "1", "0"]}
+
 
 def test_a_member_joining_by_callback_is_recorded_with_the_inviter(setup):
-    mock, _, engine, url = setup
+    mock, _, engine, url, _ = setup
     mock.add_member("wrGroupA", "wmNewbie", "小新", invitor="owner_a")
     response = post_callback(url, join_xml("wrGroupA", "wmNewbie"))
     assert response.status_code == 200 and response.text == "success"
@@ -209,7 +229,7 @@ def test_a_member_joining_by_callback_is_recorded_with_the_inviter(setup):
 
 
 def test_a_bad_signature_is_refused_and_changes_nothing(setup):
-    mock, bot, engine, url = setup
+    mock, bot, engine, url, _ = setup
     mock.add_member("wrGroupA", "wmSneaky", "冒充", invitor="owner_a")
     fetched = len(mock.called("externalcontact/groupchat/get"))
     response = post_callback(url, join_xml("wrGroupA", "wmSneaky"), tamper=True)
@@ -230,7 +250,7 @@ def test_a_bad_signature_is_refused_and_changes_nothing(setup):
 
 
 def test_url_verification_answers_the_plain_echostr_and_refuses_a_forged_one(setup):
-    _, _, _, url = setup
+    _, _, _, url, _ = setup
     echo = peer(op="echo", token=TOKEN, key=KEY, corp=CORP, echostr="4711080012345",
                 timestamp=str(int(time.time())), nonce="1")
     params = {k: echo[k] for k in ("msg_signature", "timestamp", "nonce", "echostr")}
@@ -241,7 +261,7 @@ def test_url_verification_answers_the_plain_echostr_and_refuses_a_forged_one(set
 
 
 def test_an_old_callback_is_refused(setup):
-    mock, bot, engine, url = setup
+    mock, bot, engine, url, _ = setup
     mock.add_member("wrGroupA", "wmLate", "迟到", invitor="owner_a")
     xml = join_xml("wrGroupA", "wmLate")
     signed = peer(op="callback", token=TOKEN, key=KEY, corp=CORP, xml=xml,
