@@ -7,6 +7,7 @@ commits its state and its messages together.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from bot._models import Membership
 if TYPE_CHECKING:
     from bot._plugin import Plugin
     from bot._runtime import Runtime
+    from bot.adapters._base import Capabilities
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +163,11 @@ class Context:
         return MembershipInfo(row.room_id, row.member_id, row.joined_at, row.inviter_id, row.left_at, row.alias,
                               row.is_admin)
 
+    @property
+    def capabilities(self) -> Capabilities:
+        """What this context's account can do (read room messages, greet by a platform template, …)."""
+        return self._rt.adapters[self.account].capabilities
+
     async def bot_member(self) -> MemberRef | None:
         """The bot's own account in this context's account (to leave itself out of a join, say)."""
         return await self._rt.adapters[self.account].self_member()
@@ -283,6 +290,16 @@ class Context:
         self._rt.outbox(self.account).enqueue(
             self.db, key=key or f"{self._key_base()}:{self._sends}", text=text, room_id=room, action=action,
             member_id=member_id, source=self.plugin.name)
+
+    def set_welcome_template(self, text: str) -> None:
+        """Make `text` the account's platform-side welcome (where `capabilities.welcome_by_template`).
+
+        WeCom: the corp's 入群欢迎语 template, `%NICKNAME%` standing for the newcomer. Queued through the
+        outbox once per text (a changed text edits the template).
+        """
+        digest = hashlib.sha1(text.encode()).hexdigest()[:16]
+        self._rt.outbox(self.account).enqueue(self.db, key=f"welcome_template:{digest}", text=text, to=self.account,
+                                              action="welcome_template", source=self.plugin.name)
 
     def _key_base(self) -> str:
         return f"{self.event.id}:{self.plugin.name}"

@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 from peer import peer, unavailable
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, text
 from sqlmodel import Session, select
 from starlette.testclient import TestClient
 from wecom_mock import MockServer, WecomMock, free_port
@@ -39,6 +39,7 @@ if reason := unavailable():
 TOKEN, KEY, CORP = "QDG6eK", "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C", "wwmockcorp"
 TZ = ZoneInfo("Asia/Shanghai")
 PATH = "/wecom/callback"
+REPO = Path(__file__).resolve().parents[2]
 
 
 def wait_for(what: str, check: Callable[[], object], timeout: float = 60.0) -> object:
@@ -93,8 +94,14 @@ def setup(tmp_path):
     (project / "scripts_templates").mkdir()
     with MockServer(mock) as server:
         (project / "qunbot.toml").write_text(f'''
+templates_dir = "{REPO / 'scripts_templates'}"
+
 [database]
 url = "sqlite:///data/bot.db"
+
+[plugins]
+dirs = ["{REPO / 'plugins'}"]
+enabled = ["welcome"]
 
 [pacing]
 min_interval = 0
@@ -226,6 +233,14 @@ def test_a_member_joining_by_callback_is_recorded_with_the_inviter(setup):
 
     membership = wait_for("the join to be recorded", joined)
     assert membership.inviter_id == "owner_a" and membership.left_at is None
+
+    # the welcome plugin's greeting is the corp's 入群欢迎语 template: no group-message task per join
+    [template] = mock.welcome.values()
+    assert "%NICKNAME%" in template and "欢迎" in template
+    with engine.connect() as connection:  # the plugin's own table (not imported: the loader owns the module)
+        assert connection.execute(text("SELECT inviter_id, status FROM welcome_join WHERE member_id = 'wmNewbie'")
+                                  ).all() == [("owner_a", "template")]
+    assert all("wmNewbie" not in t.text for t in mock.tasks.values())
 
 
 def test_a_bad_signature_is_refused_and_changes_nothing(setup):
