@@ -149,8 +149,11 @@ def change(chat_id: str, change_type: str, detail: str = "", members: tuple[str,
 
 async def test_change_external_chat_becomes_typed_events(adapter, wecom):
     wecom.mock.add_group("wrNew", "新群", "owner_a")
-    [created] = await adapter.translate(change("wrNew", "create"))
+    wecom.mock.add_member("wrNew", "wm0", "创始成员", invitor="owner_a")
+    created, founders = await adapter.translate(change("wrNew", "create"))
     assert isinstance(created, RoomCreated) and (created.topic, created.owner_id) == ("新群", "owner_a")
+    assert isinstance(founders, MembersJoined) and [m.id for m in founders.members] == ["wm0"]
+    assert founders.inviter_id == "owner_a"
 
     wecom.mock.add_member("wrNew", "wm1", "甲", invitor="owner_a")
     wecom.mock.add_member("wrNew", "wm2", "乙", invitor="wm1")

@@ -90,3 +90,16 @@ async def test_a_wrong_secret_is_named(wecom):
     with pytest.raises(WecomApiError, match="gettoken: errcode 40001"):
         await client.token()
     await client.aclose()
+
+
+async def test_an_invalid_token_is_replaced_once_not_in_a_loop(wecom):
+    client = client_for(wecom)
+    await client.group_chat_ids()
+    wecom.mock._tokens.clear()  # WeCom forgot the token: 40014 invalid access_token
+    assert await client.group_chat_ids() == ["wrGroupA", "wrGroupB"]
+    assert len(wecom.mock.called("gettoken")) == 2
+    wecom.mock.secret = "rotated"  # and now no new token can be had: a plain error, not a retry loop
+    wecom.mock._tokens.clear()
+    with pytest.raises(WecomApiError, match="gettoken: errcode 40001"):
+        await client.group_chat_ids()
+    await client.aclose()

@@ -206,19 +206,13 @@ class WecomAdapter(Adapter):
             log.info("account %s: WeCom change_external_chat %r acknowledged, not used", self.account, change)
             return []
         room = await self._fetch_room(chat_id)  # the callback carries ids only: names, inviters come from here
-        if change == "create":
+        if change == "create":  # the room, then everyone in it (with their inviters) as joins
+            others = [ref.id for ref in room.members if ref.id != room.owner_id]
             return [RoomCreated(account=self.account, id=base, time=now, room_id=chat_id, topic=room.topic,
-                                owner_id=room.owner_id)]
+                                owner_id=room.owner_id), *self._joins(room, others, base, now)]
         changed = _changed_members(root)
         if detail == "add_member":
-            by_inviter: dict[str | None, list[MemberRef]] = {}
-            names = {ref.id: ref for ref in room.members}
-            for uid in changed:
-                info = self._members_of.get(chat_id, {}).get(uid, {})
-                inviter = str((info.get("invitor") or {}).get("userid") or "") or None
-                by_inviter.setdefault(inviter, []).append(names.get(uid, MemberRef(uid, uid)))
-            return [MembersJoined(account=self.account, id=f"{base}:{inviter or ''}", time=now, room_id=chat_id,
-                                  members=tuple(refs), inviter_id=inviter) for inviter, refs in by_inviter.items()]
+            return self._joins(room, changed, base, now)
         if detail == "del_member":
             return [MembersLeft(account=self.account, id=base, time=now, room_id=chat_id, member_ids=tuple(changed))]
         if detail == "change_name":
@@ -229,6 +223,17 @@ class WecomAdapter(Adapter):
                                      old_owner_id=old.owner_id if old else None)]
         log.info("account %s: WeCom group %s: %s acknowledged, not used", self.account, chat_id, detail or change)
         return []
+
+    def _joins(self, room: RoomSnapshot, member_ids: list[str], base: str, now: datetime) -> list[Event]:
+        """One MembersJoined per inviter (groupchat/get's `invitor`), so each join is recorded with who invited."""
+        by_inviter: dict[str | None, list[MemberRef]] = {}
+        names = {ref.id: ref for ref in room.members}
+        for uid in member_ids:
+            info = self._members_of.get(room.id, {}).get(uid, {})
+            inviter = str((info.get("invitor") or {}).get("userid") or "") or None
+            by_inviter.setdefault(inviter, []).append(names.get(uid, MemberRef(uid, uid)))
+        return [MembersJoined(account=self.account, id=f"{base}:{inviter or ''}", time=now, room_id=room.id,
+                              members=tuple(refs), inviter_id=inviter) for inviter, refs in by_inviter.items()]
 
     # --- sending --------------------------------------------------------------------------
 
