@@ -21,6 +21,9 @@ from bot.adapters.wecom._crypto import CallbackRefused, MsgCrypt
 
 log = logging.getLogger("qunbot.wecom")
 
+MAX_BODY = 256 * 1024
+"""WeCom's event callbacks are a few kilobytes; anything far larger is refused before it is parsed."""
+
 
 class CallbackServer:
     """One HTTP listener for one account's callbacks."""
@@ -41,7 +44,10 @@ class CallbackServer:
         try:
             if request.method == "GET":
                 return PlainTextResponse(self.crypt.verify_url(signature, timestamp, nonce, query.get("echostr", "")))
-            xml = self.crypt.decrypt_message(signature, timestamp, nonce, await request.body())
+            body = await request.body()
+            if len(body) > MAX_BODY:
+                raise CallbackRefused(f"the body has {len(body)} bytes, more than a WeCom callback ever has")
+            xml = self.crypt.decrypt_message(signature, timestamp, nonce, body)
         except CallbackRefused as err:
             self.refused += 1
             log.warning("account %s: refused a WeCom callback from %s: %s", self.account,
