@@ -83,3 +83,16 @@ async def test_missing_secrets_are_listed(project, monkeypatch):
     monkeypatch.delenv("WECOM_ENCODING_AES_KEY")
     [report] = await diagnose(project[0])
     assert not report.ok and "WECOM_ENCODING_AES_KEY" in "\n".join(report.lines)
+
+
+def test_qunbot_run_with_a_wrong_secret_stops_with_a_plain_error(project, monkeypatch):
+    import os
+    import subprocess
+    import sys
+
+    monkeypatch.setenv("WECOM_SECRET", "nope")
+    done = subprocess.run([sys.executable, "-m", "bot.cli", "--project", str(project[0]), "run"],
+                          capture_output=True, text=True, timeout=120, env=dict(os.environ))
+    assert done.returncode == 2
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: account corp:") and "gettoken: errcode 40001: invalid credential" in last
