@@ -307,7 +307,8 @@ class Outbox:
             sent_at = self._clock.now()
             self._note_sent(sent_at, lane, jitter=True)
             if isinstance(receipt, Receipt):  # a person confirms it: `settle` records the outcome
-                self._finish(session, row, status="awaiting_confirmation", attempts=attempts)
+                # only from `sending`: a settle that came first (a confirmation faster than this) wins
+                self._finish(session, row, status="awaiting_confirmation", attempts=attempts, only_from="sending")
                 log.info("%s to %s is task %s, waiting for confirmation", row.key, row.room_id or row.to,
                          receipt.task_id)
                 return
@@ -329,14 +330,16 @@ class Outbox:
             session.commit()
 
     def _finish(self, session: Session, row: OutboxMessage, *, status: str, attempts: int, error: str | None = None,
-                sent_at: datetime | None = None, not_before: datetime | None = None) -> None:
+                sent_at: datetime | None = None, not_before: datetime | None = None,
+                only_from: str | None = None) -> None:
         values: dict[str, object] = {"status": status, "attempts": attempts, "last_error": error}
         if sent_at is not None:
             values["sent_at"] = sent_at
         if not_before is not None:
             values["not_before"] = not_before
+        current = (OutboxMessage.status == only_from,) if only_from else ()
         try:
-            session.execute(update(OutboxMessage).where(col(OutboxMessage.id) == row.id).values(**values))
+            session.execute(update(OutboxMessage).where(col(OutboxMessage.id) == row.id, *current).values(**values))
             session.commit()
         except SQLAlchemyError as err:  # the send happened (or failed) all the same: record it once the db is back
             assert row.id is not None
