@@ -186,3 +186,17 @@ async def test_older_comma_separated_member_lists_and_unknown_events(adapter, we
     other = "<xml><MsgType><![CDATA[event]]></MsgType><Event><![CDATA[change_external_contact]]></Event></xml>"
     assert await adapter.translate(other) == []
     assert await adapter.translate(change("wrGroupA", "update", "change_notice")) == []
+
+
+async def test_after_a_crash_a_known_task_is_followed_and_an_unknown_one_sent_again(adapter):
+    await adapter.send(post(key="made"))
+    assert await adapter.was_sent(post(key="made")) is None  # its task settles the row
+    assert await adapter.was_sent(post(key="never-made")) is False  # add_msg_template never answered
+
+
+async def test_the_poller_looks_at_a_deadline_not_a_poll_interval_later(adapter):
+    assert adapter._poll_wait() == adapter.settings.poll_interval
+    await adapter.send(post(expires=adapter.clock.now() + timedelta(seconds=20)))
+    assert 20 <= adapter._poll_wait() <= 20.2
+    await adapter.clock.advance(timedelta(seconds=30))
+    assert adapter._poll_wait() == pytest.approx(0.1)

@@ -257,7 +257,11 @@ class WecomAdapter(Adapter):
         return Receipt(msgid)
 
     async def was_sent(self, message: Outgoing) -> bool | None:
-        return None  # a task created before a crash is still followed (and settled) by its TaskKeeper row
+        """After a crash mid-send: a task recorded for the key is followed and settles the row (None, "wait");
+        no task means `add_msg_template` never answered, so the row is queued again (False)."""
+        if self.tasks is None or not message.key:
+            return None
+        return None if self.tasks.known(message.key) else False
 
     async def _attachment(self, file: str, text: str) -> dict[str, Any]:
         if file.startswith(("http://", "https://")):
@@ -304,13 +308,25 @@ class WecomAdapter(Adapter):
     async def _poll_tasks(self) -> None:
         while not self._stopping.is_set():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), timeout=self.settings.poll_interval)
+                await asyncio.wait_for(self._stopping.wait(), timeout=self._poll_wait())
             if self._stopping.is_set() or self.tasks is None:
                 continue
             try:
                 await self.tasks.poll()
             except Exception:
                 log.exception("account %s: polling the WeCom tasks failed", self.account)
+
+    def _poll_wait(self) -> float:
+        """Seconds to the next look: the poll interval, or less when a task's deadline comes first."""
+        wait = self.settings.poll_interval
+        try:
+            deadline = self.tasks.next_deadline() if self.tasks is not None else None
+        except Exception:  # the database is away: look again after the usual interval
+            deadline = None
+        if deadline is not None:
+            until = (deadline.astimezone(self.clock.tz) - self.clock.now()).total_seconds()
+            wait = min(wait, max(until, 0.0) + 0.1)
+        return wait
 
 
 def _changed_members(root: ElementTree.Element) -> list[str]:

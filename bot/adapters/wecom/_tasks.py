@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
+from sqlalchemy import func
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
@@ -40,6 +41,12 @@ class TaskKeeper:
                                   room_id=room_id, msgid=msgid, sender=sender, created_at=self.clock.now(),
                                   deadline=deadline))
             session.commit()
+
+    def next_deadline(self) -> datetime | None:
+        """The earliest deadline of a task still waiting: the poller looks then, not a poll interval later."""
+        with Session(self.engine) as session:
+            return session.exec(select(func.min(WecomTask.deadline)).where(
+                WecomTask.account == self.account, WecomTask.status == "waiting")).one()
 
     def known(self, key: str) -> bool:
         with Session(self.engine) as session:
