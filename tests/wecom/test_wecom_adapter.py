@@ -51,7 +51,7 @@ async def test_a_post_is_a_group_task_from_the_owner(adapter, wecom):
     assert isinstance(receipt, Receipt)
     body = wecom.mock.called("externalcontact/add_msg_template")[-1]
     assert body == {"chat_type": "group", "sender": "owner_a", "chat_id_list": ["wrGroupA"],
-                    "allow_select": False, "text": {"content": "早安"}}
+                    "text": {"content": "早安"}}
     with Session(adapter.engine) as session:
         task = session.exec(select(WecomTask)).one()
     assert (task.msgid, task.post, task.status) == (receipt.task_id, "sop:f:早安:2026-12-01", "waiting")

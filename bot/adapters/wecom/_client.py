@@ -136,8 +136,7 @@ class WecomClient:
 
     async def add_group_task(self, sender: str, chat_ids: list[str], text: str,
                              attachments: list[dict[str, Any]]) -> str:
-        body: dict[str, Any] = {"chat_type": "group", "sender": sender, "chat_id_list": chat_ids,
-                                "allow_select": False}
+        body: dict[str, Any] = {"chat_type": "group", "sender": sender, "chat_id_list": chat_ids}
         if text:
             body["text"] = {"content": text}
         if attachments:
