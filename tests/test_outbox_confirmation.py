@@ -78,3 +78,39 @@ async def test_a_plain_send_is_still_sent_at_once(tmp_path):
     engine, clock, _ = setup(tmp_path, send)
     await clock.advance(timedelta(seconds=1))
     assert status(engine)[0] == "sent"
+
+
+async def test_the_sop_report_tells_confirmed_cancelled_and_waiting_apart(tmp_path, caplog):
+    import logging
+    import textwrap
+
+    from bot.testing import BotHarness
+
+    (tmp_path / "sop").mkdir()
+    (tmp_path / "qunbot.toml").write_text('[bot]\ntimezone = "Asia/Shanghai"\n', encoding="utf-8")
+    (tmp_path / "sop" / "d.yaml").write_text(textwrap.dedent("""\
+        targets: {topics: ["会员*"]}
+        grace: 1h
+        steps: [{id: m, at: "08:00", text: 早安}]
+    """), encoding="utf-8")
+    caplog.set_level(logging.INFO, "qunbot.sop")
+    async with BotHarness(tmp_path, plugins=[], start="2026-11-23T07:00:00+08:00",
+                          pacing={"min_interval": 0, "jitter": 0, "room_interval": 0}) as bot:
+        keys: list[str] = []
+
+        async def as_task(message: Outgoing) -> Receipt:
+            keys.append(message.key)
+            return Receipt(f"msg{len(keys)}")
+
+        bot.sim.adapter.send = as_task  # every post waits for an owner, as on WeCom
+        bot.runtime._outboxes[bot.sim.account]._send = as_task
+        for n in range(3):
+            bot.room(f"g{n}", f"会员{n}群", members={"u1": "Alice"})
+        await bot.advance("1h30m")  # 08:30: every post is a task
+        outbox = bot.runtime.outbox(bot.sim.account)
+        outbox.settle(keys[0], "sent")
+        outbox.settle(keys[1], "cancelled", "not confirmed")
+        await bot.advance("1h")
+    assert "SOP d.m (11-23 08:00): 1 of 3 room(s) got it" in caplog.text
+    assert "1 cancelled (not confirmed in time); 1 still waiting for confirmation\n" in caplog.text
+    assert "failed or not sent" not in caplog.text

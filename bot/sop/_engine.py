@@ -330,8 +330,14 @@ class SopEngine:
             summary += f", the last at {max(sent).astimezone(self.tz):%H:%M:%S}"
         if skipped:
             summary += f"; {skipped} skipped as late"
-        if len(rows) - len(sent) - skipped:
-            summary += f"; {len(rows) - len(sent) - skipped} failed or not sent"
+        cancelled = sum(1 for status, _ in rows if status == "cancelled")  # a person did not confirm (WeCom)
+        waiting = sum(1 for status, _ in rows if status == "awaiting_confirmation")
+        if cancelled:
+            summary += f"; {cancelled} cancelled (not confirmed in time)"
+        if waiting:
+            summary += f"; {waiting} still waiting for confirmation"
+        if len(rows) - len(sent) - skipped - cancelled - waiting:
+            summary += f"; {len(rows) - len(sent) - skipped - cancelled - waiting} failed or not sent"
         log.info("SOP %s.%s (%s): %s", loaded.name, step.id, f"{fire.astimezone(self.tz):%m-%d %H:%M}", summary)
 
     # --- join-relative steps --------------------------------------------------------------
