@@ -113,6 +113,11 @@ class WecomSettings(_Strict):
     """Seconds a task without a deadline of its own (not from an SOP step) waits for the owner."""
     welcome_template: bool = True
     """Make the welcome plugin's greeting the corp's 入群欢迎语 template."""
+    quota_per: Literal["month", "week", "day"] = "month"
+    """WeCom's group-message limit per customer group: by default as many a month as the month has days;
+    the admin console offers weekly and daily variants."""
+    quota_limit: int | None = Field(None, gt=0)
+    """Posts per `quota_per` per group; empty means as many as the period has days."""
 
 
 class AccountSettings(_Strict):

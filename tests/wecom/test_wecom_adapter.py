@@ -200,3 +200,38 @@ async def test_the_poller_looks_at_a_deadline_not_a_poll_interval_later(adapter)
     assert 20 <= adapter._poll_wait() <= 20.2
     await adapter.clock.advance(timedelta(seconds=30))
     assert adapter._poll_wait() == pytest.approx(0.1)
+
+
+def test_capabilities_are_declared_and_the_quota_follows_the_console_setting(wecom, tmp_path):
+    client = WecomClient("c", "s", base_url=wecom.url)
+    crypt = MsgCrypt("t", KEY, "c")
+    default = WecomAdapter("a", VirtualClock(datetime(2026, 12, 1, tzinfo=TZ)), client=client, crypt=crypt,
+                           settings=WecomSettings(), project=tmp_path).capabilities
+    assert (default.read_room_messages, default.reply_at_will, default.posts_need_confirmation,
+            default.welcome_by_template, default.remove_members, default.set_topic, default.max_rooms_per_post) == \
+        (False, False, True, True, False, False, 2000)
+    assert (default.room_quota.per, default.room_quota.limit) == ("month", None)
+    weekly = WecomAdapter("a", VirtualClock(datetime(2026, 12, 1, tzinfo=TZ)), client=client, crypt=crypt,
+                          settings=WecomSettings(quota_per="week", quota_limit=1), project=tmp_path).capabilities
+    assert (weekly.room_quota.per, weekly.room_quota.limit) == ("week", 1)
+    assert WecomAdapter.capabilities.room_quota.per == "month"  # the class default is untouched
+
+
+async def test_tasks_on_postgresql(wecom, tmp_path, postgres_url):
+    from bot._db import make_engine
+
+    engine = make_engine(postgres_url)
+    SQLModel.metadata.create_all(engine)
+    clock = VirtualClock(datetime(2026, 12, 1, 8, 0, tzinfo=TZ))
+    client = WecomClient(wecom.mock.corp_id, wecom.mock.secret, base_url=wecom.url)
+    adapter = WecomAdapter("corp", clock, client=client, crypt=MsgCrypt("t", KEY, wecom.mock.corp_id),
+                           settings=WecomSettings(), project=tmp_path)
+    settled: list[tuple[str, str]] = []
+    adapter.bind(engine, lambda key, status, detail: settled.append((key, status)))
+    await adapter.sync_rooms()
+    receipt = await adapter.send(post(expires=clock.now() + timedelta(hours=1)))
+    await clock.advance(timedelta(hours=2))
+    await adapter.tasks.poll()  # past its deadline: cancelled, not reminded
+    assert wecom.mock.tasks[receipt.task_id].cancelled and settled == [(post().key, "cancelled")]
+    await client.aclose()
+    engine.dispose()

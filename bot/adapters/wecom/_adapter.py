@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import os
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -74,6 +75,8 @@ class WecomAdapter(Adapter):
                  settings: WecomSettings, project: Path) -> None:
         super().__init__(account)
         self.clock, self.client, self.crypt, self.settings, self.project = clock, client, crypt, settings, project
+        self.capabilities = replace(WecomAdapter.capabilities,
+                                    room_quota=RoomQuota(settings.quota_per, settings.quota_limit))
         self.callback = CallbackServer(crypt, self._received, host=settings.callback_host,
                                        port=settings.callback_port, path=settings.callback_path, account=account)
         self._rooms: dict[str, RoomSnapshot] = {}
