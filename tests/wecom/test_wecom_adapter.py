@@ -235,3 +235,19 @@ async def test_tasks_on_postgresql(wecom, tmp_path, postgres_url):
     assert wecom.mock.tasks[receipt.task_id].cancelled and settled == [(post().key, "cancelled")]
     await client.aclose()
     engine.dispose()
+
+
+async def test_a_restart_reuses_a_media_id_still_valid_and_an_edited_image_is_uploaded_again(adapter, wecom, tmp_path):
+    import os
+
+    (tmp_path / "poster.png").write_bytes(b"\x89PNG fake")
+    await adapter.send(post(file="poster.png", key="a"))
+    restarted = WecomAdapter("corp", adapter.clock, client=adapter.client, crypt=adapter.crypt,
+                             settings=adapter.settings, project=tmp_path)
+    restarted.bind(adapter.engine, lambda *args: None)
+    await restarted.sync_rooms()
+    await restarted.send(post(file="poster.png", key="b"))
+    assert len(wecom.mock.called("media/upload")) == 1
+    os.utime(tmp_path / "poster.png", ns=(1, 2_000_000_000_000_000_000))  # the image was replaced
+    await restarted.send(post(file="poster.png", key="c"))
+    assert len(wecom.mock.called("media/upload")) == 2

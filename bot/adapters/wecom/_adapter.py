@@ -46,7 +46,7 @@ from bot.adapters._base import (
 from bot.adapters.wecom._callback import CallbackServer
 from bot.adapters.wecom._client import WecomClient
 from bot.adapters.wecom._crypto import MsgCrypt
-from bot.adapters.wecom._models import WecomWelcome
+from bot.adapters.wecom._models import WecomMedia, WecomWelcome
 from bot.adapters.wecom._tasks import TaskKeeper
 
 if TYPE_CHECKING:
@@ -82,7 +82,6 @@ class WecomAdapter(Adapter):
         self._rooms: dict[str, RoomSnapshot] = {}
         self._members_of: dict[str, dict[str, dict[str, Any]]] = {}
         """Per group, WeCom's member entries (join_time, join_scene, invitor) from groupchat/get."""
-        self._media: dict[tuple[str, float], tuple[str, datetime]] = {}
         self._engine: Engine | None = None
         self.tasks: TaskKeeper | None = None
         self._sink: EventSink | None = None
@@ -278,14 +277,20 @@ class WecomAdapter(Adapter):
         return {"msgtype": "image", "image": {"media_id": await self._media_id(path)}}
 
     async def _media_id(self, path: Path) -> str:
-        """Upload once; reuse the id until shortly before its 3 days run out (then upload again)."""
-        cache_key = (str(path), path.stat().st_mtime)
+        """Upload once; reuse the id (also after a restart) until shortly before its 3 days run out."""
+        mtime_ns = path.stat().st_mtime_ns
         now = self.clock.now()
-        cached = self._media.get(cache_key)
-        if cached is not None and now - cached[1] < MEDIA_LIFETIME - _MEDIA_MARGIN:
-            return cached[0]
+        if self._engine is not None:
+            with Session(self._engine) as session:
+                row = session.get(WecomMedia, (self.account, str(path), mtime_ns))
+                if row is not None and now - row.uploaded_at.astimezone(now.tzinfo) < MEDIA_LIFETIME - _MEDIA_MARGIN:
+                    return row.media_id
         media_id = await self.client.upload_image(path)
-        self._media[cache_key] = (media_id, now)
+        if self._engine is not None:
+            with Session(self._engine) as session:
+                session.merge(WecomMedia(account=self.account, path=str(path), mtime_ns=mtime_ns, media_id=media_id,
+                                         uploaded_at=now))
+                session.commit()
         return media_id
 
     async def _welcome_template(self, text: str) -> None:

@@ -52,3 +52,16 @@ class WecomWelcome(SQLModel, table=True):
     template_id: str
     text: str
     updated_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class WecomMedia(SQLModel, table=True):
+    """An image uploaded with media/upload: its id is reused until shortly before its 3 days run out."""
+
+    __tablename__ = "wecom_media"
+
+    account: str = Field(primary_key=True)
+    path: str = Field(primary_key=True)
+    mtime_ns: int = Field(primary_key=True)
+    """The file's modification time: an edited image is uploaded again."""
+    media_id: str
+    uploaded_at: datetime = Field(sa_type=UTCDateTime)
