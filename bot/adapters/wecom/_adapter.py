@@ -142,10 +142,6 @@ class WecomAdapter(Adapter):
                 await task
         self._loops = []
 
-    async def aclose(self) -> None:
-        await self.stop()
-        await self.client.aclose()
-
     # --- rooms ------------------------------------------------------------------------
 
     async def sync_rooms(self) -> list[RoomSnapshot]:
@@ -191,7 +187,10 @@ class WecomAdapter(Adapter):
     async def translate(self, xml: str) -> list[Event]:
         """One decrypted callback → typed events (change_external_chat); anything else is logged and dropped."""
         root = ElementTree.fromstring(xml)
-        field = lambda name: (root.findtext(name) or "").strip()  # noqa: E731
+
+        def field(name: str) -> str:
+            return (root.findtext(name) or "").strip()
+
         event_name, change = field("Event"), field("ChangeType")
         if field("MsgType") != "event" or event_name != "change_external_chat":
             log.info("account %s: WeCom callback %s/%s acknowledged, not used", self.account,
