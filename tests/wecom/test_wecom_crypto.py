@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from peer import peer, unavailable
+from crypto_peer import peer, unavailable
 
 from bot.adapters.wecom import CallbackRefused, MsgCrypt, signature
 

@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
-from peer import peer, unavailable
+from crypto_peer import peer, unavailable
 from sqlalchemy import create_engine, text
 from sqlmodel import Session, select
 from starlette.testclient import TestClient
