@@ -215,6 +215,7 @@ def test_capabilities_are_declared_and_the_quota_follows_the_console_setting(wec
                           settings=WecomSettings(quota_per="week", quota_limit=1), project=tmp_path).capabilities
     assert (weekly.room_quota.per, weekly.room_quota.limit) == ("week", 1)
     assert WecomAdapter.capabilities.room_quota.per == "month"  # the class default is untouched
+    assert WecomAdapter.capabilities_for(WecomSettings(quota_per="day")).room_quota.per == "day"  # no connection
 
 
 async def test_tasks_on_postgresql(wecom, tmp_path, postgres_url):

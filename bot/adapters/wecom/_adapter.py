@@ -75,8 +75,7 @@ class WecomAdapter(Adapter):
                  settings: WecomSettings, project: Path) -> None:
         super().__init__(account)
         self.clock, self.client, self.crypt, self.settings, self.project = clock, client, crypt, settings, project
-        self.capabilities = replace(WecomAdapter.capabilities,
-                                    room_quota=RoomQuota(settings.quota_per, settings.quota_limit))
+        self.capabilities = self.capabilities_for(settings)
         self.callback = CallbackServer(crypt, self._received, host=settings.callback_host,
                                        port=settings.callback_port, path=settings.callback_path, account=account)
         self._rooms: dict[str, RoomSnapshot] = {}
@@ -88,6 +87,11 @@ class WecomAdapter(Adapter):
         self._inbox: asyncio.Queue[str] = asyncio.Queue()
         self._stopping = asyncio.Event()
         self._loops: list[asyncio.Task[None]] = []
+
+    @classmethod
+    def capabilities_for(cls, settings: WecomSettings) -> Capabilities:
+        """What an account with these settings can do, without connecting (for `qunbot check`)."""
+        return replace(cls.capabilities, room_quota=RoomQuota(settings.quota_per, settings.quota_limit))
 
     @classmethod
     def from_settings(cls, settings: AccountSettings, *, clock: Clock, project: Path,
