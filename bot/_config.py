@@ -94,9 +94,39 @@ class RoomQuotaSettings(_Strict):
     """Posts per period; unset means as many as the period has days (month: 28-31, week: 7, day: 1)."""
 
 
+class WecomSettings(_Strict):
+    """`[accounts.wecom]`: a WeCom (企业微信) corp's customer groups through the official API (docs/wecom.md).
+
+    Secrets stay out of the file: each `*_env` names the environment variable that holds one.
+    """
+
+    corp_id_env: str = "WECOM_CORP_ID"
+    secret_env: str = "WECOM_SECRET"
+    """The 客户联系 secret (管理后台 → 客户与上下游 → 客户联系 → API), not an app's secret."""
+    callback_token_env: str = "WECOM_CALLBACK_TOKEN"
+    aes_key_env: str = "WECOM_ENCODING_AES_KEY"
+    api_base: str = "https://qyapi.weixin.qq.com/cgi-bin"
+    """Where the API is; a proxy (or the test mock) goes here."""
+    callback_host: str = "127.0.0.1"
+    callback_port: int = Field(8471, ge=0, lt=65536)
+    callback_path: str = "/wecom/callback"
+    public_url: str = ""
+    """The callback URL as WeCom reaches it (behind your HTTPS proxy); `qunbot doctor` checks it answers."""
+    callback_max_age: float = Field(300.0, gt=0)
+    """Seconds a callback's timestamp may be off; older ones are refused as replays."""
+    poll_interval: float = Field(60.0, gt=0)
+    """Seconds between two looks at the group-message tasks waiting for the owner."""
+    remind_every: float = Field(3600.0, gt=0)
+    """Seconds between reminders to an owner who has not confirmed a task (at most 3 in 24 h)."""
+    confirm_within: float = Field(86400.0, gt=0)
+    """Seconds a task without a deadline of its own (not from an SOP step) waits for the owner."""
+    welcome_template: bool = True
+    """Make the welcome plugin's greeting the corp's 入群欢迎语 template."""
+
+
 class AccountSettings(_Strict):
     id: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
-    adapter: Literal["simulated", "wechaty"] = "simulated"
+    adapter: Literal["simulated", "wechaty", "wecom"] = "simulated"
     token_env: str = "WECHATY_PUPPET_SERVICE_TOKEN"
     endpoint_env: str = "WECHATY_PUPPET_SERVICE_ENDPOINT"
     authority_env: str = "WECHATY_PUPPET_SERVICE_AUTHORITY"
@@ -114,6 +144,9 @@ class AccountSettings(_Strict):
             raise ValueError(f"emulate only works with adapter = \"simulated\" (account {self.id} uses "
                              f"{self.adapter!r}, which is a real connection)")
         return self
+
+
+    wecom: WecomSettings = WecomSettings()
 
 
 class PluginsSettings(BaseModel):
