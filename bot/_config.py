@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+from datetime import time, timedelta
 from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -195,6 +196,62 @@ class SopSettings(_Strict):
     marketing_share: float = Field(0.2, ge=0, le=1)
 
 
+class RetentionSettings(_Strict):
+    """`[retention]`: how long finished work is kept (bot/_retention.py). Durations like "30d", "12h"."""
+
+    enabled: bool = True
+    sent_texts: str = "30d"
+    """Texts of sent (or failed, skipped) messages are blanked after this; the row and its key stay."""
+    outbox: str = "90d"
+    """Finished outbox rows are deleted after this (counted per day first)."""
+    deliveries: str = "180d"
+    """Finished SOP delivery rows are deleted after this (counted per day first)."""
+    tasks: str = "30d"
+    """Finished plugin timers are deleted after this."""
+    keep_sources: tuple[str, ...] = ("lottery",)
+    """Outbox rows of these plugins are never pruned (a draw is verified against what was posted)."""
+    at: str = "04:30"
+    """Local time of the daily run."""
+    batch: int = Field(2000, ge=100, le=100_000)
+    """Rows per transaction: small, so pruning never holds the database for long."""
+
+    @model_validator(mode="after")
+    def _sane(self) -> RetentionSettings:
+        ages = {name: _age(getattr(self, name)) for name in ("sent_texts", "outbox", "deliveries", "tasks")}
+        if ages["outbox"] < ages["sent_texts"]:
+            raise ValueError("outbox must be at least as long as sent_texts")
+        if min(ages.values()) < timedelta(days=8):
+            raise ValueError("keep finished work at least 8 days (keys must outlive redelivery and catch-up windows)")
+        time.fromisoformat(self.at)
+        return self
+
+    @property
+    def sent_texts_age(self) -> timedelta:
+        return _age(self.sent_texts)
+
+    @property
+    def outbox_age(self) -> timedelta:
+        return _age(self.outbox)
+
+    @property
+    def deliveries_age(self) -> timedelta:
+        return _age(self.deliveries)
+
+    @property
+    def tasks_age(self) -> timedelta:
+        return _age(self.tasks)
+
+    @property
+    def at_time(self) -> time:
+        return time.fromisoformat(self.at)
+
+
+def _age(value: str) -> timedelta:
+    from bot._durations import parse_duration
+
+    return parse_duration(value)
+
+
 class DashboardSettings(_Strict):
     """`qunbot dashboard`: a read-only web page for operators, on this machine only by default."""
 
@@ -215,6 +272,7 @@ class ProjectConfig(_Strict):
     sop: SopSettings = SopSettings()
     cluster: ClusterSettings = ClusterSettings()
     dashboard: DashboardSettings = DashboardSettings()
+    retention: RetentionSettings = RetentionSettings()
     templates_dir: str = "scripts_templates"
     data_dir: str = "data"
 
