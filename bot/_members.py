@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import bindparam, insert, update
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from bot._config import ProjectConfig
 from bot._context import MemberInfo, RoomInfo
@@ -26,7 +26,10 @@ from bot._events import (
     MemberRenamed,
     MembersJoined,
     MembersLeft,
+    RoomCreated,
+    RoomDismissed,
     RoomMessage,
+    RoomOwnerChanged,
     RoomSnapshot,
     RoomTopicChanged,
 )
@@ -34,6 +37,8 @@ from bot._models import Member, Membership, Room
 
 log = logging.getLogger("qunbot.members")
 
+_RECORDED = (MembersJoined, MembersLeft, MemberRenamed, RoomTopicChanged, RoomCreated, RoomOwnerChanged, RoomDismissed)
+"""Events recorded in one transaction with their redelivery mark (a redelivered one changes nothing)."""
 _SPOKE_WRITE_EVERY = timedelta(minutes=10)
 _SPOKE_BATCH = 500
 _ROOM = Room.__table__.c  # type: ignore[attr-defined]
@@ -236,7 +241,7 @@ class Members:
             self._record_speaker(event)
         elif isinstance(event, DirectMessage):
             self._remember_name(event.sender)
-        elif isinstance(event, MembersJoined | MembersLeft | MemberRenamed | RoomTopicChanged):
+        elif isinstance(event, _RECORDED):
             with session_scope(self._engine) as session:
                 if self._claim is not None and not self._claim(session, event):
                     log.info("event %s was recorded already (redelivered); ignored", event.id)
@@ -263,6 +268,16 @@ class Members:
             ms.alias = event.alias
         elif isinstance(event, RoomTopicChanged):
             self._upsert_room(session, event.account, event.room_id, event.topic, None, event.time)
+        elif isinstance(event, RoomCreated | RoomOwnerChanged):
+            self._upsert_room(session, event.account, event.room_id, getattr(event, "topic", None) or None,
+                              event.owner_id, event.time)
+            if event.owner_id:
+                self._admins.setdefault(event.room_id, set()).add(event.owner_id)
+        elif isinstance(event, RoomDismissed):
+            session.execute(update(Membership).where(Membership.room_id == event.room_id,
+                                                     col(Membership.left_at).is_(None))
+                            .values(left_at=event.time, is_admin=False))
+            self._admins.pop(event.room_id, None)
 
     def _record_speaker(self, event: RoomMessage) -> None:
         key = (event.room_id, event.sender.id)

@@ -79,6 +79,7 @@ plugin = Plugin(
     usage="发送「签到」每日签到；「积分」查看积分和等级；「排行榜」；「积分商城」查看可兑换的奖品，「兑换 奖品名」",
     config=PointsConfig,
     migrations=MIGRATIONS,
+    needs={"read_room_messages"},
 )
 service = PointsService()
 plugin.service = service
