@@ -121,6 +121,8 @@ class WecomSettings(_Strict):
     """Seconds between reminders to an owner who has not confirmed a task (at most 3 in 24 h)."""
     confirm_within: float = Field(86400.0, gt=0)
     """Seconds a task without a deadline of its own (not from an SOP step) waits for the owner."""
+    batch_window: float = Field(2.0, ge=0)
+    """Seconds a post's rooms wait for the rest of its fan-out before each owner's rooms become one task."""
     welcome_template: bool = True
     """Make the welcome plugin's greeting the corp's 入群欢迎语 template."""
 

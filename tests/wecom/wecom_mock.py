@@ -76,11 +76,12 @@ class WecomMock:
         self.groups[chat_id]["member_list"].append({"userid": userid, "type": 2, "join_time": int(time.time()),
                                                     "join_scene": 1, "invitor": {"userid": invitor}, "name": name})
 
-    def confirm(self, msgid: str, status: int = 1) -> None:
-        """The owner taps 发送 in the WeCom app: every group of the task gets `status` (1 sent)."""
+    def confirm(self, msgid: str, status: int = 1, *, except_for: dict[str, int] | None = None) -> None:
+        """The owner taps 发送 in the WeCom app: every group of the task gets `status` (1 sent), those in
+        `except_for` their own (2 not a friend, 3 already got a group message today)."""
         task = self.tasks[msgid]
+        task.results = {**dict.fromkeys(task.chat_ids, status), **(except_for or {})}
         task.confirmed_at = int(time.time())
-        task.results = dict.fromkeys(task.chat_ids, status)
 
     def expire_tokens(self) -> None:
         for token in self._tokens:
