@@ -193,6 +193,9 @@ async def test_a_room_handed_over_after_the_grace_ran_out_is_skipped_not_sent(wo
     for _ in range(3):
         await clock.advance(timedelta(minutes=5))
         await account.adapter.tasks.poll()
+        if wecom.mock.rate_limited:  # refused: tried again at the regular poll, not in a tight loop
+            assert account.adapter.tasks.next_due() is None
+    assert len(wecom.mock.called("externalcontact/add_msg_template")) == 1  # later rounds were past the grace
     assert wecom.mock.tasks == {}
     assert set(statuses(engine).values()) == {"skipped"}
     with Session(engine) as session:

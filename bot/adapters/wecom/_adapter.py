@@ -324,10 +324,15 @@ class WecomAdapter(Adapter):
         while not self._stopping.is_set():
             wait = self._poll_wait(next_poll)
             if wait > 0:
-                with contextlib.suppress(TimeoutError):
+                try:
                     await asyncio.wait_for(self._wake.wait(), timeout=wait)
-                self._wake.clear()
-                continue
+                except TimeoutError:
+                    pass  # the time came: look now
+                else:
+                    self._wake.clear()
+                    continue  # a room was handed over (or stop): work out when to look again
+            if self._stopping.is_set():
+                break
             next_poll = self.clock.now() + timedelta(seconds=self.settings.poll_interval)
             if self.tasks is None:
                 continue

@@ -69,12 +69,16 @@ class TaskKeeper:
                                                                WecomTaskRoom.key == key)).first() is not None
 
     def next_due(self) -> datetime | None:
-        """When something is due: a queued batch's window ends, or a waiting task's deadline comes."""
+        """When something is due: a queued batch's window ends, or a waiting task's deadline comes.
+
+        A batch WeCom refused and a deadline already past (its cancel failed) wait for the regular poll,
+        so a lasting error is not retried in a tight loop."""
         with Session(self.engine) as session:
             deadline = session.exec(select(func.min(WecomTask.deadline)).where(
-                WecomTask.account == self.account, WecomTask.status == "waiting")).one()
+                WecomTask.account == self.account, WecomTask.status == "waiting",
+                col(WecomTask.deadline) > self.clock.now())).one()
             newest = session.exec(select(func.max(WecomTaskRoom.created_at)).where(
-                WecomTaskRoom.account == self.account, WecomTaskRoom.status == "queued")
+                WecomTaskRoom.account == self.account, WecomTaskRoom.status == "queued", WecomTaskRoom.detail == "")
                 .group_by(col(WecomTaskRoom.sender), col(WecomTaskRoom.batch))).all()
         times = [t.astimezone(self.clock.tz) for t in (deadline, *(n + self.window for n in newest)) if t]
         return min(times, default=None)
