@@ -1,0 +1,188 @@
+"""Balancing accounts over processes: the fair-share rule, the batch claim, and nodes driven heartbeat by heartbeat.
+
+The nodes here run in one process on one database with every heartbeat called by the test (no timers),
+so each step of a rebalance is deterministic; `test_fleet.py` does the same with real processes.
+"""
+
+from __future__ import annotations
+
+import textwrap
+import threading
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import select, update
+from sqlmodel import SQLModel
+
+from bot._balance import Membership, fair_shares, request_drain
+from bot._clock import RealClock
+from bot._config import load_config
+from bot._db import make_engine
+from bot._events import MemberRef
+from bot._lease import claim
+from bot._models import AccountLease, ClusterNode
+from bot._runtime import Runtime
+from bot._serve import Node
+from bot.adapters.simulated import SimulatedAdapter
+
+ACCOUNTS = [f"a{n:02d}" for n in range(40)]
+
+
+def test_fair_shares_are_floor_or_ceil_and_the_extra_goes_to_who_holds_most():
+    assert fair_shares(40, {"n1": 40, "n2": 0, "n3": 0, "n4": 0}) == {"n1": 10, "n2": 10, "n3": 10, "n4": 10}
+    shares = fair_shares(40, {"n1": 10, "n2": 10, "n3": 10})
+    assert sorted(shares.values()) == [13, 13, 14] and shares["n1"] == 14  # a tie goes by name
+    assert fair_shares(40, {"n1": 13, "n2": 14, "n3": 13}) == {"n1": 13, "n2": 14, "n3": 13}  # settled: no move
+    assert fair_shares(3, {"b": 0, "a": 1}) == {"a": 2, "b": 1}
+    assert fair_shares(1, {"standby": 0, "holder": 1}) == {"holder": 1, "standby": 0}
+    assert fair_shares(5, {}) == {}
+
+
+def test_a_batch_claim_by_racing_processes_takes_each_account_once(pg_url):
+    SQLModel.metadata.create_all(make_engine(pg_url))
+    engines = [make_engine(pg_url) for _ in range(8)]
+    barrier = threading.Barrier(len(engines))
+    taken: dict[str, list[str]] = {}
+
+    def race(n: int) -> None:
+        barrier.wait()
+        taken[f"p{n}"] = list(claim(engines[n], f"p{n}", ACCOUNTS, limit=7, ttl=30))
+
+    threads = [threading.Thread(target=race, args=(n,)) for n in range(len(engines))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    every = [a for accounts in taken.values() for a in accounts]
+    assert sorted(every) == ACCOUNTS  # 8 × 7 ≥ 40: all taken, none twice
+    assert max(len(accounts) for accounts in taken.values()) <= 7  # bounded batches
+    assert claim(engines[0], "late", ACCOUNTS, limit=40, ttl=30) == {}  # nothing free while the leases live
+    with engines[0].connect() as conn:
+        owners = dict(conn.execute(select(AccountLease.account, AccountLease.owner)).all())
+    assert {a: owners[a] for a in every} == {a: p for p, accounts in taken.items() for a in accounts}
+
+
+def project(tmp_path, accounts: list[str]):
+    (tmp_path / "scripts_templates").mkdir(exist_ok=True)
+    (tmp_path / "qunbot.toml").write_text(textwrap.dedent(f"""
+        [database]
+        url = "sqlite:///{tmp_path}/bot.db"
+        [cluster]
+        lease_ttl = 600
+        heartbeat = 60
+    """) + "".join(f'[[accounts]]\nid = "{a}"\n' for a in accounts), encoding="utf-8")
+    return tmp_path
+
+
+def node(path, name: str) -> Node:
+    config = load_config(path)
+    clock = RealClock(config.bot.tz)
+    adapters = {a.id: SimulatedAdapter(a.id, clock, bot=MemberRef(f"bot-{a.id}", "小完子")) for a in config.accounts}
+    return Node(Runtime(path, config, clock=clock, adapters=adapters), owner=name)
+
+
+def holdings(engine) -> dict[str, str]:
+    """Account -> owner of its live lease, as the database shows it."""
+    now = datetime.now(UTC)
+    with engine.connect() as conn:
+        return dict(conn.execute(select(AccountLease.account, AccountLease.owner)
+                                 .where(AccountLease.expires_at > now)).all())
+
+
+async def settle(nodes: list[Node], rounds: int = 6) -> int:
+    """Heartbeat every node in turn until nothing moves; returns how many rounds moved something."""
+    for moving in range(rounds):
+        before = [set(n.rt.active) for n in nodes]
+        for n in nodes:
+            await n.heartbeat()
+            active = [a for n in nodes for a in n.rt.active]
+            assert len(active) == len(set(active)), "an account runs in two nodes"
+        if [set(n.rt.active) for n in nodes] == before:
+            return moving
+    raise AssertionError(f"still moving after {rounds} rounds: {[len(n.rt.active) for n in nodes]}")
+
+
+def kill(engine, name: str) -> None:
+    """What `kill -9` plus `lease_ttl` do to the database: the node's row and leases expire."""
+    past = datetime.now(UTC) - timedelta(seconds=1)
+    with engine.begin() as conn:
+        conn.execute(update(AccountLease).where(AccountLease.owner == name).values(expires_at=past))
+        conn.execute(update(ClusterNode).where(ClusterNode.node == name).values(expires_at=past))
+
+
+async def test_nodes_balance_after_start_a_kill_and_an_addition_moving_only_what_they_must(tmp_path):
+    path = project(tmp_path, ACCOUNTS)
+    nodes = [node(path, f"n{i}") for i in range(1, 5)]
+    dead: Node | None = None
+    try:
+        for n in nodes:
+            await n.start()
+        assert len(nodes[0].rt.active) == 40  # alone at its start, the first takes everything
+        engine = nodes[0].rt.engine
+        assert await settle(nodes) <= 2
+        assert Counter(holdings(engine).values()) == {"n1": 10, "n2": 10, "n3": 10, "n4": 10}
+        assert all(len(n.rt.active) == 10 for n in nodes)
+
+        before = holdings(engine)
+        dead = nodes.pop()
+        for account in list(dead.rt.active):  # its process is gone: nothing of it runs any more
+            await dead.rt.stop_account(account)
+        kill(engine, "n4")
+        assert await settle(nodes) <= 2
+        after = holdings(engine)
+        assert sorted(Counter(after.values()).values()) == [13, 13, 14]
+        assert sum(before[a] != after[a] for a in ACCOUNTS) == 10  # only the dead node's accounts moved
+
+        before = after
+        nodes.append(node(path, "n5"))
+        await nodes[-1].start()
+        assert await settle(nodes) <= 2
+        after = holdings(engine)
+        assert Counter(after.values()) == {"n1": 10, "n2": 10, "n3": 10, "n5": 10}
+        assert sum(before[a] != after[a] for a in ACCOUNTS) == 10  # 4 + 3 + 3 moved to the newcomer
+        assert sorted(a for n in nodes for a in n.rt.active) == ACCOUNTS
+    finally:
+        for n in nodes + ([dead] if dead else []):
+            await n.stop()
+
+
+async def test_a_draining_node_hands_everything_over_then_says_it_is_done(tmp_path):
+    path = project(tmp_path, ACCOUNTS[:6])
+    nodes = [node(path, f"n{i}") for i in range(1, 4)]
+    try:
+        for n in nodes:
+            await n.start()
+        await settle(nodes)
+        assert [len(n.rt.active) for n in nodes] == [2, 2, 2]
+        nodes[0].drain()
+        await nodes[0].heartbeat()
+        assert nodes[0].rt.active == set() and not nodes[0].drained  # released; the others have not taken them yet
+        for n in nodes[1:]:
+            await n.heartbeat()
+        assert [len(n.rt.active) for n in nodes[1:]] == [3, 3]
+        await nodes[0].heartbeat()
+        assert nodes[0].drained
+
+        assert request_drain(nodes[1].rt.engine, "n2") == ["n2"]  # what `qunbot run --drain n2` does
+        for n in nodes[1:]:
+            await n.heartbeat()
+        assert nodes[1].draining and nodes[1].rt.active == set() and len(nodes[2].rt.active) == 6
+    finally:
+        for n in nodes:
+            await n.stop()
+
+
+async def test_a_clean_stop_leaves_the_fleet_so_the_others_take_the_share_at_once(tmp_path):
+    path = project(tmp_path, ACCOUNTS[:4])
+    one, two = node(path, "one"), node(path, "two")
+    await one.start()
+    await two.start()
+    try:
+        await settle([one, two])
+        assert len(one.rt.active) == len(two.rt.active) == 2
+        await one.stop()
+        assert Membership(two.rt.engine, "two", 600).beat().nodes == {"two": 2}
+        await two.heartbeat()
+        assert len(two.rt.active) == 4
+    finally:
+        await two.stop()
