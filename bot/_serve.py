@@ -27,6 +27,9 @@ from bot._runtime import Runtime
 from bot._simulation import Component, build_components
 
 log = logging.getLogger("qunbot.serve")
+CLAIM_BATCH = 5
+"""Accounts claimed at a time: the fleet is looked at again between batches, so a process alone at
+its start does not take everything while the others are still starting."""
 
 
 def default_owner(node: str = "") -> str:
@@ -60,7 +63,7 @@ class Node:
         self.components = build_components(self.rt)
         for component in self.components:
             await component.start(self.rt)
-        log.info("node %s: holding %s; lease %.0fs, heartbeat %.0fs", self.owner,
+        log.info("node %s: holding %s; lease %gs, heartbeat %gs", self.owner,
                  ", ".join(sorted(self.rt.active)) or "no account yet (standby)", self.settings.lease_ttl,
                  self.settings.heartbeat)
 
@@ -107,13 +110,9 @@ class Node:
     async def heartbeat(self) -> None:
         """Renew what this process holds, then claim up to its fair share or hand the excess over."""
         await self._renew_all()
-        try:
-            view = self.membership.beat(draining=self.draining)
-        except SQLAlchemyError as err:
-            log.warning("node %s: cannot reach the fleet table (%s)", self.owner, str(err).splitlines()[0])
+        view = self._beat()
+        if view is None:
             return
-        if view.draining and not self.draining:
-            self.drain()
         for account in [a for a, lease in self.leases.items() if lease.epoch is not None and a not in self.rt.active]:
             await self._hand_over(account)  # a hand-over that waited for a send in flight
         held = sorted(a for a, lease in self.leases.items() if lease.epoch is not None)
@@ -121,11 +120,17 @@ class Node:
         if len(held) > share:
             for account in held[share:]:
                 await self._hand_over(account)
-                await self._renew_all()
-        elif len(held) < share:
-            await self._claim(share - len(held))
-        if self.draining:
+                await self._renew_all(due_only=True)
+        while view is not None and (wanted := self.share(view, self.holding) - self.holding) > 0:
+            if not await self._claim(min(wanted, CLAIM_BATCH)):
+                break
+            view = self._beat()  # starting accounts takes time: others may have joined meanwhile
+        if self.draining and view is not None:
             self._check_drained(view)
+
+    @property
+    def holding(self) -> int:
+        return sum(lease.epoch is not None for lease in self.leases.values())
 
     def share(self, view: FleetView, holding: int) -> int:
         """This process's fair share, given the fleet it saw and what it holds now (0 while draining)."""
@@ -133,25 +138,38 @@ class Node:
             return 0
         return fair_shares(len(self.leases), {**view.nodes, self.owner: holding})[self.owner]
 
-    async def _claim(self, wanted: int) -> None:
+    def _beat(self) -> FleetView | None:
+        try:
+            view = self.membership.beat(draining=self.draining)
+        except SQLAlchemyError as err:
+            log.warning("node %s: cannot reach the fleet table (%s)", self.owner, str(err).splitlines()[0])
+            return None
+        if view.draining and not self.draining:
+            self.drain()
+        return view
+
+    async def _claim(self, wanted: int) -> int:
+        """Claim a bounded batch of free accounts and start them; returns how many were taken."""
         free = [a for a, lease in self.leases.items() if lease.epoch is None]
         asked = time.monotonic()
         try:
             taken = claim(self.rt.engine, self.owner, free, limit=wanted, ttl=self.settings.lease_ttl)
         except SQLAlchemyError as err:
             log.warning("node %s: cannot claim accounts (%s)", self.owner, str(err).splitlines()[0])
-            return
+            return 0
         for account, epoch in sorted(taken.items()):
             self.leases[account].adopt(epoch, asked)
         for account in sorted(taken):
             await self._take(account, self.leases[account])
-            await self._renew_all()  # starting an account takes time; keep the others' leases fresh
+            await self._renew_all(due_only=True)  # starting an account takes time; keep the others' leases fresh
+        return len(taken)
 
     async def _hand_over(self, account: str) -> None:
         """Stop sending, let the send in flight finish and be recorded, then release the lease."""
         lease = self.leases[account]
         if account in self.rt.active:
-            log.info("account %s: handing it over to another process (fair share)", account)
+            log.info("account %s: handing it over to another process (%s)", account,
+                     "draining" if self.draining else "fair share")
             await self.rt.stop_account(account)
         if not self.rt.outbox(account).idle:
             log.warning("account %s: a send is still in flight; the lease is kept until it is recorded", account)
@@ -180,9 +198,10 @@ class Node:
                 log.warning("node %s: drained: every account runs on another process (%d)", self.owner, len(others))
             self.drained = True
 
-    async def _renew_all(self) -> None:
+    async def _renew_all(self, *, due_only: bool = False) -> None:
+        """Renew every lease held (`due_only`: those past half their time, between account starts)."""
         for account, lease in self.leases.items():
-            if lease.epoch is None:
+            if lease.epoch is None or (due_only and lease.remaining > lease.ttl / 2):
                 continue
             try:
                 await self._renew(account, lease)
