@@ -148,21 +148,22 @@ class Node:
             self.drain()
         return view
 
-    async def _claim(self, wanted: int) -> int:
-        """Claim a bounded batch of free accounts and start them; returns how many were taken."""
+    async def _claim(self, wanted: int) -> bool:
+        """Claim a bounded batch of free accounts and start them; False if none was free or one failed to start."""
         free = [a for a, lease in self.leases.items() if lease.epoch is None]
         asked = time.monotonic()
         try:
             taken = claim(self.rt.engine, self.owner, free, limit=wanted, ttl=self.settings.lease_ttl)
         except SQLAlchemyError as err:
             log.warning("node %s: cannot claim accounts (%s)", self.owner, str(err).splitlines()[0])
-            return 0
+            return False
         for account, epoch in sorted(taken.items()):
             self.leases[account].adopt(epoch, asked)
+        started = 0
         for account in sorted(taken):
-            await self._take(account, self.leases[account])
+            started += await self._take(account, self.leases[account])
             await self._renew_all(due_only=True)  # starting an account takes time; keep the others' leases fresh
-        return len(taken)
+        return bool(taken) and started == len(taken)
 
     async def _hand_over(self, account: str) -> None:
         """Stop sending, let the send in flight finish and be recorded, then release the lease."""
@@ -220,7 +221,7 @@ class Node:
         log.error("account %s: lease lost to %s; stopping the account here", account, holder[0] if holder else "?")
         await self.rt.stop_account(account)
 
-    async def _take(self, account: str, lease: Lease) -> None:
+    async def _take(self, account: str, lease: Lease) -> bool:
         log.info("account %s: lease taken (epoch %d); starting it", account, lease.epoch)
         try:
             await self.rt.start_account(account)
@@ -232,5 +233,6 @@ class Node:
                 raise
             log.error("account %s: could not start (%s); lease released, trying again next heartbeat", account,
                       str(err).splitlines()[0])
-            return
+            return False
         log.info("account %s: running on %s", account, self.owner)
+        return True

@@ -12,6 +12,7 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import OperationalError
 from sqlmodel import SQLModel
 
 from bot._balance import Membership, fair_shares, request_drain
@@ -186,3 +187,24 @@ async def test_a_clean_stop_leaves_the_fleet_so_the_others_take_the_share_at_onc
         assert len(two.rt.active) == 4
     finally:
         await two.stop()
+
+
+async def test_an_account_that_cannot_start_is_released_and_the_heartbeat_goes_on(tmp_path, monkeypatch):
+    path = project(tmp_path, ACCOUNTS[:8])
+    one = node(path, "one")
+    start_account = one.rt.start_account
+
+    async def flaky(account: str) -> None:
+        if account == "a03":
+            raise OperationalError("SELECT 1", {}, Exception("server closed the connection"))
+        await start_account(account)
+
+    monkeypatch.setattr(one.rt, "start_account", flaky)
+    try:
+        await one.start()  # one heartbeat: a03 fails, its lease goes back, the others of its batch run
+        assert "a03" not in one.rt.active and one.leases["a03"].epoch is None
+        await one.heartbeat()
+        assert one.rt.active == set(ACCOUNTS[:8]) - {"a03"}
+        assert "a03" not in holdings(one.rt.engine)
+    finally:
+        await one.stop()
