@@ -6,11 +6,18 @@ so each step of a rebalance is deterministic; `test_fleet.py` does the same with
 
 from __future__ import annotations
 
+import asyncio
+import json
+import signal
+import subprocess
+import sys
 import textwrap
 import threading
+import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
+from click.testing import CliRunner
 from sqlalchemy import select, update
 from sqlalchemy.exc import OperationalError
 from sqlmodel import SQLModel
@@ -25,6 +32,7 @@ from bot._models import AccountLease, ClusterNode
 from bot._runtime import Runtime
 from bot._serve import Node
 from bot.adapters.simulated import SimulatedAdapter
+from bot.cli import main
 
 ACCOUNTS = [f"a{n:02d}" for n in range(40)]
 
@@ -208,3 +216,49 @@ async def test_an_account_that_cannot_start_is_released_and_the_heartbeat_goes_o
         assert "a03" not in holdings(one.rt.engine)
     finally:
         await one.stop()
+
+
+async def test_qunbot_run_drain_asks_the_named_process_to_drain_and_waits_until_it_has_stopped(tmp_path):
+    path = project(tmp_path, ACCOUNTS[:4])
+    web1, web2 = node(path, "web-1/101/aaaaaa"), node(path, "web-2/202/bbbbbb")
+    for n in (web1, web2):
+        await n.start()
+    runner = CliRunner()
+    try:
+        await settle([web1, web2])
+        missing = runner.invoke(main, ["--project", str(path), "run", "--drain", "web-9"])
+        assert missing.exit_code == 1 and "no running process whose name starts with 'web-9'" in missing.output
+        asking = asyncio.ensure_future(asyncio.to_thread(
+            runner.invoke, main, ["--project", str(path), "run", "--drain", "web-1"]))
+        began = time.monotonic()
+        while not web1.drained:  # the two nodes' heartbeats, as their serve loops would run them
+            assert time.monotonic() - began < 30, "web-1 never drained"
+            await web1.heartbeat()
+            await web2.heartbeat()
+            await asyncio.sleep(0.05)
+        await web1.stop()  # what `qunbot run` does once `serve` returns
+        result = await asking
+        assert result.exit_code == 0, result.output
+        assert "drained: web-1/101/aaaaaa" in result.output
+        assert len(web2.rt.active) == 4 and web1.rt.active == set()
+    finally:
+        for n in (web1, web2):
+            await n.stop()
+
+
+def test_sigusr1_drains_qunbot_run_which_then_exits_cleanly(tmp_path):
+    project = tmp_path / "proj"
+    project.mkdir()
+    (project / "qunbot.toml").write_text('[database]\nurl = "sqlite:///data/bot.db"\n', encoding="utf-8")
+    proc = subprocess.Popen([sys.executable, "-m", "bot.cli", "--project", str(project), "--log-json", "run"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None
+    for line in proc.stderr:  # blocks until the bot says it runs: no sleeping
+        if json.loads(line)["message"].startswith("running"):
+            break
+    proc.send_signal(signal.SIGUSR1)
+    rest = [json.loads(line)["message"] for line in proc.stderr.read().splitlines()]
+    assert proc.wait(timeout=30) == 0
+    assert any("draining: handing every account" in m for m in rest)
+    assert any(m.startswith("node ") and " drained" in m for m in rest)
+    assert "stopping" in rest
