@@ -21,6 +21,7 @@ from bot._events import (
     TimerFired,
 )
 from bot._migrations import Migration
+from bot._models import OutboxMessage
 from bot._plugin import Matcher, Plugin
 from bot._rules import (
     EVERYONE,
@@ -35,7 +36,9 @@ from bot._rules import (
 )
 from bot._templates import Rendered, TemplateError
 from bot._unique import insert_unique
+from bot._watched import WatchedFile
 from bot._yaml import YamlDoc, YamlError, load_yaml, pydantic_error_to_yaml_error
+from bot.adapters._base import Capabilities, RoomQuota
 
 __version__ = "0.1.0"
 
@@ -44,6 +47,7 @@ __all__ = [
     "OPERATOR",
     "ROOM_ADMIN",
     "ActionInvoked",
+    "Capabilities",
     "ConfigError",
     "Context",
     "DirectMessage",
@@ -56,6 +60,7 @@ __all__ = [
     "MembersLeft",
     "MembershipInfo",
     "Migration",
+    "OutboxMessage",
     "Outgoing",
     "Permission",
     "Plugin",
@@ -63,11 +68,13 @@ __all__ = [
     "Rendered",
     "RoomInfo",
     "RoomMessage",
+    "RoomQuota",
     "RoomTopicChanged",
     "Rule",
     "TemplateError",
     "TimerFired",
     "UTCDateTime",
+    "WatchedFile",
     "YamlDoc",
     "YamlError",
     "dialect_insert",

@@ -7,8 +7,10 @@ commits its state and its messages together.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -17,12 +19,15 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel
 from sqlmodel import Session
 
+from bot._entropy import secret_hex
 from bot._events import DirectMessage, Event, MemberRef, RoomMessage, TimerFired
 from bot._models import Membership
+from bot.adapters._base import Capabilities
 
 if TYPE_CHECKING:
     from bot._plugin import Plugin
     from bot._runtime import Runtime
+    from bot.adapters._base import Capabilities
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +146,16 @@ class Context:
         who = member_id or self.member_id
         return room is not None and who is not None and self._rt.members.is_admin(room, who)
 
+    def room_admins(self, room_id: str | None = None) -> list[str]:
+        """Member ids of the room's admins (the owner included), e.g. to tell them what the bot cannot do."""
+        room = room_id or self.room_id
+        return [] if room is None else self._rt.members.admins(room)
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """What this account's transport can do: ask this, never which adapter it is."""
+        return self._rt.adapters[self.account].capabilities
+
     def member_info(self, member_id: str, room_id: str | None = None) -> MemberInfo:
         return self._rt.members.member_info(member_id, room_id or self.room_id)
 
@@ -179,6 +194,10 @@ class Context:
     def config(self) -> Any:
         """This plugin's validated config for this room (`[plugins.x]` merged with room overrides)."""
         return self._rt.plugin_config(self.plugin.name, self.room_id)
+
+    def config_of(self, plugin_name: str) -> Any:
+        """Another enabled plugin's validated config for this room (e.g. the guard's rules, for the FAQ)."""
+        return self._rt.plugin_config(plugin_name, self.room_id)
 
     @property
     def project(self) -> Path:
@@ -220,26 +239,29 @@ class Context:
         return self._rt.renderer.render(template, **base)
 
     async def reply(self, text: str | None = None, *, template: str | None = None, mention: bool = True,
-                    file: str | None = None, **variables: Any) -> None:
-        """Answer where the event came from: in the room with an @ of the sender, or privately."""
+                    file: str | None = None, **variables: Any) -> bool:
+        """Answer where the event came from: in the room with an @ of the sender, or privately.
+
+        False if the account cannot send it (a file on an account that cannot send files): see `say`."""
         if self.room_id is None and self.member_id is None:
             raise RuntimeError("this context has no room or member to reply to")
         mentions = (self.member_id,) if mention and self.room_id and self.member_id else ()
-        await self.say(text, template=template, mentions=mentions, file=file, **variables)
+        return await self.say(text, template=template, mentions=mentions, file=file, **variables)
 
     async def say(self, text: str | None = None, *, template: str | None = None, room: str | None = None,
                   to: str | None = None, mentions: tuple[str, ...] | list[str] = (), file: str | None = None,
-                  key: str | None = None, expires_at: datetime | None = None, **variables: Any) -> None:
+                  key: str | None = None, expires_at: datetime | None = None, **variables: Any) -> bool:
         """Queue a message to a room (default: this room) or a member (`to`), paced by the outbox.
 
         Give `text` or a `template`; @-names for `mentions` missing from the text are prepended.
+        False if this account cannot send it at all (the reason is logged and kept with the message).
         """
-        self.queue(text, template=template, room=room, to=to, mentions=mentions, file=file, key=key,
-                   expires_at=expires_at, **variables)
+        return self.queue(text, template=template, room=room, to=to, mentions=mentions, file=file, key=key,
+                          expires_at=expires_at, **variables)
 
     def queue(self, text: str | None = None, *, template: str | None = None, room: str | None = None,
               to: str | None = None, mentions: tuple[str, ...] | list[str] = (), file: str | None = None,
-              key: str | None = None, expires_at: datetime | None = None, **variables: Any) -> None:
+              key: str | None = None, expires_at: datetime | None = None, **variables: Any) -> bool:
         """`say` for synchronous code (a service called from a handler): the message commits with the handler."""
         if (text is None) == (template is None):
             raise ValueError("say() takes exactly one of text or template")
@@ -254,7 +276,7 @@ class Context:
         all_mentions = tuple(dict.fromkeys([*mentions, *found])) if room else ()
         body = self._rt.members.with_mentions(text or "", all_mentions, room)
         self._sends += 1
-        self._rt.outbox(self.account).enqueue(
+        refused = self._rt.outbox(self.account).enqueue(
             self.db,
             key=key or f"{self._key_base()}:{self._sends}",
             text=body,
@@ -265,27 +287,64 @@ class Context:
             source=self.plugin.name,
             expires_at=expires_at,
         )
+        return refused is None
 
-    async def remove_member(self, member_id: str, *, room: str | None = None, key: str | None = None) -> None:
-        """Remove a member from a room (default: this room), paced like a message."""
-        await self._room_action("remove_member", room, key, member_id=member_id)
+    async def remove_member(self, member_id: str, *, room: str | None = None, key: str | None = None) -> bool:
+        """Remove a member from a room (default: this room), paced like a message.
 
-    async def set_topic(self, topic: str, *, room: str | None = None, key: str | None = None) -> None:
-        """Change a room's name (topic), paced like a message."""
-        await self._room_action("set_topic", room, key, text=topic)
+        False if this account cannot remove members (WeCom's official API): nothing is done, and it says so."""
+        return await self._room_action("remove_member", room, key, member_id=member_id)
+
+    async def set_topic(self, topic: str, *, room: str | None = None, key: str | None = None) -> bool:
+        """Change a room's name (topic), paced like a message. False if this account cannot."""
+        return await self._room_action("set_topic", room, key, text=topic)
 
     async def _room_action(self, action: str, room: str | None, key: str | None, *, text: str = "",
-                           member_id: str | None = None) -> None:
+                           member_id: str | None = None) -> bool:
         room = room or self.room_id
         if room is None:
             raise ValueError(f"{action} needs a room")
         self._sends += 1
-        self._rt.outbox(self.account).enqueue(
+        refused = self._rt.outbox(self.account).enqueue(
             self.db, key=key or f"{self._key_base()}:{self._sends}", text=text, room_id=room, action=action,
             member_id=member_id, source=self.plugin.name)
+        return refused is None
+
+    def set_welcome_template(self, text: str) -> None:
+        """Make `text` the account's platform-side welcome (where `capabilities.welcome_by_template`).
+
+        WeCom: the corp's 入群欢迎语 template, `%NICKNAME%` standing for the newcomer. Queued through the
+        outbox once per text (a changed text edits the template).
+        """
+        digest = hashlib.sha1(text.encode()).hexdigest()[:16]
+        self._rt.outbox(self.account).enqueue(self.db, key=f"welcome_template:{digest}", text=text, to=self.account,
+                                              action="welcome_template", source=self.plugin.name)
 
     def _key_base(self) -> str:
         return f"{self.event.id}:{self.plugin.name}"
+
+    def secret_hex(self, label: str) -> str:
+        """A secret of 32 random bytes in hex: OS randomness under `qunbot run`; in a simulation (which has a
+        scenario `seed`) derived from that seed and `label`, so a rerun repeats it. Labels must differ per value."""
+        return secret_hex(self._rt.seed, label)
+
+    def in_background(self, work: Awaitable[Mapping[str, Any] | None], *, then: str, key: str | None = None) -> None:
+        """Run slow outside work (an HTTP call) off the event path, so other messages are not kept waiting.
+
+        When `work` finishes, its result (a dict; None for nothing more) becomes the params of this plugin's
+        `@plugin.action(then)`, run in this room. `work` must not use this context's `db` (it is closed by then).
+        """
+        if then not in self.plugin.actions:
+            raise ValueError(f"plugin {self.plugin.name} has no action named {then!r}")
+        self._rt.run_in_background(work, account=self.account, plugin_name=self.plugin.name, then=then,
+                                   room_id=self.room_id, key=key or f"{self._key_base()}:{then}")
+
+    def render_string(self, source: str, /, *, name: str = "<inline>", **variables: Any) -> Any:
+        """Render template text an admin wrote in a data file (e.g. an FAQ answer), with the standard variables."""
+        base: dict[str, Any] = {"member": self.member, "room": self.room, "now": self.now, "config": self.config,
+                                "bot_name": self.bot_name}
+        base.update(variables)
+        return self._rt.renderer.render_string(source, name=name, **base)
 
     # --- durable timers -----------------------------------------------------------
 

@@ -64,7 +64,11 @@ class BotHarness:
         if bot_name is not None:
             overrides["bot"] = {"name": bot_name}
         raw = _merge(_merge(raw, overrides), settings or {})
-        raw.pop("accounts", None)
+        accounts = raw.pop("accounts", None)  # one simulated account, emulating what the first one can do
+        kept = {key: value for key, value in (accounts or [{}])[0].items()
+                if key in ("emulate", "room_quota", "max_rooms_per_post")}
+        if kept:
+            raw["accounts"] = [{"id": "default", **kept}]
         self.config: ProjectConfig = parse_config(raw)
         when = datetime.fromisoformat(start) if isinstance(start, str) else start
         self.sim = Simulation(self.project, start=when, config=self.config, db_url=db_url,
@@ -118,8 +122,9 @@ class BotHarness:
     # --- what members do ------------------------------------------------------------------
 
     async def say(self, room: str, member: str, text: str, *, mentions: Iterable[str] = (),
-                  drain: bool = True) -> None:
-        await self.sim.adapter.say(room, member, text, mentions=mentions)
+                  file: str | None = None, kind: str | None = None, drain: bool = True) -> None:
+        """A member speaks; `file` (a path in the project) sends an image, `kind` a card ("mini_program" …)."""
+        await self.sim.adapter.say(room, member, text, mentions=mentions, file=file, kind=kind)
         if drain:
             await self.drain()
 
