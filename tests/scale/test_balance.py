@@ -262,3 +262,57 @@ def test_sigusr1_drains_qunbot_run_which_then_exits_cleanly(tmp_path):
     assert any("draining: handing every account" in m for m in rest)
     assert any(m.startswith("node ") and " drained" in m for m in rest)
     assert "stopping" in rest
+
+
+class GatedAdapter(SimulatedAdapter):
+    """A send that does not come back until the test opens the gate (WeChat slow to acknowledge)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.gate = asyncio.Event()
+        self.gate.set()
+        self.in_send = asyncio.Event()
+
+    async def send(self, message) -> None:
+        self.in_send.set()
+        await self.gate.wait()
+        await super().send(message)
+
+
+async def test_a_hand_over_keeps_the_lease_until_the_send_in_flight_is_recorded(tmp_path, monkeypatch):
+    path = project(tmp_path, ["a0", "a1"])
+    one = node(path, "one")
+    slow = GatedAdapter("a1", one.rt.clock, bot=MemberRef("bot-a1", "小完子"))
+    slow.add_room("r1", members=[MemberRef("u1", "Alice")])
+    one.rt.adapters["a1"] = slow
+    outbox = one.rt.outbox("a1")
+    outbox._send = slow.send  # the outbox was built with the replaced adapter's send
+    finish = outbox.finish_in_flight
+    monkeypatch.setattr(outbox, "finish_in_flight", lambda timeout=15.0: finish(0.05))
+    two = node(path, "two")
+    await one.start()
+    try:
+        assert one.rt.active == {"a0", "a1"}
+        slow.gate.clear()
+        with one.rt.new_session() as session:
+            outbox.enqueue(session, key="k1", text="周年庆开始啦", room_id="r1")
+            session.commit()
+        outbox.wake()
+        await asyncio.wait_for(slow.in_send.wait(), 10)  # handed to WeChat, not yet acknowledged
+        await two.start()  # two's share is 1: one must hand a1 over
+        await one.heartbeat()
+        assert one.rt.active == {"a0"} and one.leases["a1"].held()  # stopped, but the lease is kept
+        await two.heartbeat()
+        assert two.rt.active == set() and holdings(one.rt.engine)["a1"] == "one"
+        slow.gate.set()  # WeChat acknowledges: the send is recorded
+        await finish(10)  # waits for the send in flight to be recorded
+        assert outbox.idle
+        await one.heartbeat()  # now the lease goes
+        await two.heartbeat()
+        assert two.rt.active == {"a1"} and one.rt.active == {"a0"}
+        await two.heartbeat()
+        assert [m.text for m in slow.sent] == ["周年庆开始啦"]  # once, by the old holder
+        assert two.rt.adapters["a1"].sent == []  # the new holder found it sent
+    finally:
+        await one.stop()
+        await two.stop()
