@@ -100,6 +100,10 @@ class Node:
         for account, lease in self.leases.items():
             if account in self.rt.active:
                 await self.rt.stop_account(account)
+            if lease.epoch is not None and not self.rt.outbox(account).idle:
+                log.warning("account %s: a send is still in flight at the stop; the lease is left to expire, and "
+                            "the next holder asks WeChat whether it went out", account)
+                continue
             try:
                 lease.release()
             except SQLAlchemyError as err:
