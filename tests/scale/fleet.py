@@ -40,6 +40,8 @@ class FleetRun:
     sent: list[dict] = field(default_factory=list)
     statuses: dict[str, int] = field(default_factory=dict)
     drained_exit: int | None = None
+    lapses: int = 0
+    """Log lines saying a process lost or let lapse a lease (a machine starved past lease_ttl)."""
 
 
 class Watcher:
@@ -165,4 +167,5 @@ def run_fleet(root: Path, db_url: str, *, accounts: int = 40, rooms: int = 30, l
         for proc in procs:
             if proc.alive():
                 proc.stop()
+        run.lapses = sum(p.log().count("lease lost") + p.log().count("after a lapse") for p in procs)
         watch.engine.dispose()

@@ -21,9 +21,11 @@ def test_forty_accounts_stay_balanced_over_a_kill_an_addition_and_a_drain_with_e
     assert sorted(run.settled["add"].values()) == [10, 10, 10, 10]
     assert sorted(run.settled["drain"].values()) == [13, 13, 14]
     assert run.drained_exit == 0
-    assert run.figures["kill -9: accounts moved"] == 10  # only the dead process's accounts
-    assert run.figures["add: accounts moved"] == 10
-    assert run.figures["drain (SIGUSR1): accounts moved"] == 10
+    moves = [run.figures[f"{step}: accounts moved"] for step in ("kill -9", "add", "drain (SIGUSR1)")]
+    if run.lapses == 0:  # only the dead one's, the newcomer's share, the drained one's
+        assert moves == [10, 10, 10]
+    else:  # a process starved past lease_ttl lost leases to the others: more moved, safety below still holds
+        assert all(m >= 10 for m in moves), moves
 
     # exactly once: every (account, room) reached WeChat once, and every outbox row is sent
     keys = Counter((s["account"], s["room"]) for s in run.sent)
