@@ -87,6 +87,21 @@ class Watcher:
             time.sleep(0.1)
 
 
+def longest_unheld(samples: list[Sample], accounts: int) -> float:
+    """The longest time any account went without a live lease, from the first fully held sample on."""
+    ids = [f"a{n:02d}" for n in range(accounts)]
+    start = next(i for i, s in enumerate(samples) if len(s.owners) == accounts)
+    longest, since = 0.0, dict.fromkeys(ids, None)
+    for sample in samples[start:]:
+        for account in ids:
+            if account not in sample.owners:
+                since[account] = since[account] or sample.at
+            elif since[account] is not None:
+                longest = max(longest, sample.at - since[account])
+                since[account] = None
+    return longest
+
+
 def moved(before: Sample, after: Sample) -> int:
     """Hand-overs between two samples: every take-over bumps the account's epoch once."""
     return sum(after.epochs.get(a, 0) - before.epochs.get(a, 0) for a in after.epochs)
@@ -158,6 +173,7 @@ def run_fleet(root: Path, db_url: str, *, accounts: int = 40, rooms: int = 30, l
         for phase, count in marks.items():
             run.figures[f"{phase}: messages sent before it"] = count
         run.figures["fan-out: seconds from first to last send"] = round(max(s["at"] for s in run.sent) - first_send, 2)
+        run.figures["longest time an account had no holder (s)"] = round(longest_unheld(run.samples, accounts), 2)
         keys = Counter((s["account"], s["room"]) for s in run.sent)
         run.figures["messages sent"] = len(run.sent)
         run.figures["duplicates"] = sum(n - 1 for n in keys.values())
