@@ -41,7 +41,6 @@ class Lease:
         self.epoch: int | None = None
         """Set while this process believes it holds the lease (it may have lapsed: see `held`)."""
         self._deadline = 0.0
-        self._insert = dialect_insert(engine.dialect.name)
 
     def held(self) -> bool:
         """True while this process may act for the account."""
@@ -54,21 +53,10 @@ class Lease:
     def acquire(self) -> bool:
         """Take the lease if nobody holds it or the holder let it expire. True if this process holds it now."""
         asked = time.monotonic()
-        with self._engine.begin() as conn:
-            now = db_now(conn)
-            stmt = self._insert(_TABLE).values(account=self.account, owner=self.owner, epoch=1, acquired_at=now,
-                                               renewed_at=now, expires_at=now + timedelta(seconds=self.ttl))
-            stmt = stmt.on_conflict_do_update(
-                index_elements=["account"],
-                set_={"owner": stmt.excluded.owner, "epoch": _TABLE.c.epoch + 1,
-                      "acquired_at": stmt.excluded.acquired_at, "renewed_at": stmt.excluded.renewed_at,
-                      "expires_at": stmt.excluded.expires_at},
-                where=_TABLE.c.expires_at < now,
-            ).returning(_TABLE.c.epoch)
-            epoch = conn.execute(stmt).scalar_one_or_none()
-        if epoch is None:
+        taken = claim(self._engine, self.owner, [self.account], limit=1, ttl=self.ttl)
+        if self.account not in taken:
             return False
-        self.epoch, self._deadline = epoch, asked + self.ttl
+        self.adopt(taken[self.account], asked)
         return True
 
     def adopt(self, epoch: int, asked: float) -> None:
