@@ -275,3 +275,26 @@ async def test_a_restart_reuses_a_media_id_still_valid_and_an_edited_image_is_up
     os.utime(tmp_path / "poster.png", ns=(1, 2_000_000_000_000_000_000))  # the image was replaced
     await restarted.send(post(file="poster.png", key="c"))
     assert len(wecom.mock.called("media/upload")) == 2
+
+
+async def test_tasks_made_by_the_first_version_are_followed_after_the_upgrade(adapter, wecom):
+    from bot.adapters.wecom._models import FIRST_VERSION_TASKS as old
+
+    msgid, _ = await adapter.client.add_group_task("owner_a", ["wrGroupA"], "早安", [])  # one task per room
+    old.create(adapter.engine)
+    now = adapter.clock.now()
+    with adapter.engine.begin() as connection:
+        connection.execute(old.insert(), [
+            {"account": "corp", "key": post().key, "post": "sop:f:早安:2026-12-01", "room_id": "wrGroupA",
+             "msgid": msgid, "sender": "owner_a", "status": "waiting", "reminders": [], "created_at": now,
+             "deadline": now + timedelta(hours=2)},
+            {"account": "corp", "key": "done-before", "post": "p", "room_id": "wrGroupB", "msgid": "msgOld",
+             "sender": "owner_b", "status": "sent", "reminders": [], "created_at": now, "deadline": now}])
+    await adapter.tasks.poll()
+    assert adapter.settled == [] and await adapter.was_sent(post()) is None  # followed, not sent again
+    wecom.mock.confirm(msgid)
+    await adapter.tasks.poll()
+    assert adapter.settled == [(post().key, "sent", None)]
+    await adapter.tasks.poll()  # adopted once
+    with Session(adapter.engine) as session:
+        assert len(session.exec(select(WecomTask)).all()) == 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index, UniqueConstraint
+from sqlalchemy import JSON, Column, Index, Integer, MetaData, String, Table, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from bot._db import UTCDateTime
@@ -93,3 +93,11 @@ class WecomMedia(SQLModel, table=True):
     """The file's modification time: an edited image is uploaded again."""
     media_id: str
     uploaded_at: datetime = Field(sa_type=UTCDateTime)
+
+
+FIRST_VERSION_TASKS = Table(
+    "wecom_task", MetaData(), Column("id", Integer, primary_key=True), Column("account", String),
+    Column("key", String), Column("post", String), Column("room_id", String), Column("msgid", String),
+    Column("sender", String), Column("status", String), Column("reminders", JSON),
+    Column("created_at", UTCDateTime), Column("deadline", UTCDateTime))
+"""The first version's tasks, one per room (only read, to adopt those still waiting; never created)."""

@@ -16,14 +16,14 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, update
+from sqlalchemy import func, inspect, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from bot._clock import Clock
 from bot.adapters._base import SendError, Settle
 from bot.adapters.wecom._client import WecomApiError, WecomClient
-from bot.adapters.wecom._models import WecomTask, WecomTaskRoom
+from bot.adapters.wecom._models import FIRST_VERSION_TASKS, WecomTask, WecomTaskRoom
 
 log = logging.getLogger("qunbot.wecom")
 
@@ -47,6 +47,7 @@ class TaskKeeper:
                  limit: Callable[[], int] = lambda: 2000) -> None:
         self.account, self.client, self.engine, self.settle, self.clock = account, client, engine, settle, clock
         self.remind_every, self.window, self.limit = remind_every, window, limit
+        self._adopted = False
 
     # --- rooms in -------------------------------------------------------------------------
 
@@ -143,8 +144,33 @@ class TaskKeeper:
                  first.sender, len(taken))
         return 1
 
+    def adopt_first_version(self) -> int:
+        """Follow the tasks the first WeCom version made (one per room, table `wecom_task`) still waiting."""
+        old = FIRST_VERSION_TASKS
+        if not inspect(self.engine).has_table(old.name):
+            return 0
+        with Session(self.engine) as session:
+            waiting = session.execute(select(old).where(old.c.account == self.account, old.c.status == "waiting")
+                                      ).mappings().all()
+            for row in waiting:
+                session.add(WecomTask(account=self.account, msgid=row["msgid"], post=row["post"], sender=row["sender"],
+                                      groups=1, reminders=list(row["reminders"] or []), created_at=row["created_at"],
+                                      deadline=row["deadline"]))
+                session.add(WecomTaskRoom(account=self.account, key=row["key"], room_id=row["room_id"],
+                                          post=row["post"], sender=row["sender"], batch="", text="",
+                                          deadline=row["deadline"], created_at=row["created_at"],
+                                          msgid=row["msgid"], status="waiting"))
+                session.execute(update(old).where(old.c.id == row["id"]).values(status="adopted"))
+            session.commit()
+        if waiting:
+            log.info("account %s: following %d task(s) made before the upgrade", self.account, len(waiting))
+        return len(waiting)
+
     async def poll(self) -> None:
         """Make the tasks that are due, then look at every open task once; one failing call waits a round."""
+        if not self._adopted:
+            self.adopt_first_version()
+            self._adopted = True
         await self.flush()
         with Session(self.engine, expire_on_commit=False) as session:
             tasks = session.exec(select(WecomTask).where(WecomTask.account == self.account,
