@@ -327,9 +327,10 @@ class BudgetedEnvironment(ImmutableSandboxedEnvironment):
     def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
         meter = _current()
         meter.step()
-        owner = getattr(__obj, "__self__", None)
+        method = getattr(__obj, "__wrapped__", __obj)  # jinja wraps str.format to sandbox it
+        owner = getattr(method, "__self__", None)
         if isinstance(owner, str):
-            args = _check_str_method(meter, owner, getattr(__obj, "__name__", ""), args, kwargs)
+            args = _check_str_method(meter, owner, getattr(method, "__name__", ""), args, kwargs)
         elif isinstance(owner, Sized):
             meter.size(owner)
         for value in (*args, *kwargs.values()):

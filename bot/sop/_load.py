@@ -142,14 +142,15 @@ def load_one(path: Path, project: Path, renderer: Renderer, templates: Sequence[
 
 
 def _trial_render(renderer: Renderer, loaded: LoadedSop, step: Step, variant: int, now: datetime) -> None:
-    """Render with a stand-in room and member: catches misspelt names and attributes. Errors that depend
-    on a real room's data (an empty tag list) are left to run time, where they fail that room only."""
+    """Render with a stand-in room and member: catches misspelt names and attributes, and renders over
+    budget. Errors that depend on a real room's data (an empty tag list) are left to run time, where they
+    fail that room only."""
     try:
         render_step(renderer, loaded, step, variant=variant, room=sample_room(loaded.sop),
                     now=loaded.anchor or now, member=sample_member(step))
     except TemplateError as err:
         message = err.message.lower()
-        if any(sign in message for sign in ("is undefined", "has no attribute", "no filter", "no test",
+        if err.over_budget or any(sign in message for sign in ("is undefined", "has no attribute", "no filter", "no test",
                                             "recursion")):
             raise YamlError(loaded.doc.file, loaded.line(step), f"steps.{step.id}: {err}") from None
 
