@@ -150,8 +150,8 @@ def _trial_render(renderer: Renderer, loaded: LoadedSop, step: Step, variant: in
                     now=loaded.anchor or now, member=sample_member(step))
     except TemplateError as err:
         message = err.message.lower()
-        if err.over_budget or any(sign in message for sign in ("is undefined", "has no attribute", "no filter", "no test",
-                                            "recursion")):
+        signs = ("is undefined", "has no attribute", "no filter", "no test", "recursion")
+        if err.over_budget or any(sign in message for sign in signs):
             raise YamlError(loaded.doc.file, loaded.line(step), f"steps.{step.id}: {err}") from None
 
 
