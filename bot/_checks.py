@@ -7,6 +7,7 @@ from pathlib import Path
 
 from bot._config import ConfigError, ProjectConfig, load_config
 from bot._loader import load_plugins, plugin_configs
+from bot._sandbox import render_budget
 from bot._templates import Renderer, TemplateError
 
 ProjectCheck = Callable[[Path, ProjectConfig, Renderer], Iterable[str]]
@@ -28,7 +29,8 @@ def run_checks(project: Path) -> list[str]:
         return [str(err)]
     problems: list[str] = []
     templates_dir = project / config.templates_dir
-    renderer = Renderer([templates_dir], timezone=config.bot.tz, globals={"bot_name": config.bot.name})
+    renderer = Renderer([templates_dir], timezone=config.bot.tz, globals={"bot_name": config.bot.name},
+                        budget=render_budget(config.limits))
     for name in renderer.list_templates():
         try:
             renderer.check(name)

@@ -147,6 +147,22 @@ class DashboardSettings(_Strict):
     session_hours: float = Field(12.0, gt=0)
 
 
+class LimitSettings(_Strict):
+    """Bounds on what admins' files can make the bot do (see docs/security.md)."""
+
+    template_loop_iterations: int = Field(100_000, gt=0)
+    """Per render: loop iterations, calls and collection items read or built, together."""
+    template_output_chars: int = Field(200_000, gt=0)
+    """Per render: characters written, read or built by filters, methods and operators, together."""
+    template_seconds: float = Field(5.0, gt=0)
+    """Per render: wall-clock backstop."""
+    download_bytes: int = Field(20_000_000, gt=0)
+    """Largest file an SOP step's `file:` URL may download."""
+    download_seconds: float = Field(30.0, gt=0)
+    private_hosts: tuple[str, ...] = ()
+    """Hosts, addresses or networks (`10.0.0.0/8`) that `file:` URLs may reach although they are not public."""
+
+
 class ProjectConfig(_Strict):
     bot: BotSettings = BotSettings()
     database: DatabaseSettings = DatabaseSettings()
@@ -157,6 +173,7 @@ class ProjectConfig(_Strict):
     sop: SopSettings = SopSettings()
     cluster: ClusterSettings = ClusterSettings()
     dashboard: DashboardSettings = DashboardSettings()
+    limits: LimitSettings = LimitSettings()
     templates_dir: str = "scripts_templates"
     data_dir: str = "data"
 

@@ -42,6 +42,11 @@ class RenderBudget:
     """Wall-clock limit: the backstop for work the counters cannot see."""
 
 
+def render_budget(limits: Any) -> RenderBudget:
+    """The budget `[limits]` in qunbot.toml sets (a `LimitSettings`)."""
+    return RenderBudget(limits.template_loop_iterations, limits.template_output_chars, limits.template_seconds)
+
+
 class BudgetExceeded(Exception):
     """A render went over its budget; the message is for the admin who wrote the template."""
 

@@ -9,6 +9,7 @@ from bot._clock import RealClock
 from bot._config import ProjectConfig
 from bot._loader import load_plugins
 from bot._runtime import DEFAULT_TEMPLATES
+from bot._sandbox import render_budget
 from bot._templates import Renderer
 from bot.sop._load import LoadedSop, load_all
 from bot.sop._rules import marketing_problems
@@ -20,7 +21,8 @@ def load_project(project: Path, config: ProjectConfig, *, now: datetime | None =
     tz = config.bot.tz
     now = now or RealClock(tz).now()
     paths = [project / config.templates_dir, DEFAULT_TEMPLATES]
-    renderer = Renderer(paths, timezone=tz, globals={"bot_name": config.bot.name})
+    renderer = Renderer(paths, timezone=tz, globals={"bot_name": config.bot.name},
+                        budget=render_budget(config.limits))
     try:
         plugins = {p.name: p for p in load_plugins(project, config)}
     except Exception as err:  # plugin problems are reported by the plugin checks
