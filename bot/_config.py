@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 CONFIG_FILE = "qunbot.toml"
+_MAX_BYTES = 1_000_000
 
 
 class ConfigError(Exception):
@@ -202,13 +203,34 @@ def load_config(project: Path) -> ProjectConfig:
     path = project / CONFIG_FILE
     if not path.exists():
         return ProjectConfig()
-    text = path.read_text(encoding="utf-8")
+    with path.open("rb") as stream:
+        data = stream.read(_MAX_BYTES + 1)
+    if len(data) > _MAX_BYTES:
+        raise ConfigError(str(path), None, f"文件太大：超过 {_MAX_BYTES} 字节")
+    text = data.decode("utf-8")
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         match = re.search(r"line (\d+)", str(err))
         raise ConfigError(str(path), int(match.group(1)) if match else None, str(err)) from None
+    except RecursionError:  # tomllib recurses per nested array or inline table
+        raise ConfigError(str(path), _deepest_line(text), "嵌套太深") from None
     return parse_config(raw, file=str(path), text=text)
+
+
+def _deepest_line(text: str) -> int | None:
+    """The line where brackets and braces first nest deepest (for a file tomllib cannot nest into)."""
+    depth, deepest, where, line = 0, 0, None, 1
+    for char in text:
+        if char == "\n":
+            line += 1
+        elif char in "[{":
+            depth += 1
+            if depth > deepest:
+                deepest, where = depth, line
+        elif char in "]}":
+            depth -= 1
+    return where
 
 
 def parse_config(raw: dict[str, Any], *, file: str = CONFIG_FILE, text: str = "") -> ProjectConfig:
