@@ -8,6 +8,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+from plugin_modules import plugin_module
 from test_sop_engine import project
 
 from bot._config import load_config
@@ -162,14 +163,13 @@ async def test_read_source_reads_project_files_and_refuses_missing_ones(root):
 
 
 def test_a_question_bank_behind_a_symlink_out_of_its_folder_is_refused(root, tmp_path):
-    from plugins.quiz.bank import check_banks, find_bank
-
+    bank = plugin_module("quiz", "bank")
     banks = root / "data" / "quiz"
     banks.mkdir(parents=True)
     (tmp_path / "outside.yaml").write_text("name: 泄露\nquestions:\n  - {question: 密码?, answers: [x]}\n",
                                            encoding="utf-8")
     (banks / "leak.yaml").symlink_to(tmp_path / "outside.yaml")
-    [problem] = list(check_banks(banks))
+    [problem] = list(bank.check_banks(banks))
     assert problem.startswith(str(banks / "leak.yaml")) and "符号链接" in problem
     with pytest.raises(LookupError, match="符号链接"):
-        find_bank(banks, "leak")
+        bank.find_bank(banks, "leak")

@@ -7,13 +7,12 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+from plugin_modules import plugin_module
 
 from bot._config import ConfigError, load_config
 from bot._scenario import ScenarioError, load_scenario
 from bot._yaml import MAX_BYTES, MAX_DEPTH, YamlError, load_yaml, load_yaml_text
 from bot.sop._check import load_project
-from plugins.points.catalog import load_catalog
-from plugins.quiz.bank import load_bank
 
 NOW = datetime.fromisoformat("2026-11-23T09:00:00+08:00")
 
@@ -55,7 +54,8 @@ def test_an_alias_bomb_is_refused_with_file_and_line_in_bounded_memory(tmp_path,
     else:
         path = tmp_path / f"{kind}.yaml"
         path.write_text(text, encoding="utf-8")
-        load = {"scenario": load_scenario, "catalog": load_catalog, "bank": load_bank, "plain": load_yaml}[kind]
+        load = {"scenario": load_scenario, "catalog": plugin_module("points", "catalog").load_catalog,
+                "bank": plugin_module("quiz", "bank").load_bank, "plain": load_yaml}[kind]
         err, peak = _bounded(load, path, measure=kind == "plain")
         assert err.file == str(path) and err.line is not None and 1 <= err.line <= 9
         assert "内容太多" in err.message
