@@ -173,3 +173,15 @@ def test_a_question_bank_behind_a_symlink_out_of_its_folder_is_refused(root, tmp
     assert problem.startswith(str(banks / "leak.yaml")) and "符号链接" in problem
     with pytest.raises(LookupError, match="符号链接"):
         bank.find_bank(banks, "leak")
+
+
+@pytest.mark.parametrize("name", ["/etc/passwd", "../../secret.txt", "leak.j2"])
+def test_a_template_name_or_symlink_leading_out_of_the_templates_folder_is_a_check_error(root, tmp_path, name):
+    (root / "scripts_templates").mkdir(exist_ok=True)
+    (root / "scripts_templates" / "leak.j2").symlink_to(tmp_path / "secret.txt")
+    (root / "sop").mkdir(exist_ok=True)
+    (root / "sop" / "x.yaml").write_text(f'targets: {{rooms: [g1]}}\nsteps:\n  - id: m\n    at: "08:00"\n'
+                                         f'    template: "{name}"\n', encoding="utf-8")
+    [problem] = load_project(root, load_config(root), now=NOW)[1]
+    assert problem.startswith("sop/x.yaml:5: steps.m:") and "server secret" not in problem
+    assert "符号链接" in problem or "not found" in problem
