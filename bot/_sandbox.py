@@ -380,3 +380,69 @@ class _BudgetedFilters(dict[str, Any]):
     def update(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
         for name, func in dict(*args, **kwargs).items():
             self[name] = func
+
+
+# --- what `check` can see without rendering ---------------------------------------------------------
+
+def static_overrun(tree: nodes.Template, budget: RenderBudget) -> tuple[int, str] | None:
+    """The first place a template is over budget whatever its data: nested loops over constant ranges,
+    or constant text repeated past the output limit. (line, message), or None."""
+    return _overrun(tree, 1, budget)
+
+
+def _overrun(node: nodes.Node, times: int, budget: RenderBudget) -> tuple[int, str] | None:
+    for child in node.iter_child_nodes():
+        inner = times
+        if isinstance(child, nodes.For):
+            source = child.iter.node if isinstance(child.iter, nodes.Filter) and child.iter.name == "qunbot_loop" \
+                else child.iter
+            inner = times * (_constant_length(source) or 1)
+            if inner > budget.loop_iterations:
+                return child.lineno, (f"模板的循环和运算太多：嵌套循环共 {inner} 次，超过 {budget.loop_iterations} 次"
+                                      "（可在 qunbot.toml 的 [limits] template_loop_iterations 调整）")
+        elif isinstance(child, nodes.Mul):
+            size = _constant_repeat(child)
+            if size is not None and size * times > budget.output_chars:
+                return child.lineno, (f"模板生成的文字太多：超过 {budget.output_chars} 字"
+                                      "（可在 qunbot.toml 的 [limits] template_output_chars 调整）")
+        found = _overrun(child, inner, budget)
+        if found is not None:
+            return found
+    return None
+
+
+def _constant_int(node: nodes.Node) -> int | None:
+    if isinstance(node, nodes.Const) and isinstance(node.value, int) and not isinstance(node.value, bool):
+        return node.value
+    if isinstance(node, nodes.Pow | nodes.Mul):
+        left, right = _constant_int(node.left), _constant_int(node.right)
+        if left is None or right is None:
+            return None
+        try:
+            _check_int_product(left, right, power=isinstance(node, nodes.Pow))
+        except BudgetExceeded:
+            return None
+        return left ** right if isinstance(node, nodes.Pow) else left * right
+    return None
+
+
+def _constant_length(node: nodes.Node) -> int | None:
+    """How many items a constant `range(...)` or literal list yields."""
+    if isinstance(node, nodes.Call) and isinstance(node.node, nodes.Name) and node.node.name == "range" \
+            and not node.kwargs and node.dyn_args is None and node.dyn_kwargs is None:
+        args = [_constant_int(arg) for arg in node.args]
+        if args and all(arg is not None for arg in args) and len(args) <= 3 and args[2:3] != [0]:
+            return len(range(*args))  # type: ignore[arg-type]
+    if isinstance(node, nodes.List | nodes.Tuple):
+        return len(node.items)
+    return None
+
+
+def _constant_repeat(node: nodes.Mul) -> int | None:
+    """Characters a constant `'text' * n` would build."""
+    for text, count in ((node.left, node.right), (node.right, node.left)):
+        if isinstance(text, nodes.Const) and isinstance(text.value, str):
+            number = _constant_int(count)
+            if number is not None:
+                return len(text.value) * number
+    return None

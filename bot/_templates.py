@@ -23,7 +23,14 @@ import jinja2.meta
 from jinja2 import nodes
 
 from bot._files import inside
-from bot._sandbox import BudgetedEnvironment, BudgetExceeded, RenderBudget, metering, stop_metering
+from bot._sandbox import (
+    BudgetedEnvironment,
+    BudgetExceeded,
+    RenderBudget,
+    metering,
+    static_overrun,
+    stop_metering,
+)
 from bot._template_data import template_data
 
 _WEEKDAYS = "一二三四五六日"
@@ -129,9 +136,14 @@ class Renderer:
     def check(self, name: str) -> None:
         """Parse and compile a template, without rendering, so `qunbot check` reports it before it is sent.
 
-        Compiling also catches unknown filters and tests, which parsing alone lets through.
+        Compiling also catches unknown filters and tests, which parsing alone lets through; loops and
+        repetition that are over the render budget whatever the data are reported here too.
         """
         self._load(name)
+        found = static_overrun(self._parse(name), self.budget)
+        if found is not None:
+            source = self._loader.get_source(self._env, name)[1]
+            raise TemplateError(self._display(source) or name, found[0], found[1], over_budget=True)
 
     def undeclared_variables(self, name: str) -> set[str]:
         """Variables a template (and what it includes) needs from the caller, for SOP validation.

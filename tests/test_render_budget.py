@@ -125,3 +125,23 @@ def test_symlinked_templates_cannot_read_files_outside_their_folder(tmp_path):
         with pytest.raises(TemplateError, match="符号链接"):
             attempt()
     assert not Path(folder / "leak.j2").resolve().is_relative_to(folder)
+
+
+@pytest.mark.parametrize("source, line, words", [
+    ("你好\n{% for i in range(1000) %}{% for j in range(1000) %}{{ i }}{% endfor %}{% endfor %}", 2, "循环和运算太多"),
+    ("{% if member %}\n\n{{ '-' * 10**6 }}{% endif %}", 3, "文字太多"),
+    ("{% for row in rows %}{% for i in range(10**6) %}{% endfor %}{% endfor %}", 1, "循环和运算太多"),
+])
+def test_qunbot_check_reports_a_plugin_template_over_budget_whatever_its_data(project, source, line, words):
+    from bot._checks import run_checks
+
+    (project / "scripts_templates" / "points").mkdir()
+    (project / "scripts_templates" / "points" / "balance.j2").write_text(source, encoding="utf-8")
+    [problem] = run_checks(project)
+    assert problem.startswith(f"scripts_templates/points/balance.j2:{line}: ") and words in problem
+
+
+def test_check_leaves_loops_over_data_to_render_time(tmp_path):
+    (tmp_path / "t.j2").write_text("{% for row in rows %}{% for i in range(1000) %}{% endfor %}{% endfor %}",
+                                   encoding="utf-8")
+    Renderer([tmp_path], timezone=SH).check("t.j2")  # 1000 per row is fine until the data says otherwise
