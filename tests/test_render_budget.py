@@ -145,3 +145,26 @@ def test_check_leaves_loops_over_data_to_render_time(tmp_path):
     (tmp_path / "t.j2").write_text("{% for row in rows %}{% for i in range(1000) %}{% endfor %}{% endfor %}",
                                    encoding="utf-8")
     Renderer([tmp_path], timezone=SH).check("t.j2")  # 1000 per row is fine until the data says otherwise
+
+
+async def test_a_render_over_budget_at_run_time_fails_that_reply_only_and_the_bot_keeps_answering(tmp_path, caplog):
+    from bot import Context, Plugin
+    from bot.testing import BotHarness
+
+    (tmp_path / "scripts_templates" / "echo").mkdir(parents=True)
+    (tmp_path / "scripts_templates" / "echo" / "said.j2").write_text(
+        "{% for c in said %}{% for i in range(50000) %}{% endfor %}{% endfor %}{{ said }}", encoding="utf-8")
+    plugin = Plugin("echo")
+
+    @plugin.on_message().handle
+    async def said(ctx: Context) -> None:
+        await ctx.reply(template="echo/said.j2", said=ctx.text)
+
+    async with BotHarness(tmp_path, plugins=[plugin], settings={"bot": {"command_limit": 0}}) as bot:
+        bot.room("g1", members={"u1": "Alice"})
+        await bot.say("g1", "u1", "a long message that loops too often")  # 35 characters x 50000
+        assert bot.pop() == []
+        await bot.say("g1", "u1", "x")
+        assert [m.text for m in bot.pop()] == ["@Alice x"]
+    assert any("循环和运算太多" in record.getMessage() + str(record.exc_info and record.exc_info[1])
+               for record in caplog.records)
