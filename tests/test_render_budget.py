@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import signal
+import subprocess
+import sys
+import threading
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -9,10 +14,13 @@ from zoneinfo import ZoneInfo
 import pytest
 from test_sop_engine import project
 
+from bot import Context, Plugin
+from bot._checks import run_checks
 from bot._config import load_config
 from bot._sandbox import RenderBudget
 from bot._templates import Renderer, TemplateError
 from bot.sop._check import load_project
+from bot.testing import BotHarness
 
 SH = ZoneInfo("Asia/Shanghai")
 NOW = datetime.fromisoformat("2026-11-23T09:00:00+08:00")
@@ -133,8 +141,6 @@ def test_symlinked_templates_cannot_read_files_outside_their_folder(tmp_path):
     ("{% for row in rows %}{% for i in range(10**6) %}{% endfor %}{% endfor %}", 1, "循环和运算太多"),
 ])
 def test_qunbot_check_reports_a_plugin_template_over_budget_whatever_its_data(project, source, line, words):
-    from bot._checks import run_checks
-
     (project / "scripts_templates" / "points").mkdir()
     (project / "scripts_templates" / "points" / "balance.j2").write_text(source, encoding="utf-8")
     [problem] = run_checks(project)
@@ -148,9 +154,6 @@ def test_check_leaves_loops_over_data_to_render_time(tmp_path):
 
 
 async def test_a_render_over_budget_at_run_time_fails_that_reply_only_and_the_bot_keeps_answering(tmp_path, caplog):
-    from bot import Context, Plugin
-    from bot.testing import BotHarness
-
     (tmp_path / "scripts_templates" / "echo").mkdir(parents=True)
     (tmp_path / "scripts_templates" / "echo" / "said.j2").write_text(
         "{% for c in said %}{% for i in range(50000) %}{% endfor %}{% endfor %}{{ said }}", encoding="utf-8")
@@ -168,3 +171,31 @@ async def test_a_render_over_budget_at_run_time_fails_that_reply_only_and_the_bo
         assert [m.text for m in bot.pop()] == ["@Alice x"]
     assert any("循环和运算太多" in record.getMessage() + str(record.exc_info and record.exc_info[1])
                for record in caplog.records)
+
+
+def test_qunbot_run_with_a_runaway_sop_template_starts_reports_it_and_stops_on_sigterm(tmp_path):
+    root = project(tmp_path, {"x.yaml": """\
+        targets: {rooms: [g1]}
+        steps:
+          - {id: m, at: "08:00", template: loop.j2}
+    """}, {"loop.j2": "{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}"})
+    (root / "qunbot.toml").write_text('[database]\nurl = "sqlite:///data/bot.db"\n', encoding="utf-8")
+    proc = subprocess.Popen([sys.executable, "-m", "bot.cli", "--project", str(root), "--log-json", "run"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    watchdog = threading.Timer(120, proc.kill)  # only a hung bot (the bug) ever gets this far
+    watchdog.start()
+    try:
+        assert proc.stderr is not None
+        messages = []
+        for line in proc.stderr:  # blocks until the bot says it runs
+            messages.append(json.loads(line)["message"])
+            if messages[-1].startswith("running"):
+                break
+        proc.send_signal(signal.SIGTERM)
+        messages += [json.loads(x)["message"] for x in proc.stderr.read().splitlines()]
+        assert proc.wait(timeout=60) == 0
+    finally:
+        watchdog.cancel()
+        proc.kill()
+    assert any("循环和运算太多" in m and "sop/x.yaml:3" in m for m in messages), messages
+    assert "stopping" in messages
