@@ -49,8 +49,10 @@ class View:
         return _data(value, 0)
 
     def __getitem__(self, name: str) -> Any:
+        if not isinstance(name, str):
+            raise KeyError(name)
         try:
-            return self.__getattr__(name) if isinstance(name, str) else None
+            return self.__getattr__(name)
         except AttributeError:
             raise KeyError(name) from None
 

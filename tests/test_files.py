@@ -13,6 +13,7 @@ from test_sop_engine import project
 
 from bot._config import load_config
 from bot._files import FilePolicy, FileRefused, fetch_url, project_file, read_source
+from bot._yaml import YamlError
 from bot.adapters import _wechaty_compat as compat
 from bot.sop._check import load_project
 
@@ -185,3 +186,12 @@ def test_a_template_name_or_symlink_leading_out_of_the_templates_folder_is_a_che
     [problem] = load_project(root, load_config(root), now=NOW)[1]
     assert problem.startswith("sop/x.yaml:5: steps.m:") and "server secret" not in problem
     assert "符号链接" in problem or "not found" in problem
+
+
+def test_a_points_catalog_behind_a_symlink_out_of_its_folder_is_refused(root, tmp_path):
+    catalog = plugin_module("points", "catalog")
+    (tmp_path / "outside.yaml").write_text("items:\n  - {name: 口红, cost: 1, stock: 1}\n", encoding="utf-8")
+    (root / "data").mkdir()
+    (root / "data" / "points_catalog.yaml").symlink_to(tmp_path / "outside.yaml")
+    with pytest.raises(YamlError, match="符号链接"):
+        catalog.load_catalog(root / "data" / "points_catalog.yaml")
