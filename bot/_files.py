@@ -3,8 +3,10 @@
 Group admins may write SOP files but must not be able to send the server's own files into a group,
 nor make the bot fetch what only the server can reach. So a path must resolve (symlinks included) to a
 file inside the project folder, and a URL must be http(s) to a public address, checked again after
-every redirect, read with a size cap and a timeout. `check` and every adapter's sender use these same
-functions, so a file that passed `check` and was swapped for a symlink later is still refused at send time.
+every redirect, read with a size cap and a timeout. The connection goes to the address that was
+checked, so a name that resolves differently the second time (DNS rebinding) gains nothing. `check`
+and every adapter's sender use these same functions, so a file that passed `check` and was swapped
+for a symlink later is still refused at send time.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import httpx
 
@@ -93,8 +95,9 @@ def _allowed(host: str, address: _Address, private_hosts: Iterable[str]) -> bool
     return False
 
 
-async def check_url_target(url: str, policy: FilePolicy) -> None:
-    """Resolve the URL's host and refuse it if any address is private, loopback, link-local or reserved."""
+async def check_url_target(url: str, policy: FilePolicy) -> _Address:
+    """Resolve the URL's host and refuse it if any address is private, loopback, link-local or reserved;
+    return the address to connect to (connecting to it, not to the name, leaves no room for DNS rebinding)."""
     check_url_syntax(url)
     parts = urlsplit(url)
     host = parts.hostname or ""
@@ -102,6 +105,7 @@ async def check_url_target(url: str, policy: FilePolicy) -> None:
         infos = await asyncio.get_running_loop().getaddrinfo(host, parts.port or 443, type=socket.SOCK_STREAM)
     except socket.gaierror as err:
         raise FileRefused(f"网址 {url!r} 的主机名无法解析：{err}") from None
+    addresses: list[_Address] = []
     for info in infos:
         address = ipaddress.ip_address(str(info[4][0]).split("%")[0])
         if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
@@ -109,6 +113,22 @@ async def check_url_target(url: str, policy: FilePolicy) -> None:
         if not _allowed(host, address, policy.private_hosts):
             raise FileRefused(f"网址 {url!r} 指向内网或本机地址 {address}，不能下载"
                               "（确需使用请在 qunbot.toml 的 [limits] private_hosts 中允许）")
+        addresses.append(address)
+    if not addresses:
+        raise FileRefused(f"网址 {url!r} 的主机名无法解析")
+    return addresses[0]
+
+
+def _pinned(url: str, address: _Address) -> tuple[str, dict[str, str], dict[str, str]]:
+    """The request for `url` sent to `address`: the URL with the address as host, the original Host
+    header, and for https the original name for SNI and certificate checks."""
+    parts = urlsplit(url)
+    netloc = f"[{address}]" if isinstance(address, ipaddress.IPv6Address) else str(address)
+    if parts.port is not None:
+        netloc += f":{parts.port}"
+    host = parts.netloc.rsplit("@", 1)[-1]
+    extensions = {"sni_hostname": parts.hostname or ""} if parts.scheme.lower() == "https" else {}
+    return urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, "")), {"Host": host}, extensions
 
 
 async def fetch_url(url: str, policy: FilePolicy) -> bytes:
@@ -124,8 +144,8 @@ async def fetch_url(url: str, policy: FilePolicy) -> bytes:
 async def _fetch(url: str, policy: FilePolicy) -> bytes:
     async with httpx.AsyncClient(follow_redirects=False, timeout=policy.timeout, trust_env=False) as client:
         for _ in range(_MAX_REDIRECTS + 1):
-            await check_url_target(url, policy)
-            async with client.stream("GET", url) as response:
+            pinned, headers, extensions = _pinned(url, await check_url_target(url, policy))
+            async with client.stream("GET", pinned, headers=headers, extensions=extensions) as response:
                 if response.is_redirect and "location" in response.headers:
                     url = urljoin(url, response.headers["location"])
                     continue

@@ -77,10 +77,13 @@ class _Server:
         self.stalled = asyncio.Event()
         self.release = asyncio.Event()
         self.port = 0
+        self.hosts: list[str] = []
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         request = (await reader.readuntil(b"\r\n\r\n")).decode()
         path = request.split()[1]
+        self.hosts += [line.split(":", 1)[1].strip() for line in request.splitlines()
+                       if line.lower().startswith("host:")]
         if path == "/ok":
             writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello")
         elif path.startswith("/redirect"):
@@ -195,3 +198,20 @@ def test_a_points_catalog_behind_a_symlink_out_of_its_folder_is_refused(root, tm
     (root / "data" / "points_catalog.yaml").symlink_to(tmp_path / "outside.yaml")
     with pytest.raises(YamlError, match="符号链接"):
         catalog.load_catalog(root / "data" / "points_catalog.yaml")
+
+
+async def test_the_connection_goes_to_the_address_that_was_checked(root, server, monkeypatch):
+    """A name is resolved once: the request is sent to that address (DNS rebinding gains nothing)."""
+    loop = asyncio.get_running_loop()
+    real = loop.getaddrinfo
+    answers = iter(["127.0.0.1", "169.254.169.254"])  # a rebinding resolver: allowed first, metadata after
+
+    async def rebinding(host, *args, **kwargs):
+        if host == "files.example":
+            return [(2, 1, 6, "", (next(answers), 0))]
+        return await real(host, *args, **kwargs)
+
+    monkeypatch.setattr(loop, "getaddrinfo", rebinding)
+    policy = _policy(root, private_hosts=("127.0.0.1",))
+    assert await fetch_url(f"http://files.example:{server.port}/ok", policy) == b"hello"
+    assert server.hosts == [f"files.example:{server.port}"]
