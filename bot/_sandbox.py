@@ -6,8 +6,12 @@ operators, and the items and characters it reads and builds. Every operation tha
 big in one step (`'a' * 10**8`, `'%9999999s' | format`, `center`, `join`, `**` on integers...) is checked
 *before* it runs. A wall-clock limit, checked at every counted step, is the last line.
 
-What is not counted: work inside one cheap builtin on data already within budget (comparing or searching
-two strings, slicing a list). Each such step is bounded by the budget's sizes, and the clock check follows.
+What is not counted, and why it stays bounded: work inside one builtin on data already within budget
+(comparing, searching or slicing strings and lists; `sort`, `unique`, `groupby`, `dictsort` on at most
+`loop_iterations` items; the regular expressions in `urlize`, `wordcount`, `striptags`, `title`), tests
+(`is divisibleby`...) and attribute reads. Each such step is bounded by the sizes above, and the clock is
+checked at the next counted step. A single builtin call cannot be interrupted, so the clock cannot stop
+one slow step, only the next one; `{% include %}`/macro recursion ends in Python's RecursionError.
 """
 
 from __future__ import annotations
