@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextvars
 import re
 import string
+import sys
 import time
 from collections.abc import Iterable, Iterator, Sized
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ from jinja2.utils import generate_lorem_ipsum
 
 _MAX_INT_BITS = 4096  # integers past ~1200 digits are never chat text, and `10**10**9` would never finish
 _MAX_INDENT = 64
+_MAX_NESTING_FRAMES = 500  # Python frames a render may add to the stack it starts on (about 100 levels)
 
 
 @dataclass(frozen=True)
@@ -56,11 +58,24 @@ class BudgetExceeded(Exception):
 
 
 class _Meter:
-    __slots__ = ("budget", "chars", "deadline", "steps")
+    __slots__ = ("budget", "chars", "deadline", "max_frames", "steps")
 
     def __init__(self, budget: RenderBudget) -> None:
         self.budget, self.steps, self.chars = budget, 0, 0
         self.deadline = time.monotonic() + budget.seconds
+        self.max_frames = _stack_depth() + _MAX_NESTING_FRAMES
+
+    def nest(self) -> None:
+        """Refuse to go deeper: a template that includes itself or a macro that calls itself.
+
+        Python's RecursionError is not enough: a library may raise the recursion limit for the whole
+        process (py_ecc, which the lottery's beacon check imports, sets it to 100000), and then deep
+        template recursion overflows the C stack and kills the bot."""
+        try:
+            sys._getframe(self.max_frames)
+        except ValueError:
+            return
+        raise BudgetExceeded("模板嵌套太深：include、import、extends 或宏调用自己太多层")
 
     def step(self, count: int = 1) -> None:
         self.steps += count
@@ -98,6 +113,13 @@ class _Meter:
         for item in items:
             self.step()
             yield item
+
+
+def _stack_depth() -> int:
+    depth, frame = 0, sys._getframe(1)
+    while frame is not None:
+        depth, frame = depth + 1, frame.f_back
+    return depth
 
 
 _meter: contextvars.ContextVar[_Meter | None] = contextvars.ContextVar("qunbot_render_meter", default=None)
@@ -333,9 +355,14 @@ class BudgetedEnvironment(ImmutableSandboxedEnvironment):
         meter.text(sum(map(len, texts)))
         return "".join(texts)
 
+    def _load_template(self, *args: Any, **kwargs: Any) -> Any:
+        _current().nest()  # include, import and extends all load through here, once per level
+        return super()._load_template(*args, **kwargs)
+
     def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
         meter = _current()
         meter.step()
+        meter.nest()
         method = getattr(__obj, "__wrapped__", __obj)  # jinja wraps str.format to sandbox it
         owner = getattr(method, "__self__", None)
         if isinstance(owner, str):

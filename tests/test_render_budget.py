@@ -199,3 +199,22 @@ def test_qunbot_run_with_a_runaway_sop_template_starts_reports_it_and_stops_on_s
         proc.kill()
     assert any("循环和运算太多" in m and "sop/x.yaml:3" in m for m in messages), messages
     assert "stopping" in messages
+
+
+@pytest.mark.parametrize("source", [
+    "{% include 'self.j2' %}",
+    "{% macro m() %}{{ m() }}{% endmacro %}{{ m() }}",
+    "{% import 'self.j2' as me %}",
+    "{% extends 'self.j2' %}",
+])
+def test_template_recursion_is_refused_even_when_a_library_raised_the_recursion_limit(tmp_path, source):
+    (tmp_path / "self.j2").write_text(source, encoding="utf-8")
+    renderer = Renderer([tmp_path], timezone=SH)
+    before = sys.getrecursionlimit()
+    sys.setrecursionlimit(100_000)  # what importing py_ecc (the lottery's beacon check) does to the process
+    try:
+        with pytest.raises(TemplateError) as caught:
+            renderer.render("self.j2")
+    finally:
+        sys.setrecursionlimit(before)
+    assert caught.value.over_budget and "嵌套太深" in caught.value.message
