@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 CONFIG_FILE = "qunbot.toml"
 _MAX_BYTES = 1_000_000
+_MAX_DEPTH = 64
 
 
 class ConfigError(Exception):
@@ -243,29 +244,45 @@ def load_config(project: Path) -> ProjectConfig:
     if len(data) > _MAX_BYTES:
         raise ConfigError(str(path), None, f"文件太大：超过 {_MAX_BYTES} 字节")
     text = data.decode("utf-8")
+    too_deep = _too_deep(text)
+    if too_deep is not None:  # tomllib recurses per level: refuse before it does, whatever the recursion limit
+        raise ConfigError(str(path), too_deep, f"嵌套太深（数组和内联表最多 {_MAX_DEPTH} 层）")
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         match = re.search(r"line (\d+)", str(err))
         raise ConfigError(str(path), int(match.group(1)) if match else None, str(err)) from None
-    except RecursionError:  # tomllib recurses per nested array or inline table
-        raise ConfigError(str(path), _deepest_line(text), "嵌套太深") from None
+    except RecursionError:
+        raise ConfigError(str(path), None, "嵌套太深") from None
     return parse_config(raw, file=str(path), text=text)
 
 
-def _deepest_line(text: str) -> int | None:
-    """The line where brackets and braces first nest deepest (for a file tomllib cannot nest into)."""
-    depth, deepest, where, line = 0, 0, None, 1
-    for char in text:
+def _too_deep(text: str) -> int | None:
+    """The line where arrays and inline tables first nest deeper than _MAX_DEPTH (strings and comments skipped)."""
+    depth, line, quote, index = 0, 1, "", 0
+    while index < len(text):
+        char = text[index]
         if char == "\n":
-            line += 1
+            line, quote = line + 1, "" if len(quote) == 1 else quote
+        elif quote:
+            if char == "\\" and quote.startswith('"'):
+                index += 1
+            elif text.startswith(quote, index):
+                index, quote = index + len(quote) - 1, ""
+        elif char == "#":
+            while index + 1 < len(text) and text[index + 1] != "\n":
+                index += 1
+        elif char in "\"'":
+            quote = char * 3 if text.startswith(char * 3, index) else char
+            index += len(quote) - 1
         elif char in "[{":
             depth += 1
-            if depth > deepest:
-                deepest, where = depth, line
+            if depth > _MAX_DEPTH:
+                return line
         elif char in "]}":
             depth -= 1
-    return where
+        index += 1
+    return None
 
 
 def parse_config(raw: dict[str, Any], *, file: str = CONFIG_FILE, text: str = "") -> ProjectConfig:
