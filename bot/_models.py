@@ -71,7 +71,9 @@ class OutboxMessage(SQLModel, table=True):
     action: str | None = None
     member_id: str | None = None
     source: str = ""
-    status: str = Field(default="pending")  # pending | sending | sent | failed | skipped | uncertain
+    status: str = Field(default="pending")
+    """pending | sending | sent | failed | skipped | uncertain | awaiting_confirmation (a task a person
+    confirms: settled to sent | cancelled | failed)"""
     attempts: int = 0
     created_at: datetime = Field(sa_type=UTCDateTime)
     not_before: datetime = Field(sa_type=UTCDateTime)

@@ -139,8 +139,12 @@ def create_app(dash: Dashboard, *, password: str, purchase_token: str | None = N
     async def sop(request: Request) -> Response:
         # Loading and rendering admins' files is synchronous: off the event loop, so /login and the other
         # pages answer while it runs (each render is bounded by the render budget).
+        from bot.adapters.wecom._report import post_counts
+
         calendar, problems, start = await run_in_threadpool(sop_calendar)
-        return page("sop.html", request, title="SOP 日历", calendar=calendar, problems=problems, start=start)
+        confirmations = post_counts(dash.engine)
+        return page("sop.html", request, title="SOP 日历", calendar=calendar, problems=problems, start=start,
+                    confirmations=confirmations)
 
     def sop_calendar() -> tuple[list[dict[str, Any]], list[str], datetime]:
         from bot.sop._check import load_project
