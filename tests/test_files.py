@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 from datetime import datetime
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from plugin_modules import plugin_module
@@ -15,6 +16,8 @@ from bot._config import load_config
 from bot._files import FilePolicy, FileRefused, fetch_url, project_file, read_source
 from bot._yaml import YamlError
 from bot.adapters import _wechaty_compat as compat
+from bot.adapters._base import SendError
+from bot.adapters.wecom import WecomAdapter
 from bot.sop._check import load_project
 
 NOW = datetime.fromisoformat("2026-11-23T09:00:00+08:00")
@@ -215,3 +218,15 @@ async def test_the_connection_goes_to_the_address_that_was_checked(root, server,
     policy = _policy(root, private_hosts=("127.0.0.1",))
     assert await fetch_url(f"http://files.example:{server.port}/ok", policy) == b"hello"
     assert server.hosts == [f"files.example:{server.port}"]
+
+
+@pytest.mark.parametrize("file", ["assets/leak.png", "/etc/passwd.png", "../secret.png"])
+async def test_the_wecom_adapter_rechecks_an_image_path_at_send_time(root, tmp_path, file):
+    (tmp_path / "secret.png").write_bytes(b"server secret")
+    (root / "assets" / "leak.png").unlink()
+    (root / "assets" / "leak.png").symlink_to(tmp_path / "secret.png")
+    uploads = []
+    adapter = SimpleNamespace(project=root, _media_id=lambda path: uploads.append(path))
+    with pytest.raises(SendError, match="不在项目文件夹里"):
+        await WecomAdapter._attachment(adapter, file, "早安")
+    assert uploads == []
