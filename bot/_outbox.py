@@ -204,6 +204,11 @@ class Outbox:
                         self.account, timeout)
 
     @property
+    def idle(self) -> bool:
+        """No send is in flight (a lease may be handed over only then)."""
+        return self._idle.is_set()
+
+    @property
     def next_wakeup(self) -> datetime | None:
         """When the pacing loop looks at the queue next (None when idle)."""
         return None if self._timer is None else self._timer.when
