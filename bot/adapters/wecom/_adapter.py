@@ -34,6 +34,7 @@ from bot._events import (
     RoomSnapshot,
     RoomTopicChanged,
 )
+from bot._files import FileRefused, project_file
 from bot.adapters._base import (
     Adapter,
     AdapterError,
@@ -273,7 +274,10 @@ class WecomAdapter(Adapter):
         if file.startswith(("http://", "https://")):
             title = (text.strip().splitlines() or [file])[0][:128]
             return {"msgtype": "link", "link": {"title": title, "url": file}}
-        path = (self.project / file).resolve()
+        try:  # checked again at send time: it may have become a symlink out of the project since `check`
+            path = project_file(self.project, file)
+        except FileRefused as err:
+            raise SendError(str(err)) from None
         if path.suffix.lower() not in _IMAGE_SUFFIXES:
             raise SendError(f"企业微信群发任务只能带图片或链接，{file} 不是图片")
         if not path.is_file():
