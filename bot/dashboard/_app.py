@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, quote
+from urllib.parse import parse_qs, quote, urlencode
 
 import jinja2
 from sqlalchemy.engine import Engine
@@ -29,9 +29,10 @@ from bot._config import ProjectConfig
 from bot._models import Member
 from bot._plugin import Plugin
 from bot._templates import Renderer
-from bot.dashboard import _data
+from bot.dashboard import _data, _groups
 from bot.dashboard._auth import COOKIE, Auth
 from bot.dashboard._body import LOGIN_LIMIT, BodyTooLarge, read_body
+from bot.dashboard._guard import ACTIONS, guard_page, has_guard
 from bot.dashboard._purchases import purchase_endpoint
 from bot.insight import InsightConfig, InsightService
 
@@ -89,9 +90,19 @@ def create_app(dash: Dashboard, *, password: str, purchase_token: str | None = N
     auth = Auth(password, session_seconds=session_hours * 3600)
     env = _env()
 
+    guard_seen: list[bool] = []  # once the guard table exists it stays (tables are never dropped)
+
+    def show_guard() -> bool:
+        if not guard_seen:
+            with Session(dash.engine) as session:
+                if has_guard(session):
+                    guard_seen.append(True)
+        return bool(guard_seen)
+
     def page(name: str, request: Request, **values: Any) -> HTMLResponse:
         values.setdefault("charts", {})
-        html = env.get_template(name).render(path=request.url.path, now=dash.now().astimezone(dash.tz), **values)
+        html = env.get_template(name).render(path=request.url.path, now=dash.now().astimezone(dash.tz),
+                                             show_guard=show_guard(), **values)
         return HTMLResponse(html)
 
     async def login(request: Request) -> Response:
@@ -123,9 +134,33 @@ def create_app(dash: Dashboard, *, password: str, purchase_token: str | None = N
         return response
 
     async def overview(request: Request) -> Response:
+        tags = {room_id: settings.tags for room_id, settings in dash.config.rooms.items()}
         with Session(dash.engine) as session:
-            data = _data.overview(session, dash.now(), dash.tz)
-        return page("overview.html", request, title="群概览", data=data, charts=data.charts)
+            data = _groups.overview(session, dash.now(), dash.tz, tags)
+        query = _groups.GroupQuery.parse(request.query_params)
+        table = _groups.group_page(data.rooms, query)
+        choices = {"tags": sorted({t for r in data.rooms for t in r.tags}),
+                   "accounts": sorted({r.account for r in data.rooms})}
+
+        def link(**changes: Any) -> str:
+            return "/?" + urlencode(query.params(**changes)) + "#rooms"
+
+        return page("overview.html", request, title="群概览", data=data, charts=data.charts, table=table,
+                    query=query, choices=choices, link=link, sorts=_groups.SORTS, quiet_ratio=_groups.QUIET_RATIO,
+                    quiet_floor=_groups.QUIET_FLOOR)
+
+    async def guard(request: Request) -> Response:
+        with Session(dash.engine) as session:
+            if not has_guard(session):
+                return page("missing.html", request, title="没有风控记录", what="风控记录（guard 插件没有启用）")
+            data = guard_page(session, request.query_params)
+        params = {k: v for k, v in request.query_params.items() if k in ("room", "rule") and v}
+
+        def link(page_number: int) -> str:
+            return "/guard?" + urlencode({**params, "page": page_number})
+
+        return page("guard.html", request, title="风控记录", data=data, params=params, link=link,
+                    rule_names=dict(data.rules), actions=ACTIONS)
 
     async def room(request: Request) -> Response:
         with Session(dash.engine) as session:
@@ -192,7 +227,8 @@ def create_app(dash: Dashboard, *, password: str, purchase_token: str | None = N
 
     routes = [
         Route("/", overview), Route("/rooms/{room_id}", room), Route("/sop", sop), Route("/draws", draws),
-        Route("/variants", variants), Route("/login", login, methods=["GET", "POST"]), Route("/logout", logout),
+        Route("/variants", variants), Route("/guard", guard),
+        Route("/login", login, methods=["GET", "POST"]), Route("/logout", logout),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
     if purchase_token:
