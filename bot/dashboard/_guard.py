@@ -84,8 +84,9 @@ def guard_page(session: Session, params: Mapping[str, str], *, size: int = PAGE_
     rooms = sorted(((room_id, topic or room_id) for room_id, topic in session.execute(text(
         "SELECT DISTINCT g.room_id, r.topic FROM guard_record g LEFT JOIN core_room r ON r.id = g.room_id"))),
         key=lambda pair: natural_key(pair[1]))
-    rules = sorted(session.execute(text("SELECT rule, MIN(label) FROM guard_record GROUP BY rule")).tuples())
-    return GuardPage(rows, matched, page, pages, rooms, [(r, label) for r, label in rules], counts)
+    rules = sorted((rule, label) for rule, label in session.execute(text(
+        "SELECT rule, MIN(label) FROM guard_record GROUP BY rule")))
+    return GuardPage(rows, matched, page, pages, rooms, rules, counts)
 
 
 def _utc(value: Any) -> datetime:

@@ -1,0 +1,215 @@
+"""The overview at many groups over HTTP: natural sort, filters, pages, totals, the quiet-group rule, guard records."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta
+
+import pytest
+from sqlalchemy import text
+from sqlmodel import Session, SQLModel
+from starlette.testclient import TestClient
+from week_data import REPO
+
+from bot._config import RoomSettings, load_config
+from bot._db import make_engine
+from bot._models import Member, Membership, Room
+from bot.dashboard import build_app
+from bot.dashboard._groups import natural_key
+from bot.insight import InsightMessage
+
+NOW = datetime.fromisoformat("2026-11-23T10:00:00+08:00")
+ENV = {"QUNBOT_DASHBOARD_PASSWORD": "pw"}
+XSS = "</script><img src=x onerror=alert(1)>群"
+# Member messages (last week, this week) per 7×24 h ending at NOW: the quiet rule's edges.
+WEEKS = {"q-half": (20, 10), "q-floor": (19, 0), "q-above": (20, 11), "q-dead": (40, 0), "q-new": (0, 9)}
+
+
+def _app(url: str, now: datetime = NOW) -> TestClient:
+    config = load_config(REPO)
+    rooms = {f"r{i}": RoomSettings(tags=("vip",)) for i in range(0, 120, 10)}
+    config = config.model_copy(update={"rooms": {**config.rooms, **rooms}})
+    c = TestClient(build_app(REPO, config, db_url=url, now=lambda: now, environ=ENV))
+    assert c.post("/login", data={"password": "pw"}, follow_redirects=False).status_code == 303
+    return c
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory):
+    """120 rooms 完子会员0…119 (accounts a1/a2 alternating, every tenth tagged vip), five members each,
+    plus the quiet-rule rooms and one whose topic is markup."""
+    url = f"sqlite:///{tmp_path_factory.mktemp('fleet')}/fleet.db"
+    c = _app(url)
+    engine = make_engine(url)
+    long_ago = NOW - timedelta(days=60)
+    with Session(engine) as session:
+        rooms = [Room(id=f"r{i}", account=f"a{i % 2 + 1}", topic=f"完子会员{i}") for i in range(120)]
+        rooms += [Room(id=room_id, account="a1", topic=f"冷{room_id}") for room_id in WEEKS]
+        rooms.append(Room(id="xss", account="a1", topic=XSS))
+        session.add_all(rooms)
+        for room in rooms:
+            for m in range(5):
+                session.add(Membership(room_id=room.id, member_id=f"{room.id}-m{m}", joined_at=long_ago))
+        session.add_all([Membership(room_id="r7", member_id="new1", joined_at=NOW - timedelta(days=2)),
+                         Membership(room_id="r7", member_id="gone1", joined_at=long_ago,
+                                    left_at=NOW - timedelta(days=1))])
+        for room_id, (last, this) in WEEKS.items():
+            for n in range(last):
+                session.add(InsightMessage(room_id=room_id, member_id=f"{room_id}-m0",
+                                           at=NOW - timedelta(days=13, hours=n % 20)))
+            for n in range(this):
+                session.add(InsightMessage(room_id=room_id, member_id=f"{room_id}-m1", at=NOW - timedelta(hours=n + 1)))
+        for n in range(7):  # r3 is the chattiest numbered room: 7 messages today
+            session.add(InsightMessage(room_id="r3", member_id="r3-m0", at=NOW - timedelta(minutes=n + 1)))
+        session.commit()
+    return url, c, engine
+
+
+def _rows(html: str) -> list[str]:
+    body = re.search(r'<table id="rooms">.*?<tbody>(.*?)</tbody>', html, re.S)[1]
+    return [m for m in re.findall(r'<a href="/rooms/[^"]*">(.*?)</a>', body)]
+
+
+def test_natural_key_orders_numbers_by_value():
+    topics = ["完子会员10", "完子会员2", "完子会员1", "完子会员100", "完子会员2群B", "完子会员2群A", "Abc"]
+    assert sorted(topics, key=natural_key) == ["Abc", "完子会员1", "完子会员2", "完子会员2群A",
+                                               "完子会员2群B", "完子会员10", "完子会员100"]
+    assert sorted(["g１０", "g9"], key=natural_key) == ["g9", "g１０"]  # full-width digits count as numbers
+
+
+def test_the_table_sorts_naturally_and_pages(fleet):
+    _, c, _ = fleet
+    pages = [_rows(c.get(f"/?page={n}").text) for n in (1, 2, 3)]
+    assert [len(rows) for rows in pages] == [50, 50, 26]  # 126 rooms
+    numbered = [t for rows in pages for t in rows if t.startswith("完子会员")]
+    assert numbered == [f"完子会员{i}" for i in range(120)]  # not 0, 1, 10, 100, 101 …
+    first, third = pages[0], c.get("/?page=3").text
+    assert _rows(third)[-20:] == [f"完子会员{i}" for i in range(100, 120)]
+    assert "第 3/3 页" in third and 'rel="next"' not in third and 'href="/?page=2#rooms" rel="prev"' in third
+    assert _rows(c.get("/?page=99").text) == _rows(third)  # past the end: the last page
+    assert _rows(c.get("/?page=abc").text) == first
+    backwards = _rows(c.get("/?sort=-topic").text)
+    assert backwards[:3] == ["完子会员119", "完子会员118", "完子会员117"]
+
+
+def test_filters_by_topic_glob_tag_and_account(fleet):
+    _, c, _ = fleet
+    assert _rows(c.get("/?q=完子会员1*").text)[:3] == ["完子会员1", "完子会员10", "完子会员11"]
+    assert "31 个群" in c.get("/?q=完子会员1*").text  # 1, 10–19, 100–119
+    assert _rows(c.get("/?q=会员11").text) == ["完子会员11", "完子会员110", "完子会员111", "完子会员112",
+                                               "完子会员113", "完子会员114", "完子会员115", "完子会员116",
+                                               "完子会员117", "完子会员118", "完子会员119"]  # no glob: contains
+    assert _rows(c.get("/?tag=vip").text) == [f"完子会员{i}" for i in range(0, 120, 10)]
+    a2 = _rows(c.get("/?account=a2&q=完子会员?").text)
+    assert a2 == [f"完子会员{i}" for i in range(1, 10, 2)]
+    page = c.get("/?tag=vip&account=a1&sort=-members").text
+    assert _rows(page) == [f"完子会员{i}" for i in range(0, 120, 10)]  # a1: even numbers; every tenth is even
+    assert 'value="vip" selected' in page and 'value="a1" selected' in page  # the form shows the filter
+    assert "没有符合条件的群" in c.get("/?q=nothing-like-this").text
+
+
+def test_numeric_sorts_and_the_filtered_sums(fleet):
+    _, c, _ = fleet
+    by_messages = _rows(c.get("/?sort=-messages").text)
+    assert by_messages[:4] == ["冷q-above", "冷q-half", "冷q-new", "完子会员3"]  # 11, 10, 9, 7 in the last 7 days
+    html = c.get("/?q=完子会员[7]").text
+    assert _rows(html) == ["完子会员7"]
+    assert re.search(r"<tfoot><tr><th>合计（1 个群）</th><th>6</th><th>1</th>\s*<th>1</th>", html)  # +1 −1
+
+
+def test_totals_come_first_and_add_up(fleet):
+    _, c, _ = fleet
+    html = c.get("/").text
+    rooms = 120 + len(WEEKS) + 1
+    members = rooms * 5 + 1  # r7: one joined, one left
+    assert re.search(rf"<span>群</span><b>{rooms}</b>", html) and re.search(rf"<span>成员</span><b>{members}</b>", html)
+    assert html.index('id="totals"') < html.index('data-chart="members"') < html.index('id="rooms"')
+
+
+def test_groups_going_quiet_follow_the_documented_rule(fleet):
+    _, c, _ = fleet
+    html = c.get("/").text
+    quiet = re.search(r'<table id="quiet">.*?</table>', html, re.S)[0]
+    names = re.findall(r'<a href="/rooms/[^"]*">(.*?)</a>', quiet)
+    assert names == ["冷q-dead", "冷q-half"]  # fell 100 %, then exactly half; 19 before is under the floor
+    assert "-100%" in quiet and "-50%" in quiet
+    assert _rows(c.get("/?quiet=1").text) == ["冷q-dead", "冷q-half"]
+
+
+def test_topics_are_escaped_everywhere(fleet):
+    _, c, _ = fleet
+    html = c.get("/?q=*script*").text
+    assert "<img src=x" not in html and "&lt;/script&gt;&lt;img src=x onerror=alert(1)&gt;群" in html
+
+
+# --- guard records ---------------------------------------------------------------------------------
+
+
+def _guard(engine, rows):
+    table = SQLModel.metadata.tables["guard_record"]
+    with engine.begin() as conn:
+        conn.execute(table.insert(), rows)
+
+
+def test_guard_records_filter_by_room_and_rule_and_page(fleet):
+    _, c, engine = fleet
+    with Session(engine) as session:
+        session.add(Member(id="r1-m0", name="小广告"))
+        session.commit()
+    rows = [{"room_id": "r1" if n % 3 else "r2", "member_id": "r1-m0", "event_id": f"e{n}",
+             "rule": "link" if n % 2 else "qrcode", "label": "链接" if n % 2 else "二维码",
+             "evidence_hash": f"{n:064x}", "action": "remove" if n == 59 else "warn", "strike": n % 3 + 1,
+             "actor_id": None, "revoked": n == 58, "created_at": NOW - timedelta(minutes=60 - n)}
+            for n in range(60)]
+    _guard(engine, rows)
+    try:
+        page = c.get("/guard").text
+        assert 'id="nav-guard"' in c.get("/").text
+        assert "60 条" in page and "第 1/2 页" in page
+        records = re.search(r'<table id="guard-records">.*?</table>', page, re.S)[0]
+        assert records.count("<tr") == 51 and "小广告" in records and "移出" in records
+        assert records.index("移出") < records.index("（已撤销）")  # newest first
+        links = c.get("/guard?room=r2&rule=qrcode").text
+        expected = sum(1 for r in rows if r["room_id"] == "r2" and r["rule"] == "qrcode")
+        assert f"{expected} 条" in links
+        filtered = re.search(r'<table id="guard-records">.*?</table>', links, re.S)[0]
+        assert filtered.count("二维码") == expected and "链接" not in filtered
+        second = c.get("/guard?page=2").text
+        assert re.search(r'<table id="guard-records">.*?</table>', second, re.S)[0].count("<tr") == 11
+    finally:
+        with engine.begin() as conn:
+            conn.execute(text("DELETE FROM guard_record"))
+
+
+def test_no_guard_table_no_guard_page(tmp_path):
+    url = f"sqlite:///{tmp_path}/bare.db"
+    make_engine(url)
+    c = _app(url)
+    with make_engine(url).begin() as conn:
+        conn.execute(text("DROP TABLE guard_record"))
+    assert 'id="nav-guard"' not in c.get("/").text
+    assert "guard 插件没有启用" in c.get("/guard").text
+
+
+def test_sent_per_day_counts_pruned_and_kept_rows_like_retention(tmp_path):
+    from bot._models import OutboxMessage
+    from bot._retention import DailyCount, sent_per_day
+    from bot.dashboard._groups import sent_per_day as summed
+
+    engine = make_engine(f"sqlite:///{tmp_path}/sent.db")
+    SQLModel.metadata.create_all(engine)
+    tz = NOW.tzinfo
+    with Session(engine) as session:
+        session.add_all([DailyCount(day=(NOW - timedelta(days=5)).date(), kind="outbox", account=a, source="sop",
+                                    status="sent", count=40) for a in ("a1", "a2")])
+        session.add(DailyCount(day=(NOW - timedelta(days=5)).date(), kind="outbox", account="a1", source="sop",
+                               status="failed", count=3))
+        for n in range(30):  # local days around midnight: 23:30 yesterday belongs to yesterday
+            at = NOW.replace(hour=0, minute=30) - timedelta(hours=n)
+            session.add(OutboxMessage(account="a1", key=f"k{n}", room_id="r1", text="hi", created_at=at,
+                                      not_before=at, status="failed" if n % 5 == 4 else "sent", sent_at=at))
+        session.commit()
+        since = (NOW - timedelta(days=13)).date()
+        expected = sent_per_day(session, since, tz)
+        assert summed(session, since, NOW, tz) == expected and expected[(NOW - timedelta(days=5)).date()] == 80
+        assert expected[NOW.date()] == 1  # 00:30 today; the failed rows are not counted
