@@ -211,9 +211,9 @@ def variant_stats(session: Session, files: Mapping[str, Any], *, window: timedel
     from bot.sop._load import variant_of
 
     postgres = session.get_bind().dialect.name == "postgresql"
+    # The upper bound must stay a plain comparison of m.at, so each post reads only its hour off the index.
     until = ("o.sent_at + make_interval(secs => :seconds)" if postgres
-             else "julianday(o.sent_at) + :seconds / 86400.0")
-    at = "m.at" if postgres else "julianday(m.at)"
+             else "datetime(o.sent_at, :modifier) || substr(o.sent_at, 20)")  # stored as text: keep the fraction
     sent = ("FROM sop_delivery d JOIN core_outbox o ON o.account = d.account AND o.key = d.key AND o.status = 'sent' "
             "WHERE d.file = :file AND d.step = :step AND d.member_id IS NULL")
     out: list[VariantRow] = []
@@ -222,14 +222,15 @@ def variant_stats(session: Session, files: Mapping[str, Any], *, window: timedel
             if not step.variants:
                 continue
             rows = {i: VariantRow(name, step.id, i, t, [], 0, 0, 0) for i, t in enumerate(step.variants)}
-            params = {"file": name, "step": step.id, "seconds": window.total_seconds()}
+            params = {"file": name, "step": step.id, "seconds": window.total_seconds(),
+                      "modifier": f"+{int(window.total_seconds())} seconds"}
             for room_id, posts in session.execute(text(
                     f"SELECT d.room_id, COUNT(*) {sent} GROUP BY d.room_id ORDER BY d.room_id"), params).all():
                 row = rows[variant_of(loaded, step, room_id)]
                 row.rooms.append(room_id)
                 row.posts += int(posts)
             replies_sql = (sent.replace(" WHERE", " JOIN insight_message m ON m.room_id = d.room_id "
-                                        f"AND m.at > o.sent_at AND {at} <= {until} WHERE")
+                                        f"AND m.at > o.sent_at AND m.at <= {until} WHERE")
                            + " GROUP BY d.room_id, m.member_id")
             for room_id, _member, replies in session.execute(text(
                     f"SELECT d.room_id, m.member_id, COUNT(*) {replies_sql}"), params).all():
