@@ -213,3 +213,44 @@ def test_sent_per_day_counts_pruned_and_kept_rows_like_retention(tmp_path):
         expected = sent_per_day(session, since, tz)
         assert summed(session, since, NOW, tz) == expected and expected[(NOW - timedelta(days=5)).date()] == 80
         assert expected[NOW.date()] == 1  # 00:30 today; the failed rows are not counted
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_db(request, tmp_path):
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/variants.db"
+    return request.getfixturevalue("postgres_url")
+
+
+def test_variant_replies_are_the_messages_within_the_hour_after_each_post(any_db):
+    """One join over deliveries, sent posts and messages: the edges of the hour, a post not sent, another room."""
+    from bot._models import OutboxMessage
+    from bot.dashboard._data import variant_stats
+    from bot.sop._check import load_project
+    from bot.sop._load import variant_of
+    from bot.sop._models import SopDelivery
+
+    engine = make_engine(any_db)
+    SQLModel.metadata.create_all(engine)
+    files, _ = load_project(REPO, load_config(REPO), now=NOW)
+    loaded = files["daily"]
+    step = next(s for s in loaded.sop.steps if s.id == "noon_topic")
+    sent = NOW.replace(hour=12, minute=30, second=0, microsecond=250_000)
+    tick = timedelta(microseconds=1)
+    with Session(engine) as session:
+        for n, (room, status) in enumerate([("g1", "sent"), ("g1", "failed"), ("g2", "sent")]):
+            key = f"sop:daily:noon_topic:{room}:{n}"
+            session.add(SopDelivery(account="a1", key=key, file="daily", step="noon_topic", room_id=room,
+                                    due_at=sent, status="done", sent_at=sent))
+            session.add(OutboxMessage(account="a1", key=key, room_id=room, text="午间话题", created_at=sent,
+                                      not_before=sent, status=status, sent_at=sent + timedelta(days=n)))
+        for at, member in [(sent, "u0"), (sent + tick, "u1"), (sent + timedelta(hours=1), "u1"),
+                           (sent + timedelta(hours=1) + tick, "u2"), (sent - tick, "u3")]:
+            session.add(InsightMessage(room_id="g1", member_id=member, at=at))
+        session.add(InsightMessage(room_id="g2", member_id="v1", at=sent + timedelta(days=2, minutes=5)))
+        session.commit()
+        rows = {r.variant: r for r in variant_stats(session, files)}
+    assert variant_of(loaded, step, "g1") != variant_of(loaded, step, "g2")  # as in the simulated week
+    g1, g2 = rows[variant_of(loaded, step, "g1")], rows[variant_of(loaded, step, "g2")]
+    assert (g1.rooms, g1.posts, g1.replies, g1.repliers) == (["g1"], 1, 2, 1)  # u1 twice: 1 µs after, the hour's end
+    assert (g2.rooms, g2.posts, g2.replies, g2.repliers) == (["g2"], 1, 1, 1)
