@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import uvicorn
+from fleet_data import XSS, build_fleet, fleet_app
 from week_data import REPO, ROOMS
 
 from bot._config import load_config
@@ -77,12 +78,7 @@ def _guard_records(url: str, at) -> None:
                  "at": when.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")})
 
 
-@pytest.fixture
-def served(week_db):
-    url, week = week_db
-    environ = {"QUNBOT_DASHBOARD_PASSWORD": PASSWORD}
-    app = build_app(REPO, load_config(REPO), db_url=url, now=lambda: week.end, environ=environ)
-    _guard_records(url, week.end)
+def _serve(app):  # type: ignore[no-untyped-def]
     port = _free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
     thread = threading.Thread(target=server.run, daemon=True)
@@ -91,7 +87,28 @@ def served(week_db):
     while not server.started:  # polling a real server's readiness, not standing in for synchronisation
         assert thread.is_alive() and time.monotonic() < deadline, "the dashboard did not start"
         time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}", week
+    return server, thread, f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture
+def served(week_db):
+    url, week = week_db
+    environ = {"QUNBOT_DASHBOARD_PASSWORD": PASSWORD}
+    app = build_app(REPO, load_config(REPO), db_url=url, now=lambda: week.end, environ=environ)
+    _guard_records(url, week.end)
+    server, thread, base = _serve(app)
+    yield base, week
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.fixture
+def served_fleet(tmp_path):
+    url = f"sqlite:///{tmp_path}/fleet.db"
+    app = fleet_app(url, PASSWORD)
+    build_fleet(url)
+    server, thread, base = _serve(app)
+    yield base
     server.should_exit = True
     thread.join(timeout=10)
 
@@ -217,3 +234,43 @@ def test_every_page_with_charts_of_the_simulated_week(served, browser):
     WebDriverWait(browser, 15).until(lambda d: d.current_url.startswith(base + "/login"))
     browser.get(base + "/")
     assert browser.current_url.startswith(base + "/login")
+
+
+def _login(browser, base: str) -> None:
+    browser.get(base + "/")
+    browser.find_element("id", "password").send_keys(PASSWORD)
+    browser.find_element("id", "login").click()
+    WebDriverWait(browser, 15).until(lambda d: not d.current_url.startswith(base + "/login"))
+
+
+def _names(browser) -> list[str]:
+    return [a.text for a in browser.find_elements("css selector", "#rooms tbody tr td:first-child a")]
+
+
+def test_a_fleet_of_groups_pages_filters_and_flags_quiet_ones(served_fleet, browser):
+    base = served_fleet
+    _login(browser, base)
+    overview = _open(browser, base, "/", "overview-fleet.png")
+    assert sum(overview["members"]["data"][0]) > 0
+    first = _names(browser)
+    assert len(first) == 50 and XSS in first  # the markup topic is shown as text
+    numbered = [n for n in first if n.startswith("完子会员")]
+    assert numbered == [f"完子会员{i}" for i in range(len(numbered))]  # 0, 1, 2 … not 0, 1, 10, 100
+    assert [a.text for a in browser.find_elements("css selector", "#quiet tbody a")] == ["冷q-dead", "冷q-half"]
+
+    browser.find_element("css selector", "#room-pages a[rel=next]").click()  # pages are plain links
+    WebDriverWait(browser, 15).until(lambda d: "page=2" in d.current_url)
+    second = [n for n in _names(browser) if n.startswith("完子会员")]
+    assert second[0] == f"完子会员{len(numbered)}" and len(second) == 50
+
+    Select(browser.find_element("name", "tag")).select_by_value("vip")
+    Select(browser.find_element("name", "account")).select_by_value("a1")
+    browser.find_element("id", "filter").click()
+    WebDriverWait(browser, 15).until(lambda d: "tag=vip" in d.current_url)
+    assert _names(browser) == [f"完子会员{i}" for i in range(0, 120, 10)]  # the filter starts again at page 1
+    _screenshot(browser, "overview-fleet-filtered.png")
+    browser.find_element("name", "quiet").click()
+    browser.find_element("id", "filter").click()
+    WebDriverWait(browser, 15).until(lambda d: "quiet=1" in d.current_url)
+    assert _names(browser) == []
+    assert "没有符合条件的群" in browser.find_element("id", "rooms").text
