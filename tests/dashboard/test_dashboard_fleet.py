@@ -14,7 +14,7 @@ from week_data import REPO
 
 from bot._config import load_config
 from bot._db import make_engine
-from bot._models import Member
+from bot._models import Member, Room
 from bot.dashboard._groups import natural_key
 from bot.insight import InsightMessage
 
@@ -224,3 +224,33 @@ def test_variant_replies_are_the_messages_within_the_hour_after_each_post(any_db
     g1, g2 = rows[variant_of(loaded, step, "g1")], rows[variant_of(loaded, step, "g2")]
     assert (g1.rooms, g1.posts, g1.replies, g1.repliers) == (["g1"], 1, 2, 1)  # u1 twice: 1 µs after, the hour's end
     assert (g2.rooms, g2.posts, g2.replies, g2.repliers) == (["g2"], 1, 1, 1)
+
+
+def test_the_overview_asks_the_same_few_queries_for_3_groups_and_for_126(fleet, tmp_path):
+    """No query per group: the page's statements do not grow with the number of groups."""
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    small = f"sqlite:///{tmp_path}/small.db"
+    c_small = _app(small)
+    with Session(make_engine(small)) as session:
+        session.add_all([Room(id=f"s{i}", account="a1", topic=f"小群{i}") for i in range(3)])
+        session.commit()
+    statements: list[str] = []
+
+    def count(conn, cursor, statement, *args):
+        statements.append(statement)
+
+    def asked(client: TestClient, path: str) -> int:
+        statements.clear()
+        event.listen(Engine, "before_cursor_execute", count)
+        try:
+            assert client.get(path).status_code == 200
+        finally:
+            event.remove(Engine, "before_cursor_execute", count)
+        return len(statements)
+
+    _, c, _ = fleet
+    for path in ("/", "/?page=2&sort=-messages", "/guard"):
+        asked(c, path), asked(c_small, path)  # warm: table lists are looked up once
+        assert asked(c, path) == asked(c_small, path) <= 12, path
