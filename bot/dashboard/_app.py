@@ -18,6 +18,7 @@ import jinja2
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.requests import Request
@@ -28,6 +29,7 @@ from starlette.staticfiles import StaticFiles
 from bot._config import ProjectConfig
 from bot._models import Member
 from bot._plugin import Plugin
+from bot._sandbox import render_budget
 from bot._templates import Renderer
 from bot.dashboard import _data, _groups
 from bot.dashboard._auth import COOKIE, Auth
@@ -170,13 +172,23 @@ def create_app(dash: Dashboard, *, password: str, purchase_token: str | None = N
         return page("room.html", request, title=data.topic or data.id, data=data, charts=data.charts)
 
     async def sop(request: Request) -> Response:
+        # Loading and rendering admins' files is synchronous: off the event loop, so /login and the other
+        # pages answer while it runs (each render is bounded by the render budget).
+        from bot.adapters.wecom._report import post_counts
+
+        calendar, problems, start = await run_in_threadpool(sop_calendar)
+        confirmations = post_counts(dash.engine)
+        return page("sop.html", request, title="SOP 日历", calendar=calendar, problems=problems, start=start,
+                    confirmations=confirmations)
+
+    def sop_calendar() -> tuple[list[dict[str, Any]], list[str], datetime]:
         from bot.sop._check import load_project
         from bot.sop._preview import _entries, _entry_lines
 
         start = dash.now().astimezone(dash.tz).replace(second=0, microsecond=0)
         files, problems = load_project(dash.project, dash.config, now=start)
         renderer = Renderer([dash.project / dash.config.templates_dir, _default_templates()], timezone=dash.tz,
-                            globals={"bot_name": dash.config.bot.name})
+                            globals={"bot_name": dash.config.bot.name}, budget=render_budget(dash.config.limits))
         days: dict[Any, list[dict[str, Any]]] = {}
         order = {name: index for index, name in enumerate(files)}
         entries = sorted((e for loaded in files.values() if loaded.sop.enabled
@@ -192,11 +204,7 @@ def create_app(dash: Dashboard, *, password: str, purchase_token: str | None = N
                 "kind": entry.step.effective_kind, "joined": entry.joined})
         calendar = [{"date": d, "label": f"{d.month}月{d.day}日 周{_WEEKDAYS[d.weekday()]}", "entries": e}
                     for d, e in sorted(days.items())]
-        from bot.adapters.wecom._report import post_counts
-
-        confirmations = post_counts(dash.engine)
-        return page("sop.html", request, title="SOP 日历", calendar=calendar, problems=problems, start=start,
-                    confirmations=confirmations)
+        return calendar, problems, start
 
     async def draws(request: Request) -> Response:
         lottery = dash.plugins.get("lottery")
@@ -214,7 +222,7 @@ def create_app(dash: Dashboard, *, password: str, purchase_token: str | None = N
     async def variants(request: Request) -> Response:
         from bot.sop._check import load_project
 
-        files, _ = load_project(dash.project, dash.config, now=dash.now())
+        files, _ = await run_in_threadpool(load_project, dash.project, dash.config, now=dash.now())
         with Session(dash.engine) as session:
             rows = _data.variant_stats(session, files)
         steps: dict[str, list[_data.VariantRow]] = {}
