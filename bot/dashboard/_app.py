@@ -34,7 +34,7 @@ from bot._templates import Renderer
 from bot.dashboard import _data, _groups
 from bot.dashboard._auth import COOKIE, Auth
 from bot.dashboard._body import LOGIN_LIMIT, BodyTooLarge, read_body
-from bot.dashboard._guard import ACTIONS, guard_page, has_guard
+from bot.dashboard._guard import ACTIONS, GuardPage, guard_page, has_guard
 from bot.dashboard._purchases import purchase_endpoint
 from bot.insight import InsightConfig, InsightService
 
@@ -137,8 +137,12 @@ def create_app(dash: Dashboard, *, password: str, purchase_token: str | None = N
 
     async def overview(request: Request) -> Response:
         tags = {room_id: settings.tags for room_id, settings in dash.config.rooms.items()}
-        with Session(dash.engine) as session:
-            data = _groups.overview(session, dash.now(), dash.tz, tags)
+
+        def load() -> _groups.Overview:  # off the event loop: `qunbot run --dashboard` shares it with the bot
+            with Session(dash.engine) as session:
+                return _groups.overview(session, dash.now(), dash.tz, tags)
+
+        data = await run_in_threadpool(load)
         query = _groups.GroupQuery.parse(request.query_params)
         table = _groups.group_page(data.rooms, query)
         choices = {"tags": sorted({t for r in data.rooms for t in r.tags}),
@@ -152,10 +156,13 @@ def create_app(dash: Dashboard, *, password: str, purchase_token: str | None = N
                     quiet_floor=_groups.QUIET_FLOOR)
 
     async def guard(request: Request) -> Response:
-        with Session(dash.engine) as session:
-            if not has_guard(session):
-                return page("missing.html", request, title="没有风控记录", what="风控记录（guard 插件没有启用）")
-            data = guard_page(session, request.query_params)
+        def load() -> GuardPage | None:
+            with Session(dash.engine) as session:
+                return guard_page(session, request.query_params) if has_guard(session) else None
+
+        data = await run_in_threadpool(load)
+        if data is None:
+            return page("missing.html", request, title="没有风控记录", what="风控记录（guard 插件没有启用）")
         params = {k: v for k, v in request.query_params.items() if k in ("room", "rule") and v}
 
         def link(page_number: int) -> str:
@@ -223,8 +230,12 @@ def create_app(dash: Dashboard, *, password: str, purchase_token: str | None = N
         from bot.sop._check import load_project
 
         files, _ = await run_in_threadpool(load_project, dash.project, dash.config, now=dash.now())
-        with Session(dash.engine) as session:
-            rows = _data.variant_stats(session, files)
+
+        def stats() -> list[_data.VariantRow]:
+            with Session(dash.engine) as session:
+                return _data.variant_stats(session, files)
+
+        rows = await run_in_threadpool(stats)
         steps: dict[str, list[_data.VariantRow]] = {}
         for row in rows:
             steps.setdefault(f"{row.file}.{row.step}", []).append(row)
