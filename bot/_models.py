@@ -150,3 +150,18 @@ class TaskFailure(SQLModel, table=True):
     attempts: int = 0
     last_error: str = ""
     failed_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class ClusterNode(SQLModel, table=True):
+    """A live `qunbot run` process, so each can work out its fair share of the accounts (`bot/_balance.py`)."""
+
+    __tablename__ = "core_cluster_node"
+
+    node: str = Field(primary_key=True)
+    """The process's lease owner name."""
+    started_at: datetime = Field(sa_type=UTCDateTime)
+    heartbeat_at: datetime = Field(sa_type=UTCDateTime)
+    expires_at: datetime = Field(sa_type=UTCDateTime)
+    """Past this (database clock) the process counts as gone: its share goes to the others."""
+    draining: bool = False
+    """Handing every account to the others before it stops (SIGUSR1 or `qunbot run --drain`)."""

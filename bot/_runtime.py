@@ -35,6 +35,7 @@ from bot._models import Room, ScheduledTask
 from bot._outbox import Outbox
 from bot._plugin import Matcher, Plugin
 from bot._redelivery import PRUNE_EVERY, RECORD, Redelivery
+from bot._sandbox import render_budget
 from bot._sanitize import clean_event, clean_snapshots
 from bot._tasks import Tasks
 from bot._templates import Renderer
@@ -69,7 +70,7 @@ class Runtime:
                                                                 else load_plugins(project, config))}
         self.renderer = Renderer(
             [project / config.templates_dir, DEFAULT_TEMPLATES], timezone=config.bot.tz,
-            globals={"bot_name": config.bot.name},
+            globals={"bot_name": config.bot.name}, budget=render_budget(config.limits),
         )
         self.redelivery = Redelivery(self.engine)
         self.members = Members(self.engine, config, clock.now,
