@@ -9,13 +9,14 @@ did not detect a hang) and counts as not killed; `error` (the tests could not ru
     python -m bench.mutants                     # all mutants, sequentially
     python -m bench.mutants --only outbox-fence lottery-order
     python -m bench.mutants --first 10          # a timing run
-    python -m bench.mutants --json bench/mutants-results.json
+    python -m bench.mutants --baseline --json bench/mutants-results.json   # the recorded run
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import resource
 import socket
 import subprocess
 import sys
@@ -28,6 +29,9 @@ from bench._common import machine
 
 ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT = 300.0
+MEMORY_CAP = 4 << 30
+"""Address-space limit of each test run: a mutant that lets an alias bomb through would otherwise take the
+shared machine's memory; under the cap the test fails with MemoryError (reported as `killed (memory cap)`)."""
 """Seconds per mutant's test run. A hang the tests detect themselves (their own timeouts) fails them: killed."""
 
 OUTBOX = ("tests/test_outbox.py", "tests/test_outbox_guards.py")
@@ -172,7 +176,8 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant("perm-adjust", "plugins/points/__init__.py",
            'plugin.on_command("调整积分", words_from="adjust_words", permission=ROOM_ADMIN | OPERATOR,',
            'plugin.on_command("调整积分", words_from="adjust_words", permission=OPERATOR | None,',
-           ("tests/test_permission_matrix.py",), "room admins (not only operators) can run 调整积分"),
+           ("tests/test_permission_matrix.py", "tests/plugins/test_points.py"),
+           "room admins (not only operators) can run 调整积分"),
     # --- SOP ---------------------------------------------------------------------------------------------
     Mutant("sop-variant-hash", "bot/sop/_load.py",
            "return int(digest, 16) % len(step.variants)",
@@ -252,6 +257,10 @@ def _clean(files: list[str]) -> bool:
     return subprocess.run(["git", "diff", "--quiet", "--", *files], cwd=ROOT).returncode == 0
 
 
+def _cap_memory() -> None:
+    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_CAP, MEMORY_CAP))
+
+
 def run_one(mutant: Mutant, timeout: float) -> dict[str, Any]:
     """Apply, test, restore; the restore runs whatever happens."""
     path = ROOT / mutant.file
@@ -261,12 +270,16 @@ def run_one(mutant: Mutant, timeout: float) -> dict[str, Any]:
         raise SystemExit(f"{mutant.name}: the snippet occurs {count} times in {mutant.file}, not once")
     command = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *mutant.tests]
     started = time.monotonic()
+    how = ""
     try:
         path.write_text(original_text.replace(mutant.original, mutant.replacement), encoding="utf-8")
         try:
-            done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+            done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+                                  preexec_fn=_cap_memory)
             output = done.stdout + done.stderr
             result = {0: "survived", 1: "killed", 5: "no tests"}.get(done.returncode, "error")
+            if result == "killed" and "MemoryError" in output:
+                how = "memory cap"
         except subprocess.TimeoutExpired as timed_out:
             output = (timed_out.stdout or b"").decode() if isinstance(timed_out.stdout, bytes) else (
                 timed_out.stdout or "")
@@ -276,7 +289,7 @@ def run_one(mutant: Mutant, timeout: float) -> dict[str, Any]:
     seconds = time.monotonic() - started
     tail = [line for line in output.strip().splitlines() if line.strip()][-3:]
     return {"name": mutant.name, "file": mutant.file, "tests": list(mutant.tests), "breaks": mutant.breaks,
-            "result": result, "seconds": round(seconds, 1), "tail": tail}
+            "result": result, "how": how, "seconds": round(seconds, 1), "tail": tail}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -285,6 +298,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--first", type=int, default=None, help="only the first N mutants")
     parser.add_argument("--timeout", type=float, default=TIMEOUT)
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
+    parser.add_argument("--baseline", action="store_true",
+                        help="first run every listed test file unmutated; stop if any fails (a red baseline "
+                             "would make every mutant look killed)")
     args = parser.parse_args(argv)
     chosen = [m for m in MUTANTS if args.only is None or m.name in args.only][:args.first]
     if args.only and len(chosen) != len(args.only):
@@ -300,11 +316,21 @@ def main(argv: list[str] | None = None) -> int:
     postgres = postgres_reachable()
     if not postgres:
         print("PostgreSQL at 127.0.0.1:5432 is unreachable: its tests skip themselves", file=sys.stderr)
+    if args.baseline:
+        tests = sorted({t for m in chosen for t in m.tests})
+        started = time.monotonic()
+        base = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *tests], cwd=ROOT,
+                              capture_output=True, text=True)
+        summary = (base.stdout.strip().splitlines() or ["?"])[-1]
+        print(f"baseline ({len(tests)} files, unmutated): {summary} [{time.monotonic() - started:.0f}s]", flush=True)
+        if base.returncode != 0:
+            raise SystemExit("the baseline is red: fix the tests before probing")
     results = []
     for mutant in chosen:
         row = run_one(mutant, args.timeout)
         results.append(row)
-        print(f"{row['name']:34} {row['result']:9} {row['seconds']:7.1f}s  {row['breaks']}", flush=True)
+        shown = f"{row['result']} ({row['how']})" if row["how"] else row["result"]
+        print(f"{row['name']:34} {shown:22} {row['seconds']:7.1f}s  {row['breaks']}", flush=True)
     if not _clean(files):
         print("ERROR: a mutated file was not restored (git diff is not empty)", file=sys.stderr)
         return 2

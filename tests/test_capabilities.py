@@ -182,6 +182,21 @@ def test_the_exact_numbers_for_a_31_day_month(tmp_path):
         "请减少步骤、隔天发，或让这些群由没有配额的账号来管。之后还有 12 个月也超出。"]
 
 
+def test_one_post_over_the_monthly_budget_is_refused(tmp_path):
+    """The boundary: a daily post fills a 31-day month exactly; one more post that month is one too many."""
+    from datetime import datetime
+
+    from bot._config import load_config
+    from bot.sop._check import load_project
+
+    daily_and_once = (THREE_DAILY.split("  - id: noon")[0].replace("targets:", 'start: "2026-12-10 10:00"\ntargets:')
+                      + "  - id: once\n    offset: +1h\n    text: 活动开始\n")
+    project = quota_project(tmp_path, daily_and_once)
+    config = load_config(project)
+    _, problems = load_project(project, config, now=datetime(2026, 12, 1, 0, 0, tzinfo=config.bot.tz))
+    assert len(problems) == 1 and "每月最多 31 条" in problems[0] and "要给它发 32 条" in problems[0], problems
+
+
 def test_a_weekly_quota_and_a_quota_switched_off(tmp_path):
     two = THREE_DAILY.split("  - id: night")[0]
     weekly = quota_project(tmp_path / "w", two, 'emulate = "wecom"\nroom_quota = {per = "week"}')

@@ -13,7 +13,7 @@ from plugin_modules import plugin_module
 from test_sop_engine import project
 
 from bot._config import load_config
-from bot._files import FilePolicy, FileRefused, fetch_url, project_file, read_source
+from bot._files import FilePolicy, FileRefused, check_url_target, fetch_url, project_file, read_source
 from bot._yaml import YamlError
 from bot.adapters import _wechaty_compat as compat
 from bot.adapters._base import SendError
@@ -135,6 +135,14 @@ async def test_loopback_is_refused_unless_the_operator_allows_it(root, server):
         await fetch_url(f"http://localhost:{server.port}/ok", FilePolicy(root))
     assert await fetch_url(url, _policy(root)) == b"hello"
     assert await fetch_url(url, _policy(root, private_hosts=("127.0.0.0/8",))) == b"hello"
+
+
+@pytest.mark.parametrize("url", ["http://10.1.2.3/x", "http://192.168.1.1/x", "http://172.16.0.1/x",
+                                 "http://169.254.169.254/latest/meta-data/", "http://100.64.0.1/x",
+                                 "http://[fe80::1]/x", "http://[fd00::1]/x"])
+async def test_private_and_link_local_addresses_are_refused_not_only_loopback(root, url):
+    with pytest.raises(FileRefused, match="内网或本机"):
+        await check_url_target(url, FilePolicy(root))
 
 
 @pytest.mark.parametrize("target", ["http://127.0.0.2:{port}/ok", "http://169.254.169.254/latest/meta-data/",

@@ -180,6 +180,27 @@ def test_marks_are_forgotten_after_the_retention_window(tmp_path):
         assert session.exec(select(InboundMark)).all() == []
 
 
+def test_message_ids_are_per_account(tmp_path):
+    """Two accounts' transports number messages independently: one account's mark is not another's."""
+    from bot._db import make_engine
+    from bot._migrations import upgrade
+
+    engine = make_engine(f"sqlite:///{tmp_path}/m.db")
+    upgrade(engine, {"core": []})
+    marks = Redelivery(engine)
+    mine, theirs = (RoomMessage(account=account, id="wx-1", time=_now(), room_id="g1",
+                                sender=MemberRef("u1", "A"), text="x") for account in ("a", "b"))
+    with Session(engine) as session:
+        assert marks.claim(session, mine, "p.h", _now())
+        session.commit()
+    assert marks.handled(mine) == {"p.h"}
+    assert marks.handled(theirs) == frozenset()
+    with Session(engine) as session:
+        assert marks.claim(session, theirs, "p.h", _now())
+        session.commit()
+    engine.dispose()
+
+
 def _now():
     from datetime import UTC, datetime
     return datetime(2026, 11, 23, 8, 0, tzinfo=UTC)

@@ -106,6 +106,18 @@ def test_fields_and_properties_still_read_as_before(tmp_path):
     assert out.text == "u1 2 e1,e2 群 a"
 
 
+def test_private_attributes_are_out_of_reach_by_name_and_by_subscript(tmp_path):
+    renderer = Renderer([tmp_path], timezone=ZoneInfo("Asia/Shanghai"))
+    account = Account("u1")
+    account._token = "s3cret"  # an instance attribute, as ORM rows carry `_sa_instance_state`
+    for source in ("{{ a._token }}", "{{ a['_token'] }}", "{{ a._token is defined }}"):
+        try:
+            out = renderer.render_string(source, a=account).text
+        except TemplateError:
+            continue
+        assert "s3cret" not in out and "True" not in out, source
+
+
 def test_a_bound_method_passed_as_a_variable_is_refused(tmp_path):
     renderer = Renderer([tmp_path], timezone=ZoneInfo("Asia/Shanghai"))
     account = Account("u1")

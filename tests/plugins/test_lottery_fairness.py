@@ -325,6 +325,20 @@ async def test_winner_order_and_the_entries_table_are_checked():
     assert not extra.ok and "the stored entrant list differs from the entries table" in extra.problems
 
 
+async def test_an_entry_swapped_for_another_member_fails_verify():
+    """Same number of entries, one member replaced in the entries table: the lists differ, not the counts."""
+    async with _harness() as bot:
+        await _seed_mode_draw(bot)
+
+        def swap(db, draw, models):
+            entry = db.exec(select(models.LotteryEntry).where(models.LotteryEntry.draw_id == draw.id)).first()
+            entry.member_id = "ghost"
+            db.add(entry)
+        _rewrite(bot, swap)
+        result = _verify(bot)
+    assert not result.ok and "the stored entrant list differs from the entries table" in result.problems
+
+
 async def test_a_member_copy_of_the_chat_catches_an_operator_who_rewrote_the_outbox_too(tmp_path):
     fairness = _module_free("fairness")
     async with _harness() as bot:

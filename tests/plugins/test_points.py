@@ -111,6 +111,19 @@ async def test_streak_builds_across_local_midnight_and_breaks_after_a_missed_day
         assert _balance(bot, "u1") == 10 + 12 + 14 + 10
 
 
+async def test_the_streak_shown_before_todays_sign_in_counts_up_to_yesterday():
+    async with harness(start="2026-11-23T09:00:00+08:00") as bot:
+        bot.room("g1", "签到群", members=MEMBERS)
+        await bot.say("g1", "u1", "签到")
+        await bot.advance_to("2026-11-24T09:00:00+08:00")       # the next day, not signed in yet
+        bot.pop()
+        await bot.say("g1", "u1", "我的积分")
+        tuesday = bot.pop_text()
+        assert "今天还没签到" in tuesday and "连续签到 1 天" in tuesday
+        await bot.advance_to("2026-11-25T09:00:00+08:00")       # a day missed: the streak is gone
+        await bot.say("g1", "u1", "我的积分")
+        assert "连续" not in bot.pop_text()
+
 async def test_local_day_follows_the_configured_time_zone_not_utc():
     # 07:30 in Shanghai is 23:30 UTC of the previous day; both sign-ins below are on different local days
     async with harness(start="2026-11-23T07:30:00+08:00") as bot:

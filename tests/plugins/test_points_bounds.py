@@ -47,6 +47,25 @@ async def test_balances_beyond_32_bits_keep_working_on_postgres(db_url):
         assert _balance(bot, "u1") == 3_000_000_010
 
 
+async def test_the_service_refuses_a_deduction_beyond_the_limit_even_when_the_balance_covers_it():
+    """The bound holds both ways in the service plugins call, not only in the admin command's parser."""
+    async with BotHarness(REPO, plugins=["points"]) as bot:
+        bot.room("g1", "群", members=MEMBERS, admins=["adm"])
+        service = bot.runtime.plugins["points"].service
+        limit = sys.modules[type(service).__module__].MAX_CHANGE
+        with bot.db() as db:
+            for _ in range(3):
+                service.grant(db, room_id="g1", member_id="u1", amount=limit, reason="t", source="t", at=bot.now)
+            db.commit()
+        for change in (lambda db: service.adjust(db, room_id="g1", member_id="u1", amount=-limit - 1,
+                                                 reason="t", actor_id="adm", at=bot.now),
+                       lambda db: service.spend(db, room_id="g1", member_id="u1", amount=limit + 1,
+                                                reason="t", source="t", at=bot.now)):
+            with bot.db() as db, pytest.raises(ValueError):
+                change(db)
+        assert _balance(bot, "u1") == 3 * limit
+
+
 def test_fifty_thousand_spaces_in_an_admin_command_are_handled_at_once(tmp_path):
     """The amount pattern was quadratic in runs of spaces (28 s for 50,000); a budget of seconds catches it."""
     scenario = tmp_path / "spaces.yaml"

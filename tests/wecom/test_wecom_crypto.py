@@ -67,3 +67,11 @@ def test_what_we_encrypt_and_sign_wecom_crypto_reads():
     assert peer(op="decrypt", key=KEY, encrypted=encrypted) == {"message": "你好，企业微信", "id": CORP}
     echo = peer(op="echo", token=TOKEN, key=KEY, corp=CORP, echostr="x", timestamp="1", nonce="2")
     assert signature(TOKEN, "1", "2", echo["echostr"]) == echo["msg_signature"]
+
+
+def test_a_timestamp_from_the_future_is_refused_too():
+    """The replay window holds both ways: a callback dated an hour ahead is as suspect as one an hour old."""
+    crypt = MsgCrypt(TOKEN, KEY, CORP, max_age=300)
+    with pytest.raises(CallbackRefused, match="off"):
+        crypt.verify_url(SAMPLE["msg_signature"], SAMPLE["timestamp"], SAMPLE["nonce"], SAMPLE["echostr"],
+                         now=int(SAMPLE["timestamp"]) - 3600)
