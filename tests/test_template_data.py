@@ -80,6 +80,11 @@ class Account:
         self.owner = "closed"
 
 
+@dataclass
+class Holder:
+    on_done: object
+
+
 class Settings(BaseModel):
     title: str = "群"
     tags: list[str] = ["a"]
@@ -116,6 +121,16 @@ def test_private_attributes_are_out_of_reach_by_name_and_by_subscript(tmp_path):
         except TemplateError:
             continue
         assert "s3cret" not in out and "True" not in out, source
+
+
+def test_a_function_stored_on_an_object_is_not_callable_from_a_template(tmp_path):
+    """A callback kept in a field (here one that closes the account) is data's behaviour, not data."""
+    renderer = Renderer([tmp_path], timezone=ZoneInfo("Asia/Shanghai"))
+    account = Account("u1")
+    holder = Holder(on_done=lambda: account.close())
+    with pytest.raises(TemplateError):
+        renderer.render_string("{{ h.on_done() }}", h=holder)
+    assert account.owner == "u1"
 
 
 def test_a_bound_method_passed_as_a_variable_is_refused(tmp_path):

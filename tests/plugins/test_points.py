@@ -410,6 +410,16 @@ async def test_admin_adjusts_points_with_a_reason_and_the_history_shows_who(bot)
     assert {(r.kind, r.actor_id) for r in rows} == {("adjust", "owner1")}
 
 
+async def test_a_room_admin_who_is_not_an_operator_can_adjust_points():
+    """The project's qunbot.toml makes owner1 an operator too; a plain room admin needs the command as well."""
+    async with harness() as bot:
+        bot.room("g1", "签到群", members={**MEMBERS, "adm2": "副群主"}, admins=["owner1", "adm2"])
+        assert "adm2" not in bot.runtime.config.bot.operators
+        await bot.say("g1", "adm2", "调整积分 @Alice +50 线下活动奖励", mentions=["u1"])
+        assert "已为 Alice 增加 50 积分" in bot.pop_text()
+        assert _balance(bot, "u1") == 50
+
+
 async def test_members_cannot_use_admin_commands(bot):
     _grant(bot, "u2", 10)
     await bot.say("g1", "u1", "调整积分 @Alice +1000 自己加", mentions=["u1"])
