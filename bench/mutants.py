@@ -199,7 +199,7 @@ MUTANTS: tuple[Mutant, ...] = (
            ("tests/test_capabilities.py", "tests/test_outbox.py"), "the outbox never posts past the room quota"),
     # --- templates ---------------------------------------------------------------------------------------
     Mutant("template-range-budget", "bot/_sandbox.py",
-           'self.globals["range"] = _budgeted_range\n', "", TEMPLATES,
+           '        self.globals["range"] = _budgeted_range\n', "", TEMPLATES,
            "range() in a template counts against the render budget"),
     Mutant("template-data-methods", "bot/_template_data.py",
            "if callable(value) and not isinstance(value, _IMMUTABLE):", "if False:", TEMPLATES,
@@ -271,13 +271,17 @@ def run_one(mutant: Mutant, timeout: float) -> dict[str, Any]:
     command = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *mutant.tests]
     started = time.monotonic()
     how = ""
+    mutated = original_text.replace(mutant.original, mutant.replacement)
+    compile(mutated, str(path), "exec")  # a mutant that does not even compile would be a false kill
     try:
-        path.write_text(original_text.replace(mutant.original, mutant.replacement), encoding="utf-8")
+        path.write_text(mutated, encoding="utf-8")
         try:
             done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=timeout,
                                   preexec_fn=_cap_memory)
             output = done.stdout + done.stderr
             result = {0: "survived", 1: "killed", 5: "no tests"}.get(done.returncode, "error")
+            if "error during collection" in output:
+                result = "error"  # the tests could not even be collected: not a kill to credit
             if result == "killed" and "MemoryError" in output:
                 how = "memory cap"
         except subprocess.TimeoutExpired as timed_out:
