@@ -20,6 +20,7 @@ from bot._events import (
     RoomTopicChanged,
     TimerFired,
 )
+from bot._i18n import explain_validation
 from bot._migrations import Migration
 from bot._plugin import Matcher, Plugin
 from bot._rules import (
@@ -71,6 +72,7 @@ __all__ = [
     "YamlDoc",
     "YamlError",
     "dialect_insert",
+    "explain_validation",
     "in_room",
     "insert_unique",
     "is_direct_message",

@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from bot._config import ConfigError, ProjectConfig, load_config
+from bot._i18n import template_text
 from bot._loader import load_plugins, plugin_configs
 from bot._templates import Renderer, TemplateError
 
@@ -33,7 +34,7 @@ def run_checks(project: Path) -> list[str]:
         try:
             renderer.check(name)
         except TemplateError as err:
-            problems.append(str(err))
+            problems.append(template_text(err))
     for plugin in plugins:
         for check in plugin.checks:
             try:

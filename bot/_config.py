@@ -15,6 +15,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from bot._i18n import explain_error, explain_toml, keys_at, not_utf8
+
 CONFIG_FILE = "qunbot.toml"
 
 
@@ -49,7 +51,7 @@ class BotSettings(_Strict):
         try:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r} (use an IANA name such as Asia/Shanghai)") from None
+            raise ValueError(f"不认识的时区 {value!r}（写 IANA 名称，如 Asia/Shanghai）") from None
         return value
 
     @property
@@ -128,7 +130,7 @@ class ClusterSettings(_Strict):
     @model_validator(mode="after")
     def _renew_in_time(self) -> ClusterSettings:
         if self.heartbeat * 2 > self.lease_ttl:
-            raise ValueError(f"heartbeat ({self.heartbeat}s) must be at most half of lease_ttl ({self.lease_ttl}s)")
+            raise ValueError(f"heartbeat（{self.heartbeat} 秒）最多是 lease_ttl（{self.lease_ttl} 秒）的一半")
         return self
 
 
@@ -164,7 +166,7 @@ class ProjectConfig(_Strict):
     def _unique_accounts(self) -> ProjectConfig:
         ids = [a.id for a in self.accounts]
         if len(ids) != len(set(ids)):
-            raise ValueError(f"account ids must be unique, got {ids}")
+            raise ValueError(f"accounts 的 id 不能重复，现在是 {ids}")
         return self
 
     def pacing_for(self, account: str) -> PacingSettings:
@@ -185,12 +187,16 @@ def load_config(project: Path) -> ProjectConfig:
     path = project / CONFIG_FILE
     if not path.exists():
         return ProjectConfig()
-    text = path.read_text(encoding="utf-8")
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise ConfigError(str(path), data[:err.start].count(b"\n") + 1, not_utf8()) from None
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         match = re.search(r"line (\d+)", str(err))
-        raise ConfigError(str(path), int(match.group(1)) if match else None, str(err)) from None
+        raise ConfigError(str(path), int(match.group(1)) if match else None, explain_toml(str(err))) from None
     return parse_config(raw, file=str(path), text=text)
 
 
@@ -198,10 +204,12 @@ def parse_config(raw: dict[str, Any], *, file: str = CONFIG_FILE, text: str = ""
     try:
         return ProjectConfig.model_validate(raw)
     except ValidationError as err:
-        first = err.errors()[0]
+        first = err.errors(include_url=False)[0]
         loc = tuple(first["loc"])
-        key = ".".join(str(part) for part in loc) or "(top level)"
-        raise ConfigError(file, toml_line(text, loc), f"{key}: {first['msg']}") from None
+        key = ".".join(str(part) for part in loc) or "（最外层）"
+        parent = loc[:-1] if first["type"] == "extra_forbidden" else loc
+        message = explain_error(first, allowed=keys_at(ProjectConfig, parent))
+        raise ConfigError(file, toml_line(text, loc), f"{key}: {message}") from None
 
 
 def toml_line(text: str, loc: tuple[Any, ...]) -> int | None:

@@ -172,7 +172,7 @@ def load_scenario(path: Path | str, *, default_tz: tzinfo = SHANGHAI) -> Scenari
     try:
         model = ScenarioFile.model_validate(doc.data)
     except ValidationError as err:
-        found = pydantic_error_to_yaml_error(doc, err)
+        found = pydantic_error_to_yaml_error(doc, err, model=ScenarioFile)
         raise ScenarioError(found.file, found.line, found.message) from None
     return _Builder(doc, default_tz).build(model)
 

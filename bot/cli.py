@@ -79,8 +79,9 @@ def check(obj: _Obj) -> None:
     for problem in problems:
         click.echo(problem, err=True)
     if problems:
-        _fail(f"{len(problems)} problem(s) found", 1)
-    click.echo("ok: config, plugins and templates are valid")
+        _fail(f"{len(problems)} problem(s) found / 检查未通过：{len(problems)} 个问题，按上面的 文件:行号 改好后"
+              "再运行 qunbot check", 1)
+    click.echo("ok: config, plugins and templates are valid / 检查通过：配置、插件、模板和 SOP 文件都没问题")
 
 
 @main.group()

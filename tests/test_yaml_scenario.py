@@ -136,20 +136,20 @@ def test_syntax_error_names_file_and_line():
         load_yaml_text("a: 1\nb: [1, 2\nc: 3\n", "bad.yaml")
     assert caught.value.file == "bad.yaml" and caught.value.line == 3
     assert str(caught.value).startswith("bad.yaml:3: ")
-    assert "started on line 2" in caught.value.message
+    assert "从第 2 行开始" in caught.value.message
 
 
 def test_tab_indent_gets_a_hint():
     with pytest.raises(YamlError) as caught:
         load_yaml_text("a:\n\tb: 1\n", "t.yaml")
-    assert caught.value.line == 2 and caught.value.message.endswith("(indent with spaces, not tabs)")
+    assert caught.value.line == 2 and caught.value.message == "这一行用了 Tab 缩进：YAML 只能用空格缩进"
 
 
 def test_duplicate_key_is_an_error_at_the_second_key():
     with pytest.raises(YamlError) as caught:
         load_yaml_text("a: 1\nb:\n  c: 2\n  d: 3\n  c: 4\n", "dup.yaml")
     assert caught.value.line == 5
-    assert str(caught.value) == 'dup.yaml:5: found duplicate key "c" with value "4" (original value: "2")'
+    assert str(caught.value) == "dup.yaml:5: 键 c 写了两次（同一层只能写一次）"
 
 
 def test_unreadable_file(tmp_path):
@@ -157,7 +157,7 @@ def test_unreadable_file(tmp_path):
     with pytest.raises(YamlError) as caught:
         load_yaml(missing)
     assert caught.value.file == str(missing) and caught.value.line is None
-    assert str(caught.value).startswith(f"{missing}: cannot read file: ")
+    assert str(caught.value) == f"{missing}: 文件不存在"
 
 
 def test_load_yaml_reads_utf8_with_bom(tmp_path):
@@ -178,35 +178,35 @@ class _Doc(BaseModel):
     items: list[_Item]
 
 
-def _first_error(doc, model, data, **kwargs):
+def _first_error(doc, schema, data, **kwargs):
     with pytest.raises(ValidationError) as caught:
-        model.model_validate(data)
+        schema.model_validate(data)
     return pydantic_error_to_yaml_error(doc, caught.value, **kwargs)
 
 
 def test_pydantic_missing_key_points_at_its_parent():
     doc = load_yaml_text("items:\n  - room: g1\n  - tags: [a]\n", "x.yaml")
     err = _first_error(doc, _Doc, doc.data)
-    assert str(err) == "x.yaml:3: items.1.room: Field required"
+    assert str(err) == "x.yaml:3: items.1.room: 缺少这一项（必填）"
 
 
 def test_pydantic_extra_key_points_at_the_key():
     doc = load_yaml_text("items:\n  - room: g1\n  - room: g2\n    romo: g3\n", "x.yaml")
-    err = _first_error(doc, _Doc, doc.data)
-    assert (err.line, err.message) == (4, "items.1.romo: Extra inputs are not permitted")
+    err = _first_error(doc, _Doc, doc.data, model=_Doc)
+    assert (err.line, err.message) == (4, "items.1.romo: 不认识的键 romo，是不是想写 room？")
 
 
 def test_pydantic_misspelt_key_is_reported_as_a_typo_not_as_missing():
     doc = load_yaml_text("items:\n  - room: g1\n  - rom: g2\n", "x.yaml")
     err = _first_error(doc, _Doc, doc.data)
-    assert str(err) == "x.yaml:3: items.1.rom: unknown key (is it a typo for 'room'?)"
+    assert str(err) == "x.yaml:3: items.1.rom: 不认识的键 rom，是不是想写 room？"
 
 
 def test_pydantic_error_with_root_and_union_member_names_dropped():
     doc = load_yaml_text("items:\n  - room: g1\n    tags:\n      - a\n      - [b]\n", "x.yaml")
     err = _first_error(doc, _Item, doc.data["items"][0], root=("items", 0))
     assert err.line == 5
-    assert err.message == "items.0.tags.1: Input should be a valid string"
+    assert err.message == "items.0.tags.1: 要写文字"
 
 
 # --- parse_offset -------------------------------------------------------------------------------------------
@@ -345,22 +345,22 @@ def test_unknown_key_inside_an_action(tmp_path):
       frm: u1
       text: hi
 """)
-    assert (err.line, err.message) == (10, "events.0.say.frm: unknown key (is it a typo for 'from'?)")
+    assert (err.line, err.message) == (10, "events.0.say.frm: 不认识的键 frm，是不是想写 from？")
 
 
 def test_unknown_top_level_key(tmp_path):
     err = scenario_error(tmp_path, HEAD.replace("events:", "evnets:"))
-    assert (err.line, err.message) == (6, "evnets: Extra inputs are not permitted")
+    assert (err.line, err.message) == (6, "evnets: 不认识的键 evnets，是不是想写 events？")
 
 
 def test_missing_required_field(tmp_path):
     err = scenario_error(tmp_path, HEAD + "  - at: +1m\n    say: {room: g1, text: hi}\n")
-    assert (err.line, err.message) == (8, "events.0.say.from: Field required")
+    assert (err.line, err.message) == (8, "events.0.say.from: 缺少这一项（必填）")
 
 
 def test_missing_bot(tmp_path):
     err = scenario_error(tmp_path, "start: 2026-11-23T07:55:00+08:00\nevents: []\n")
-    assert (err.line, err.message) == (1, "bot: Field required")
+    assert (err.line, err.message) == (1, "bot: 缺少这一项（必填）")
 
 
 def test_two_actions_in_one_event(tmp_path):
@@ -470,7 +470,7 @@ def test_yaml_syntax_error_is_a_scenario_error(tmp_path):
 
 def test_duplicate_key_is_a_scenario_error(tmp_path):
     err = scenario_error(tmp_path, HEAD + "  - at: +1m\n    at: +2m\n    private: {from: u1, text: hi}\n")
-    assert err.line == 8 and err.message.startswith('found duplicate key "at"')
+    assert err.line == 8 and err.message.startswith("键 at 写了两次")
 
 
 def test_not_a_mapping(tmp_path):
@@ -481,4 +481,4 @@ def test_not_a_mapping(tmp_path):
 def test_missing_file_is_a_scenario_error(tmp_path):
     with pytest.raises(ScenarioError) as caught:
         load_scenario(tmp_path / "nope.yaml")
-    assert caught.value.line is None and "cannot read file" in caught.value.message
+    assert caught.value.line is None and caught.value.message == "文件不存在"

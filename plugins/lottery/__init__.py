@@ -12,11 +12,11 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 from sqlmodel import col, select
 
-from bot import ROOM_ADMIN, Context, Plugin, insert_unique
+from bot import ROOM_ADMIN, Context, Plugin, explain_validation, insert_unique
 
 from .fairness import canonical_entrants, commitment, draw_winners, new_seed
 from .models import LotteryDraw, LotteryEntry
-from .options import StartDraw, parse_command, parse_moment
+from .options import COMMAND_KEYS, StartDraw, parse_command, parse_moment
 from .service import LotteryService
 
 
@@ -213,8 +213,7 @@ async def show_history(ctx: Context) -> None:
 
 
 def _short(err: Exception) -> str:
+    """Why a command was refused, in the member's words: `奖品` rather than pydantic's `prize: Field required`."""
     if isinstance(err, ValidationError):
-        first = err.errors(include_url=False)[0]
-        where = ".".join(str(part) for part in first["loc"])
-        return f"{where}: {first['msg'].removeprefix('Value error, ')}"
+        return explain_validation(err, StartDraw, names={v: k for k, v in reversed(COMMAND_KEYS.items())})
     return str(err)

@@ -56,9 +56,9 @@ class PointsConfig(BaseModel):
     @classmethod
     def _ascending(cls, levels: list[LevelConfig]) -> list[LevelConfig]:
         if not levels or levels[0].threshold != 0:
-            raise ValueError("the first level must start at threshold 0")
+            raise ValueError("第一个等级的 threshold 要从 0 开始")
         if any(b.threshold <= a.threshold for a, b in itertools.pairwise(levels)):
-            raise ValueError("level thresholds must increase")
+            raise ValueError("等级的 threshold 要一级比一级高")
         return levels
 
     @model_validator(mode="after")

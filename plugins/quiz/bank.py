@@ -32,14 +32,14 @@ class Question(BaseModel):
     @model_validator(mode="after")
     def _answer_given(self) -> Question:
         if self.answer is None and not self.answers:
-            raise ValueError("give `answer` (or `answers`)")
+            raise ValueError("要写 answer（或 answers）：正确答案")
         if self.choices is not None:
             if self.answer is None:
-                raise ValueError("a choice question needs `answer`: the letter of the right choice")
+                raise ValueError("选择题要写 answer：正确选项的字母")
             if choice_index(self.answer, self.choices) is None:
-                raise ValueError(f"answer {self.answer!r} is not one of the choices A-{LETTERS[len(self.choices) - 1]}")
+                raise ValueError(f"answer {self.answer!r} 不在选项 A-{LETTERS[len(self.choices) - 1]} 里")
         elif not any(normalize_answer(a) for a in self.accepted()):
-            raise ValueError("an accepted answer is empty once spaces and punctuation are dropped")
+            raise ValueError("有一个答案去掉空格和标点后是空的")
         return self
 
     def accepted(self) -> list[str]:
@@ -71,7 +71,7 @@ def load_bank(path: Path) -> Bank:
     try:
         return Bank.model_validate(doc.data)
     except ValidationError as err:
-        raise pydantic_error_to_yaml_error(doc, err) from None
+        raise pydantic_error_to_yaml_error(doc, err, model=Bank) from None
 
 
 def bank_files(folder: Path) -> list[Path]:

@@ -155,7 +155,7 @@ def test_check_reports_bad_bank_with_file_and_line(tmp_path):
         "name: 坏题库\nquestions:\n  - question: 一加一？\n    choices: [一, 二]\n    answer: C\n", encoding="utf-8")
     result = CliRunner().invoke(main, ["--project", str(tmp_path), "check"])
     assert result.exit_code != 0
-    assert "bad.yaml:3: questions.0: answer 'C' is not one of the choices A-B" in result.stderr
+    assert "bad.yaml:3: questions.0: answer 'C' 不在选项 A-B 里" in result.stderr
 
 
 async def test_an_sop_step_starts_a_round_through_the_action_hook_and_it_survives_a_restart():
