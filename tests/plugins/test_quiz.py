@@ -142,9 +142,14 @@ async def test_admins_start_and_members_cannot():
         await bot.runtime.invoke_action(bot.sim.account, "quiz", "start", room_id="g1", key="sop:quiz",
                                         params={"questions": 1, "seconds": 30})
         await bot.drain()
-        assert "共 1 题，每题 30秒" in bot.pop_text()
+        assert "共 1 题，每题限时 30秒" in bot.pop_text()
         await bot.advance("30s")
         assert "排行榜" in bot.pop_text()
+        await bot.runtime.invoke_action(bot.sim.account, "quiz", "start", room_id="g1", key="sop:quiz2",
+                                        params={"questions": 1, "seconds": 60})
+        await bot.drain()
+        started = bot.pop_text()
+        assert "每题限时 1分钟" in started and "1分，" not in started  # 分 alone, next to 积分, read as points
 
 
 def test_check_reports_bad_bank_with_file_and_line(tmp_path):
