@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
-from bot import OPERATOR, ROOM_ADMIN, Context, MembersJoined, Plugin, parse_duration
+from bot import OPERATOR, ROOM_ADMIN, Context, MembersJoined, Plugin, is_direct_message, parse_duration
 
 from .catalog import CatalogFile, load_catalog
 from .models import PointsRedemption
@@ -142,6 +142,23 @@ async def show_balance(ctx: Context) -> None:
                     streak=service.streak(ctx.db, ctx.room_id, ctx.member_id, ctx.today),
                     signed_today=service.signed_in_on(ctx.db, ctx.room_id, ctx.member_id, ctx.today),
                     **_levels_view(earned))
+
+
+dm_signin = plugin.on_fullmatch("签到", "打卡", words_from="signin_words", rule=is_direct_message(), priority=10,
+                                block=True)
+dm_balance = plugin.on_fullmatch("积分", "我的积分", words_from="balance_words", rule=is_direct_message(),
+                                 priority=10, block=True)
+
+
+@dm_signin.handle
+async def sign_in_privately(ctx: Context) -> None:
+    """Points belong to a room, so a private 签到 / 积分 says where to send it (instead of the bot's menu)."""
+    await ctx.reply(template="points/in_rooms_only.j2", word=ctx.text.strip(), signin=True)
+
+
+@dm_balance.handle
+async def balance_privately(ctx: Context) -> None:
+    await ctx.reply(template="points/in_rooms_only.j2", word=ctx.text.strip(), signin=False)
 
 
 ranking = plugin.on_fullmatch("排行榜", "积分排行", words_from="rank_words",
