@@ -1,4 +1,4 @@
-"""Read a `qunbot simulate` scenario file (shared/specs/simulate.md) into validated events at absolute times.
+"""Read a `qunbot simulate` scenario file (docs/simulate.md) into validated events at absolute times.
 
 Admins write scenarios by hand, so every problem is a ScenarioError that names the file and line. Typos are
 caught because unknown keys are rejected.

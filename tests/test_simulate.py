@@ -1,4 +1,4 @@
-"""`qunbot simulate` honours shared/specs/simulate.md: JSON Lines out, virtual times, all event kinds."""
+"""`qunbot simulate` honours docs/simulate.md: JSON Lines out, virtual times, all event kinds."""
 
 from __future__ import annotations
 
@@ -145,3 +145,12 @@ def test_at_name_in_text_is_a_mention_by_display_name_or_group_nickname(tmp_path
     assert texts[1:] == ["@群主 已为 Bobby 增加 50 积分（线下活动），当前 60 积分。",
                          "@群主 已为 上海-Alice 增加 20 积分（分享），当前 20 积分。",
                          "@群主 Bob 只有 0 积分，不能扣除 1 积分。"], texts
+
+
+def test_project_may_follow_the_simulate_verb(tmp_path, monkeypatch):
+    """simulate.md writes `qunbot simulate SCENARIO.yaml [--project DIR]`: the option works after the verb."""
+    monkeypatch.chdir(tmp_path)  # not the repository: only --project can find its plugins
+    code, out, err = run_cli(["simulate", str(REPO / "examples" / "demo.yaml"), "--project", str(REPO)])
+    before = run_cli(["--project", str(REPO), "simulate", str(REPO / "examples" / "demo.yaml")])
+    assert code == 0, err
+    assert out == before[1] and out

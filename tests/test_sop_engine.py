@@ -584,7 +584,7 @@ async def test_on_postgresql_rows_another_sweeper_holds_are_skipped_then_sent_on
 
 
 def test_simulate_stops_with_file_and_line_on_an_invalid_sop_file(tmp_path):
-    """shared/specs/simulate.md: non-zero exit and a one-line `file:line` error (a running bot goes on)."""
+    """docs/simulate.md: non-zero exit and a one-line `file:line` error (a running bot goes on)."""
     from click.testing import CliRunner
 
     from bot.cli import main

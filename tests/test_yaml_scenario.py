@@ -21,7 +21,7 @@ from bot._yaml import YamlError, load_yaml, load_yaml_text, pydantic_error_to_ya
 
 CST = timezone(timedelta(hours=8))
 
-# Verbatim from shared/specs/simulate.md; line numbers below refer to this text.
+# Verbatim from docs/simulate.md; line numbers below refer to this text.
 SPEC = """\
 start: 2026-11-23T07:55:00+08:00      # virtual clock at the beginning (ISO 8601 with offset)
 until: 2026-11-25T00:00:00+08:00      # optional: keep running scheduled work until this time

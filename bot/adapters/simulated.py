@@ -43,7 +43,7 @@ class SentMessage:
     member_id: str | None = None
 
     def as_json(self) -> dict[str, object]:
-        """The JSON Lines shape of `shared/specs/simulate.md`."""
+        """The JSON Lines shape of `docs/simulate.md`."""
         line: dict[str, object] = {"at": self.at.isoformat(timespec="milliseconds")}
         if self.room_id is not None:
             line["room"] = self.room_id

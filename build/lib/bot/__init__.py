@@ -1,0 +1,84 @@
+"""qunbot: run WeChat community groups by SOP, with plugins for the rituals that keep them alive.
+
+The public plugin API is re-exported here; modules starting with `_` are private.
+"""
+
+from bot._config import ConfigError, ProjectConfig
+from bot._context import Context, MemberInfo, MembershipInfo, RoomInfo
+from bot._db import UTCDateTime, dialect_insert
+from bot._durations import parse_duration
+from bot._events import (
+    ActionInvoked,
+    DirectMessage,
+    Event,
+    MemberRef,
+    MemberRenamed,
+    MembersJoined,
+    MembersLeft,
+    Outgoing,
+    RoomMessage,
+    RoomTopicChanged,
+    TimerFired,
+)
+from bot._i18n import explain_validation
+from bot._migrations import Migration
+from bot._plugin import Matcher, Plugin
+from bot._rules import (
+    EVERYONE,
+    OPERATOR,
+    ROOM_ADMIN,
+    Permission,
+    Rule,
+    in_room,
+    is_direct_message,
+    is_room_message,
+    to_me,
+)
+from bot._templates import Rendered, TemplateError
+from bot._unique import insert_unique
+from bot._yaml import YamlDoc, YamlError, load_yaml, pydantic_error_to_yaml_error
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "EVERYONE",
+    "OPERATOR",
+    "ROOM_ADMIN",
+    "ActionInvoked",
+    "ConfigError",
+    "Context",
+    "DirectMessage",
+    "Event",
+    "Matcher",
+    "MemberInfo",
+    "MemberRef",
+    "MemberRenamed",
+    "MembersJoined",
+    "MembersLeft",
+    "MembershipInfo",
+    "Migration",
+    "Outgoing",
+    "Permission",
+    "Plugin",
+    "ProjectConfig",
+    "Rendered",
+    "RoomInfo",
+    "RoomMessage",
+    "RoomTopicChanged",
+    "Rule",
+    "TemplateError",
+    "TimerFired",
+    "UTCDateTime",
+    "YamlDoc",
+    "YamlError",
+    "dialect_insert",
+    "explain_validation",
+    "in_room",
+    "insert_unique",
+    "is_direct_message",
+    "is_room_message",
+    "load_yaml",
+    "parse_duration",
+    "pydantic_error_to_yaml_error",
+    "to_me",
+]

@@ -1,0 +1,339 @@
+"""The one typed object a handler receives: the event, who and where, and what it may do.
+
+Replies go into the outbox inside the handler's own database transaction, so a
+handler that fails sends nothing and changes nothing, and one that succeeds
+commits its state and its messages together.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel
+from sqlmodel import Session
+
+from bot._events import DirectMessage, Event, MemberRef, RoomMessage, TimerFired
+from bot._models import Membership
+
+if TYPE_CHECKING:
+    from bot._plugin import Plugin
+    from bot._runtime import Runtime
+
+
+@dataclass(frozen=True, slots=True)
+class MemberInfo:
+    """A member as templates and handlers see them; `display` is the group nickname if set."""
+
+    id: str
+    name: str
+    alias: str | None = None
+
+    @property
+    def display(self) -> str:
+        return self.alias or self.name
+
+
+@dataclass(frozen=True, slots=True)
+class MembershipInfo:
+    """A member's life in one room as the runtime recorded it (read-only for plugins)."""
+
+    room_id: str
+    member_id: str
+    joined_at: datetime | None
+    """None if they were in the room before the bot looked."""
+    inviter_id: str | None
+    """Who invited them at their latest join, where WeChat tells."""
+    left_at: datetime | None
+    alias: str | None
+    is_admin: bool
+
+    @property
+    def in_room(self) -> bool:
+        return self.left_at is None
+
+
+@dataclass(frozen=True, slots=True)
+class RoomInfo:
+    id: str
+    topic: str
+    tags: tuple[str, ...] = ()
+
+
+class Context:
+    """What a handler, timer or action gets. Build nothing here yourself: the runtime does."""
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        plugin: Plugin,
+        event: Event,
+        *,
+        room_id: str | None = None,
+        member_id: str | None = None,
+        text: str = "",
+        args: str = "",
+        match: re.Match[str] | None = None,
+    ) -> None:
+        self._rt = runtime
+        self.plugin = plugin
+        self.event = event
+        self.account = event.account
+        self.room_id = room_id
+        self.member_id = member_id
+        self.text = text
+        """The message text with the bot's @-mention and surrounding spaces removed."""
+        self.args = args
+        """For commands: what follows the command word, stripped."""
+        self.match = match
+        """For regex matchers: the `re.Match`."""
+        self.log = logging.getLogger(f"qunbot.plugin.{plugin.name}")
+        self._session: Session | None = None
+        self._sends = 0
+        self._armed: list[int] = []
+
+    # --- time -----------------------------------------------------------------
+
+    @property
+    def now(self) -> datetime:
+        """The bot clock's time in the configured time zone (virtual in simulations)."""
+        return self._rt.clock.now()
+
+    @property
+    def today(self) -> date:
+        """The local calendar day (configured time zone) — what "once a day" means."""
+        return self.now.date()
+
+    # --- who and where ------------------------------------------------------------
+
+    @property
+    def room(self) -> RoomInfo | None:
+        return None if self.room_id is None else self._rt.members.room_info(self.room_id)
+
+    @property
+    def member(self) -> MemberInfo | None:
+        if self.member_id is None:
+            return None
+        return self._rt.members.member_info(self.member_id, self.room_id)
+
+    @property
+    def is_direct(self) -> bool:
+        return isinstance(self.event, DirectMessage)
+
+    @property
+    def task(self) -> TimerFired | None:
+        """The durable timer being run, in a `@plugin.timer` handler."""
+        return self.event if isinstance(self.event, TimerFired) else None
+
+    @property
+    def bot_name(self) -> str:
+        return self._rt.config.bot.name
+
+    def is_operator(self, member_id: str | None = None) -> bool:
+        return (member_id or self.member_id) in self._rt.config.bot.operators
+
+    def is_room_admin(self, member_id: str | None = None, room_id: str | None = None) -> bool:
+        room = room_id or self.room_id
+        who = member_id or self.member_id
+        return room is not None and who is not None and self._rt.members.is_admin(room, who)
+
+    def member_info(self, member_id: str, room_id: str | None = None) -> MemberInfo:
+        return self._rt.members.member_info(member_id, room_id or self.room_id)
+
+    def joined_at(self, member_id: str | None = None, room_id: str | None = None) -> datetime | None:
+        """When the member joined the room, as the bot saw it; None if they were there before it looked."""
+        room, who = room_id or self.room_id, member_id or self.member_id
+        if room is None or who is None:
+            return None
+        membership = self.db.get(Membership, (room, who))
+        return None if membership is None else membership.joined_at
+
+    def membership(self, member_id: str | None = None, room_id: str | None = None) -> MembershipInfo | None:
+        """When the member joined, who invited them, whether they left; None if the bot never saw them there."""
+        room, who = room_id or self.room_id, member_id or self.member_id
+        row = None if room is None or who is None else self.db.get(Membership, (room, who))
+        if row is None:
+            return None
+        return MembershipInfo(row.room_id, row.member_id, row.joined_at, row.inviter_id, row.left_at, row.alias,
+                              row.is_admin)
+
+    async def bot_member(self) -> MemberRef | None:
+        """The bot's own account in this context's account (to leave itself out of a join, say)."""
+        return await self._rt.adapters[self.account].self_member()
+
+    async def mentioned(self) -> list[str]:
+        """Members @-mentioned in this message, in order, the bot left out (whom an admin command is about)."""
+        mentions = getattr(self.event, "mentions", ())
+        if not mentions:
+            return []
+        me = await self.bot_member()
+        return [m for m in mentions if me is None or m != me.id]
+
+    # --- config, storage, other plugins ------------------------------------------------
+
+    @property
+    def config(self) -> Any:
+        """This plugin's validated config for this room (`[plugins.x]` merged with room overrides)."""
+        return self._rt.plugin_config(self.plugin.name, self.room_id)
+
+    @property
+    def project(self) -> Path:
+        """The bot project folder, for plugin data files such as `data/quiz/*.yaml`."""
+        return self._rt.project
+
+    @property
+    def db(self) -> Session:
+        """A session for this handler run, committed when the handler returns normally."""
+        if self._session is None:
+            self._session = self._rt.new_session()
+        return self._session
+
+    @property
+    def plugins(self) -> list[Plugin]:
+        """The plugins enabled where this event happened (all enabled ones outside a room), in load order."""
+        return [p for name, p in self._rt.plugins.items()
+                if self.room_id is None or self._rt.plugin_enabled(name, self.room_id)]
+
+    def service(self, plugin_name: str) -> Any:
+        """The public API object another plugin offers (`plugin.service`); LookupError if that plugin is not
+        enabled, or is switched off in this context's room.
+
+        A service with a `bind(ctx)` method is handed out bound to this context, so it can act in the
+        caller's transaction (the points service queues a level-up message that commits with the grant).
+        """
+        service = self._rt.service(plugin_name)
+        if self.room_id is not None and not self._rt.plugin_enabled(plugin_name, self.room_id):
+            raise LookupError(f"plugin {plugin_name!r} is switched off in room {self.room_id}")
+        bind = getattr(service, "bind", None)
+        return bind(self) if callable(bind) else service
+
+    # --- templates and sending ------------------------------------------------
+
+    def render(self, template: str, /, **variables: Any) -> Any:
+        """Render a template from `scripts_templates/` with the standard variables added."""
+        base: dict[str, Any] = {"member": self.member, "room": self.room, "now": self.now, "config": self.config}
+        base.update(variables)
+        return self._rt.renderer.render(template, **base)
+
+    async def reply(self, text: str | None = None, *, template: str | None = None, mention: bool = True,
+                    file: str | None = None, **variables: Any) -> None:
+        """Answer where the event came from: in the room with an @ of the sender, or privately."""
+        if self.room_id is None and self.member_id is None:
+            raise RuntimeError("this context has no room or member to reply to")
+        mentions = (self.member_id,) if mention and self.room_id and self.member_id else ()
+        await self.say(text, template=template, mentions=mentions, file=file, **variables)
+
+    async def say(self, text: str | None = None, *, template: str | None = None, room: str | None = None,
+                  to: str | None = None, mentions: tuple[str, ...] | list[str] = (), file: str | None = None,
+                  key: str | None = None, expires_at: datetime | None = None, **variables: Any) -> None:
+        """Queue a message to a room (default: this room) or a member (`to`), paced by the outbox.
+
+        Give `text` or a `template`; @-names for `mentions` missing from the text are prepended.
+        """
+        self.queue(text, template=template, room=room, to=to, mentions=mentions, file=file, key=key,
+                   expires_at=expires_at, **variables)
+
+    def queue(self, text: str | None = None, *, template: str | None = None, room: str | None = None,
+              to: str | None = None, mentions: tuple[str, ...] | list[str] = (), file: str | None = None,
+              key: str | None = None, expires_at: datetime | None = None, **variables: Any) -> None:
+        """`say` for synchronous code (a service called from a handler): the message commits with the handler."""
+        if (text is None) == (template is None):
+            raise ValueError("say() takes exactly one of text or template")
+        found: tuple[str, ...] = ()
+        if template is not None:
+            rendered = self.render(template, **variables)
+            text, found = rendered.text, rendered.mentions
+        if room is None and to is None:
+            room = self.room_id
+            if room is None:
+                to = self.member_id
+        all_mentions = tuple(dict.fromkeys([*mentions, *found])) if room else ()
+        body = self._rt.members.with_mentions(text or "", all_mentions, room)
+        self._sends += 1
+        self._rt.outbox(self.account).enqueue(
+            self.db,
+            key=key or f"{self._key_base()}:{self._sends}",
+            text=body,
+            room_id=room,
+            to=None if room else to,
+            mentions=all_mentions,
+            file=file,
+            source=self.plugin.name,
+            expires_at=expires_at,
+        )
+
+    async def remove_member(self, member_id: str, *, room: str | None = None, key: str | None = None) -> None:
+        """Remove a member from a room (default: this room), paced like a message."""
+        await self._room_action("remove_member", room, key, member_id=member_id)
+
+    async def set_topic(self, topic: str, *, room: str | None = None, key: str | None = None) -> None:
+        """Change a room's name (topic), paced like a message."""
+        await self._room_action("set_topic", room, key, text=topic)
+
+    async def _room_action(self, action: str, room: str | None, key: str | None, *, text: str = "",
+                           member_id: str | None = None) -> None:
+        room = room or self.room_id
+        if room is None:
+            raise ValueError(f"{action} needs a room")
+        self._sends += 1
+        self._rt.outbox(self.account).enqueue(
+            self.db, key=key or f"{self._key_base()}:{self._sends}", text=text, room_id=room, action=action,
+            member_id=member_id, source=self.plugin.name)
+
+    def _key_base(self) -> str:
+        return f"{self.event.id}:{self.plugin.name}"
+
+    # --- durable timers -----------------------------------------------------------
+
+    def schedule(self, name: str, *, at: datetime | None = None, delay: timedelta | None = None, key: str,
+                 data: dict[str, Any] | None = None, room_id: str | None = None,
+                 member_id: str | None = None) -> None:
+        """Run this plugin's `@plugin.timer(name)` handler later; survives restarts, once per `key`."""
+        if name not in self.plugin.timers:
+            raise ValueError(f"plugin {self.plugin.name} has no timer named {name!r}")
+        if (at is None) == (delay is None):
+            raise ValueError("schedule() takes exactly one of at or delay")
+        due = at if at is not None else self.now + delay  # type: ignore[operator]
+        task_id = self._rt.tasks.add(
+            self.db, account=self.account, plugin=self.plugin.name, name=name, key=key, due_at=due,
+            data=data or {}, room_id=room_id if room_id is not None else self.room_id,
+            member_id=member_id if member_id is not None else self.member_id,
+        )
+        if task_id is not None:
+            self._armed.append(task_id)
+
+    def cancel_scheduled(self, key: str) -> bool:
+        """Cancel a pending timer of this plugin; True if one was pending."""
+        return self._rt.tasks.cancel(self.db, account=self.account, plugin=self.plugin.name, key=key)
+
+    # --- runtime hooks --------------------------------------------------------
+
+    def _finish(self, ok: bool) -> bool:
+        """Commit or roll back the handler's work; True if anything was queued or armed."""
+        if self._session is None:
+            return False
+        try:
+            if ok:
+                self._session.commit()
+            else:
+                self._session.rollback()
+        finally:
+            self._session.close()
+        return ok and (self._sends > 0 or bool(self._armed))
+
+
+def message_parts(event: Event) -> tuple[str | None, str | None]:
+    """(room_id, member_id) an event is about, for building a context."""
+    if isinstance(event, RoomMessage):
+        return event.room_id, event.sender.id
+    if isinstance(event, DirectMessage):
+        return None, event.sender.id
+    return getattr(event, "room_id", None), getattr(event, "member_id", None)
+
+
+def validate_config(model: type[BaseModel] | None, raw: dict[str, Any]) -> Any:
+    return None if model is None else model.model_validate(raw)

@@ -1,0 +1,281 @@
+"""Dispatch: find the matchers an event wakes, then run them by priority, each isolated.
+
+Words are indexed — full matches in a dict, keywords in one compiled
+alternation, commands by first character — so ordinary chatter costs a few
+lookups, not one check per handler. Matchers run in (priority, load order);
+after a priority level in which a blocking matcher ran, lower levels are skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Iterable
+from contextlib import suppress
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from sqlalchemy.exc import DBAPIError
+
+from bot._context import Context, message_parts
+from bot._db import database_unreachable
+from bot._events import DirectMessage, Event, RoomMessage
+from bot._plugin import Matcher
+
+if TYPE_CHECKING:
+    from bot._runtime import Runtime
+
+log = logging.getLogger("qunbot.dispatch")
+
+_SPACES = " \t\r\n\u2005\u3000\u00a0"
+_DB_ATTEMPTS = 3
+_COMMAND_KINDS = frozenset({"fullmatch", "keyword", "command", "regex", "mention"})
+"""Triggers a member sets off on purpose; these count against the per-member command limit."""
+
+
+Outcome = Literal["ok", "failed", "unreachable"]
+
+
+class DatabaseUnreachable(Exception):
+    """The database did not answer while an event ran; the runtime holds the event and runs it again later."""
+
+
+@dataclass(slots=True)
+class Progress:
+    """How far an event got, so running it again after an outage repeats nothing that already committed."""
+
+    recorded: bool = False
+    listeners: int = 0
+    """How many of the runtime's listeners have seen it."""
+    done: set[tuple[int, int]] = field(default_factory=set)
+    """(matcher, handler index) of handlers whose work committed (or failed for their own reasons)."""
+    allowed: bool | None = None
+    """The command-limit decision, taken once per event."""
+    sends: dict[int, int] = field(default_factory=dict)
+    """Messages queued so far by each matcher's handlers: the next message's key goes on from there."""
+
+
+@dataclass(slots=True)
+class _Candidate:
+    matcher: Matcher
+    args: str = ""
+    match: re.Match[str] | None = None
+
+
+class Dispatcher:
+    """An index over the enabled plugins' matchers."""
+
+    def __init__(self, matchers: Iterable[Matcher], words_for: Callable[[Matcher], tuple[str, ...]]) -> None:
+        self._rank: dict[int, tuple[int, int]] = {}
+        self._fullmatch: dict[str, list[Matcher]] = defaultdict(list)
+        self._keywords: dict[str, list[Matcher]] = defaultdict(list)
+        self._commands: dict[str, list[tuple[str, Matcher]]] = defaultdict(list)
+        self._regex: list[Matcher] = []
+        self._always: list[Matcher] = []
+        self._mention: list[Matcher] = []
+        self._events: dict[type, list[Matcher]] = defaultdict(list)
+        for index, matcher in enumerate(matchers):
+            self._rank[id(matcher)] = (matcher.priority, index)
+            kind = matcher.trigger.kind
+            if kind == "fullmatch":
+                for word in words_for(matcher):
+                    self._fullmatch[word].append(matcher)
+            elif kind == "keyword":
+                for word in words_for(matcher):
+                    self._keywords[word].append(matcher)
+            elif kind == "command":
+                for word in words_for(matcher):
+                    self._commands[word[0]].append((word, matcher))
+            elif kind == "regex":
+                self._regex.append(matcher)
+            elif kind == "message":
+                self._always.append(matcher)
+            elif kind == "mention":
+                self._mention.append(matcher)
+            else:
+                for event_type in matcher.trigger.event_types:
+                    self._events[event_type].append(matcher)
+        for entries in self._commands.values():
+            entries.sort(key=lambda entry: -len(entry[0]))  # longest command word wins
+        self._keyword_re = (
+            re.compile("|".join(map(re.escape, sorted(self._keywords, key=len, reverse=True))))
+            if self._keywords else None
+        )
+
+    def candidates(self, event: Event, text: str) -> list[_Candidate]:
+        """Matchers whose trigger fits, ordered by (priority, load order); rules not yet checked."""
+        found: dict[int, _Candidate] = {}
+        if isinstance(event, RoomMessage | DirectMessage):
+            for matcher in self._fullmatch.get(text, ()):
+                found.setdefault(id(matcher), _Candidate(matcher))
+            if self._keyword_re is not None:
+                for word in set(self._keyword_re.findall(text)):
+                    for matcher in self._keywords[word]:
+                        found.setdefault(id(matcher), _Candidate(matcher))
+            if text:
+                for word, matcher in self._commands.get(text[0], ()):
+                    if text.startswith(word) and id(matcher) not in found:
+                        found[id(matcher)] = _Candidate(matcher, args=text[len(word):].strip(_SPACES))
+            for matcher in self._regex:
+                match = matcher.trigger.pattern.search(text)  # type: ignore[union-attr]
+                if match:
+                    found.setdefault(id(matcher), _Candidate(matcher, match=match))
+            for matcher in self._always:
+                found.setdefault(id(matcher), _Candidate(matcher))
+            if isinstance(event, DirectMessage) or event.mentions_bot:
+                for matcher in self._mention:
+                    found.setdefault(id(matcher), _Candidate(matcher))
+        else:
+            for event_type in type(event).__mro__:
+                for matcher in self._events.get(event_type, ()):
+                    found.setdefault(id(matcher), _Candidate(matcher))
+        return sorted(found.values(), key=lambda c: self._rank[id(c.matcher)])
+
+
+def strip_bot_mention(text: str, bot_name: str) -> str:
+    """Remove `@BotName` (with WeChat's U+2005 or a space after it) and surrounding spaces."""
+    if bot_name and "@" in text:
+        text = re.sub("@" + re.escape(bot_name) + f"[{_SPACES}]?", " ", text)
+    return text.strip(_SPACES)
+
+
+async def run_event(runtime: Runtime, event: Event, text: str, progress: Progress | None = None) -> None:
+    """Run every matcher the event wakes, honouring priority and `block`.
+
+    Raises `DatabaseUnreachable` if the database does not answer; `progress` then tells a second run which
+    handlers already committed, so they are not run twice.
+    """
+    room_id, member_id = message_parts(event)
+    progress = progress if progress is not None else Progress()
+    blocked_at: int | None = None
+    for candidate in runtime.dispatcher.candidates(event, text):
+        matcher = candidate.matcher
+        if blocked_at is not None and matcher.priority > blocked_at:
+            break
+        plugin = matcher.plugin
+        if room_id is not None and not runtime.plugin_enabled(plugin.name, room_id):
+            continue
+        ctx = Context(runtime, plugin, event, room_id=room_id, member_id=member_id, text=text,
+                      args=candidate.args, match=candidate.match)
+        try:
+            if not await matcher.rule(ctx):
+                continue
+            if matcher.trigger.kind in _COMMAND_KINDS and member_id is not None:
+                if progress.allowed is None:  # decided at the first command that would run
+                    progress.allowed = ctx.is_operator() or runtime.command_limit.allow(room_id, member_id)
+                if not progress.allowed:
+                    continue
+            if not await matcher.permission(ctx):
+                if (id(matcher), -1) not in progress.done:
+                    await _deny(runtime, ctx, matcher)
+                    progress.done.add((id(matcher), -1))
+                if matcher.block:
+                    blocked_at = matcher.priority
+                continue
+        except DatabaseUnreachable:
+            raise
+        except Exception as err:
+            if database_unreachable(err):
+                raise DatabaseUnreachable(str(err).splitlines()[0]) from err
+            log.exception("plugin %s: rule or permission check failed for %r", plugin.name, matcher)
+            continue
+        for index, handler in enumerate(matcher.handlers):
+            if (id(matcher), index) in progress.done:
+                continue
+            ctx._sends = progress.sends.get(id(matcher), ctx._sends)  # message keys as in the first run
+            outcome = await run_handler(runtime, ctx, handler, f"{plugin.name}.{handler.__name__}")
+            if outcome == "unreachable":
+                raise DatabaseUnreachable(f"{plugin.name}.{handler.__name__}")
+            progress.done.add((id(matcher), index))
+            progress.sends[id(matcher)] = ctx._sends
+        if matcher.block:
+            blocked_at = matcher.priority
+
+
+async def run_isolated(runtime: Runtime, ctx: Context, call: Callable[..., Awaitable[Any]] | Any,
+                       label: str, *args: Any) -> bool:
+    """Run one handler with a timeout; log and roll back on failure. True if it succeeded.
+
+    If the database connection dropped under it (the server restarted), its work was rolled back,
+    so it runs once more on a fresh connection: same event, same message keys, nothing doubled.
+    """
+    outcome = await run_handler(runtime, ctx, call, label, *args)
+    if outcome == "unreachable":
+        log.warning("plugin handler %s: the database is unreachable; its changes rolled back", label)
+    return outcome == "ok"
+
+
+async def run_handler(runtime: Runtime, ctx: Context, call: Callable[..., Awaitable[Any]] | Any,
+                      label: str, *args: Any) -> Outcome:
+    """`run_isolated`, telling a handler that failed because the database is unreachable from one that failed."""
+    sends_before = ctx._sends
+    for attempt in range(1, _DB_ATTEMPTS + 1):
+        ok = False
+        try:
+            # asyncio.timeout runs the handler in this task (wait_for would wrap it in another), so nothing
+            # else on the loop runs between the handler's last write and its commit below: with SQLite,
+            # another session writing in that gap would wait on this one's lock and block the loop.
+            async with asyncio.timeout(runtime.config.bot.handler_timeout):
+                await call(ctx, *args)
+            ok = True
+        except TimeoutError:
+            log.error("plugin handler %s timed out after %.1fs on event %s; cancelled, its changes rolled back",
+                      label, runtime.config.bot.handler_timeout, ctx.event.id)
+        except Exception as err:
+            if _disconnected(err) and attempt < _DB_ATTEMPTS:
+                log.warning("plugin handler %s: the database connection dropped (%s); running it again", label,
+                            str(err).splitlines()[0])
+                _discard(ctx, sends_before)
+                continue
+            if database_unreachable(err):
+                log.debug("plugin handler %s: the database is unreachable (%s)", label, str(err).splitlines()[0])
+                _discard(ctx, sends_before)
+                return "unreachable"
+            log.exception("plugin handler %s failed on event %s; its changes rolled back", label, ctx.event.id)
+        try:
+            wrote = ctx._finish(ok)
+        except Exception as err:
+            if ok and _disconnected(err) and attempt < _DB_ATTEMPTS:
+                log.warning("plugin handler %s: the database connection dropped at commit (%s); running it again",
+                            label, str(err).splitlines()[0])
+                _discard(ctx, sends_before)
+                continue
+            if ok and database_unreachable(err):
+                _discard(ctx, sends_before)
+                return "unreachable"
+            log.exception("plugin handler %s: could not commit its changes", label)
+            return "failed"
+        if wrote:
+            runtime.after_commit(ctx)
+        return "ok" if ok else "failed"
+    return "unreachable"
+
+
+def _disconnected(err: BaseException) -> bool:
+    return isinstance(err, DBAPIError) and bool(err.connection_invalidated)
+
+
+def _discard(ctx: Context, sends: int) -> None:
+    """Forget a handler run's session and queued work before running it again."""
+    if ctx._session is not None:
+        with suppress(Exception):
+            ctx._session.rollback()
+        with suppress(Exception):
+            ctx._session.close()
+    ctx._session = None
+    ctx._sends = sends
+    ctx._armed.clear()
+
+
+async def _deny(runtime: Runtime, ctx: Context, matcher: Matcher) -> None:
+    log.info("member %s may not use %r in %s", ctx.member_id, matcher, ctx.room_id or "a direct message")
+    if runtime.config.bot.permission_denied_reply and runtime.renderer.exists("core/permission_denied.j2"):
+        deny = Context(runtime, matcher.plugin, ctx.event, room_id=ctx.room_id, member_id=ctx.member_id,
+                       text=ctx.text)
+        await run_isolated(runtime, deny, _reply_denied, f"{matcher.plugin.name}.permission_denied")
+
+
+async def _reply_denied(ctx: Context) -> None:
+    await ctx.reply(template="core/permission_denied.j2")

@@ -1,0 +1,122 @@
+"""Core tables: rooms, members, memberships, the outbox and durable plugin timers.
+
+Plugins add their own tables (prefixed with the plugin name) on the same
+metadata; invariants such as uniqueness live in the database, not in Python.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, Index, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from bot._db import UTCDateTime
+
+
+class Room(SQLModel, table=True):
+    __tablename__ = "core_room"
+
+    id: str = Field(primary_key=True)
+    account: str = Field(index=True)
+    topic: str = ""
+    owner_id: str | None = None
+    updated_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class Member(SQLModel, table=True):
+    __tablename__ = "core_member"
+
+    id: str = Field(primary_key=True)
+    name: str = ""
+
+
+class Membership(SQLModel, table=True):
+    """A member's life in one room: when they joined, who invited them, their group nickname."""
+
+    __tablename__ = "core_membership"
+
+    room_id: str = Field(primary_key=True)
+    member_id: str = Field(primary_key=True, index=True)
+    alias: str | None = None
+    is_admin: bool = False
+    joined_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    inviter_id: str | None = None
+    left_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    last_spoke_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class OutboxMessage(SQLModel, table=True):
+    """One message waiting to be sent, or the record that it was.
+
+    `key` makes enqueueing idempotent: the same logical message (a reply to one
+    event, one SOP post for one room on one day) is stored once, sent once.
+    """
+
+    __tablename__ = "core_outbox"
+    __table_args__ = (
+        UniqueConstraint("account", "key", name="uq_outbox_account_key"),
+        Index("ix_outbox_pending", "account", "status", "id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    account: str
+    key: str
+    room_id: str | None = None
+    to: str | None = None
+    text: str
+    mentions: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    file: str | None = None
+    action: str | None = None
+    member_id: str | None = None
+    source: str = ""
+    status: str = Field(default="pending")  # pending | sending | sent | failed | skipped | uncertain
+    attempts: int = 0
+    created_at: datetime = Field(sa_type=UTCDateTime)
+    not_before: datetime = Field(sa_type=UTCDateTime)
+    expires_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    sent_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    last_error: str | None = None
+
+
+class ScheduledTask(SQLModel, table=True):
+    """A durable plugin timer: it fires once, also after a restart."""
+
+    __tablename__ = "core_scheduled_task"
+    __table_args__ = (UniqueConstraint("account", "plugin", "key", name="uq_task_key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    account: str
+    plugin: str
+    name: str
+    key: str
+    due_at: datetime = Field(sa_type=UTCDateTime, index=True)
+    room_id: str | None = None
+    member_id: str | None = None
+    data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    status: str = Field(default="pending")  # pending | done | failed | cancelled
+    fired_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class SchemaVersion(SQLModel, table=True):
+    """Which schema version each owner (core or a plugin) has applied."""
+
+    __tablename__ = "core_schema_version"
+
+    owner: str = Field(primary_key=True)
+    version: int
+
+
+class AccountLease(SQLModel, table=True):
+    """Which process runs an account (`qunbot run` on a shared database); see `bot/_lease.py`."""
+
+    __tablename__ = "core_account_lease"
+
+    account: str = Field(primary_key=True)
+    owner: str
+    epoch: int = 1
+    """Bumped at every take-over: the fencing token sends are checked against."""
+    acquired_at: datetime = Field(sa_type=UTCDateTime)
+    renewed_at: datetime = Field(sa_type=UTCDateTime)
+    expires_at: datetime = Field(sa_type=UTCDateTime)

@@ -1,0 +1,361 @@
+"""One persistent, paced outbox per account: every message the bot sends passes here.
+
+Pacing keeps an account clear of WeChat's risk control: a minimum gap between
+two sends of the account plus random jitter, a gap per room, and a cap per
+rolling hour. Rows are keyed, so the same logical message is stored and sent
+once, also across a crash and restart. A row marked `sending` when the process
+died is never re-sent blindly: the adapter is asked whether it went out
+(`Adapter.was_sent`); if it cannot tell, the row is logged as `uncertain`.
+
+Faults: a database error leaves the queue intact and the loop retries with
+back-off; a dropped connection (`Disconnected`) pauses the account until the
+runtime has reconnected; with a lease (`bot/_lease.py`) nothing is claimed
+unless the lease is current.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections import deque
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from sqlalchemy import func, update
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
+from sqlmodel import Session, col, select
+
+from bot._clock import Clock, TimerHandle
+from bot._config import PacingSettings
+from bot._db import dialect_insert
+from bot._events import Outgoing
+from bot._models import OutboxMessage
+from bot.adapters._base import Disconnected, RateLimited
+
+if TYPE_CHECKING:
+    from bot._lease import Lease
+
+log = logging.getLogger("qunbot.outbox")
+
+Sender = Callable[[Outgoing], Awaitable[None]]
+Confirm = Callable[[Outgoing], Awaitable[bool | None]]
+_HOUR = timedelta(hours=1)
+_SCAN = 500
+_DB_RETRY_MAX = 30.0
+
+
+class Outbox:
+    """Queue, pace and send one account's messages."""
+
+    def __init__(self, account: str, engine: Engine, clock: Clock, pacing: PacingSettings, sender: Sender,
+                 *, rng: random.Random | None = None) -> None:
+        self.account = account
+        self._engine = engine
+        self._clock = clock
+        self._pacing = pacing
+        self._send = sender
+        self._rng = rng or random.Random()
+        self._account_next: datetime | None = None
+        self._room_last: dict[str, datetime] = {}
+        self._hour: deque[datetime] = deque()
+        self._cooldown_until: datetime | None = None
+        self._timer: TimerHandle | None = None
+        self._busy = False
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._again = False
+        self._stopped = False
+        self._offline = False
+        self._db_failures = 0
+        self._unrecorded: dict[int, dict[str, object]] = {}
+        """Outcomes the database could not record when they happened: row id -> column values."""
+        self.lease: Lease | None = None
+        """Set when processes share the database: only the lease holder claims messages."""
+        self.on_disconnect: Callable[[Exception], None] | None = None
+        """Called when the adapter reports the connection dropped (the runtime reconnects)."""
+        insert = dialect_insert(engine.dialect.name)
+        self._enqueue = insert(OutboxMessage.__table__).on_conflict_do_nothing(index_elements=["account", "key"])
+
+    # --- queueing -------------------------------------------------------------
+
+    def enqueue(self, session: Session, *, key: str, text: str, room_id: str | None = None, to: str | None = None,
+                mentions: tuple[str, ...] = (), file: str | None = None, source: str = "",
+                not_before: datetime | None = None, expires_at: datetime | None = None,
+                action: str | None = None, member_id: str | None = None) -> None:
+        """Add a message inside the caller's transaction; a second add with the same key is ignored."""
+        if (room_id is None) == (to is None):
+            raise ValueError("a message goes to exactly one of room_id or to")
+        now = self._clock.now()
+        # values as parameters (one cached statement), on the Core connection (no ORM bookkeeping)
+        session.connection().execute(self._enqueue, {
+            "account": self.account, "key": key, "room_id": room_id, "to": to, "text": text,
+            "mentions": list(mentions), "file": file, "action": action, "member_id": member_id, "source": source,
+            "status": "pending", "attempts": 0, "created_at": now, "not_before": not_before or now,
+            "expires_at": expires_at})
+
+    def wake(self) -> None:
+        """Look at the queue again soon (call after committing new rows)."""
+        if self._stopped:
+            return
+        if self._busy:
+            self._again = True
+            return
+        self._schedule(self._clock.now())
+
+    # --- life cycle -------------------------------------------------------------
+
+    async def reconcile(self, confirm: Confirm) -> None:
+        """Before `start`: ask the adapter about rows a crash (or a dead previous owner) left `sending`.
+
+        Delivered ones are marked sent, undelivered ones go back to the queue; `start` marks the
+        rest `uncertain`. This is what makes a take-over exactly-once where the platform can tell.
+        """
+        with Session(self._engine) as session:
+            stuck = session.exec(select(OutboxMessage).where(
+                OutboxMessage.account == self.account, OutboxMessage.status == "sending")).all()
+        for row in stuck:
+            try:
+                delivered = await confirm(_outgoing(row))
+            except Exception as err:
+                log.warning("outbox %s: could not ask whether %s went out: %s", self.account, row.key, err)
+                continue
+            if delivered is None:
+                continue
+            values: dict[str, object] = {"status": "sent", "sent_at": self._clock.now()} if delivered \
+                else {"status": "pending", "attempts": max(0, row.attempts - 1)}
+            with Session(self._engine) as session:
+                session.execute(update(OutboxMessage).where(col(OutboxMessage.id) == row.id,
+                                                            OutboxMessage.status == "sending").values(**values))
+                session.commit()
+            log.warning("outbox %s: message %s (%s) was being sent when the bot stopped; the platform says it %s",
+                        self.account, row.key, row.room_id or row.to,
+                        "went out (recorded as sent)" if delivered else "did not go out (queued again)")
+
+    def start(self) -> None:
+        """Restore pacing state from what was sent, flag rows a crash left mid-send, and begin."""
+        now = self._clock.now()
+        with Session(self._engine) as session:
+            stuck = session.exec(
+                select(OutboxMessage).where(OutboxMessage.account == self.account, OutboxMessage.status == "sending")
+            ).all()
+            for row in stuck:
+                log.warning("outbox %s: message %s (%s) was being sent when the bot stopped; not re-sending it",
+                            self.account, row.key, row.room_id or row.to)
+                row.status = "uncertain"
+                session.add(row)
+            session.commit()
+            sent = session.exec(
+                select(OutboxMessage.sent_at, OutboxMessage.room_id, OutboxMessage.to)
+                .where(OutboxMessage.account == self.account, OutboxMessage.status == "sent",
+                       col(OutboxMessage.sent_at) >= now - _HOUR)
+                .order_by(col(OutboxMessage.sent_at))
+            ).all()
+        for sent_at, room_id, to in sent:
+            self._note_sent(sent_at.astimezone(self._clock.tz), room_id or f"dm:{to}", jitter=False)
+        self._stopped = False
+        self._offline = False
+        self.wake()
+
+    def resume(self) -> None:
+        """The connection is back: send again (messages past their deadline are skipped, as always)."""
+        self._offline = False
+        self.wake()
+
+    def stop(self) -> None:
+        self._stopped = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    async def finish_in_flight(self, timeout: float = 15.0) -> None:
+        """After `stop()`: let a send the adapter is already doing finish and be recorded.
+
+        Disconnecting first would cut it off: it would be retried after a restart although WeChat may
+        already have posted it, which is a duplicate in the group.
+        """
+        if self._idle.is_set():
+            return
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+        except TimeoutError:
+            log.warning("outbox %s: a send still in flight after %.0fs at stop; it is recorded after a restart",
+                        self.account, timeout)
+
+    @property
+    def next_wakeup(self) -> datetime | None:
+        """When the pacing loop looks at the queue next (None when idle)."""
+        return None if self._timer is None else self._timer.when
+
+    def pending_count(self) -> int:
+        with Session(self._engine) as session:
+            return session.exec(
+                select(func.count()).select_from(OutboxMessage)
+                .where(OutboxMessage.account == self.account, col(OutboxMessage.status).in_(("pending",)))
+            ).one()
+
+    # --- the pacing loop ------------------------------------------------------------
+
+    def _schedule(self, when: datetime) -> None:
+        if self._timer is not None:
+            if self._timer.when <= when:
+                return
+            self._timer.cancel()
+        self._timer = self._clock.call_at(when, self._tick, name=f"outbox:{self.account}")
+
+    async def _tick(self) -> None:
+        self._timer = None
+        if self._stopped:
+            return
+        self._busy = True
+        self._idle.clear()
+        try:
+            next_time = await self._step()
+            self._db_failures = 0
+        except SQLAlchemyError as err:  # the database went away: keep the queue, look again soon
+            self._db_failures += 1
+            delay = min(2.0 ** (self._db_failures - 1), _DB_RETRY_MAX)
+            log.warning("outbox %s: database error (%s); retrying in %.0fs", self.account,
+                        str(err).splitlines()[0], delay)
+            next_time = self._clock.now() + timedelta(seconds=delay)
+        finally:
+            self._busy = False
+            self._idle.set()
+        if self._again:
+            self._again = False
+            next_time = self._clock.now() if next_time is None else min(next_time, self._clock.now())
+        if next_time is not None:
+            self._schedule(next_time)
+
+    async def _step(self) -> datetime | None:
+        """Send the row that may go first, if it may go now; return when to look again."""
+        now = self._clock.now()
+        if self._unrecorded:
+            self._record_unrecorded()
+        if self._offline or (self.lease is not None and not self.lease.held()):
+            return None  # woken again by `resume` / the lease keeper
+        with Session(self._engine, expire_on_commit=False) as session:
+            rows = session.exec(
+                select(OutboxMessage)
+                .where(OutboxMessage.account == self.account, OutboxMessage.status == "pending")
+                .order_by(col(OutboxMessage.id)).limit(_SCAN)
+            ).all()
+            best: tuple[datetime, OutboxMessage] | None = None
+            seen: set[str] = set()
+            for row in rows:
+                lane = row.room_id or f"dm:{row.to}"
+                if lane in seen:
+                    continue  # keep each room's messages in order
+                seen.add(lane)
+                allowed = self._allowed_at(row, lane)
+                if best is None or allowed < best[0]:
+                    best = (allowed, row)
+            if best is None:
+                return None
+            allowed, row = best
+            if row.expires_at is not None and max(now, allowed) > row.expires_at:
+                row.status = "skipped"
+                row.last_error = f"late: could not go out before {row.expires_at.isoformat()}"
+                log.warning("outbox %s: skipped %s to %s (%s)", self.account, row.key, row.room_id or row.to,
+                            row.last_error)
+                session.add(row)
+                session.commit()
+                return now
+            if allowed > now:
+                return allowed
+            attempts = row.attempts + 1
+            fence = (self.lease.fence(),) if self.lease is not None else ()
+            claimed = session.execute(
+                update(OutboxMessage).where(col(OutboxMessage.id) == row.id, OutboxMessage.status == "pending", *fence)
+                .values(status="sending", attempts=attempts)
+            )
+            session.commit()
+            if claimed.rowcount != 1:  # type: ignore[attr-defined]
+                return now
+            await self._deliver(session, row, now, attempts)
+        return self._clock.now()
+
+    async def _deliver(self, session: Session, row: OutboxMessage, now: datetime, attempts: int) -> None:
+        lane = row.room_id or f"dm:{row.to}"
+        try:
+            await self._send(_outgoing(row))
+        except Disconnected as err:
+            self._offline = True
+            log.error("outbox %s: connection lost (%s); %s stays queued until the account reconnects",
+                      self.account, err, row.key)
+            self._finish(session, row, status="pending", error=str(err), attempts=attempts - 1)
+            if self.on_disconnect is not None:
+                self.on_disconnect(err)
+        except RateLimited as err:
+            self._cooldown_until = now + timedelta(seconds=self._pacing.cooldown)
+            log.error("outbox %s: platform rate limit (%s); pausing sends until %s", self.account, err,
+                      self._cooldown_until.isoformat())
+            self._finish(session, row, status="pending", error=str(err), attempts=attempts - 1)
+        except Exception as err:  # the adapter's failure must not kill the loop
+            if attempts >= self._pacing.max_attempts:
+                log.error("outbox %s: giving up on %s after %d attempts: %s", self.account, row.key, attempts, err)
+                self._finish(session, row, status="failed", error=str(err), attempts=attempts)
+            else:
+                delay = self._pacing.retry_base * 2 ** (attempts - 1)
+                log.warning("outbox %s: send of %s failed (%s); retry %d in %.0fs", self.account, row.key, err,
+                            attempts, delay)
+                self._finish(session, row, status="pending", error=str(err), attempts=attempts,
+                             not_before=now + timedelta(seconds=delay))
+        else:
+            sent_at = self._clock.now()
+            self._note_sent(sent_at, lane, jitter=True)
+            self._finish(session, row, status="sent", attempts=attempts, sent_at=sent_at)
+            log.info("sent %s to %s", row.key, row.room_id or row.to)
+
+    def _finish(self, session: Session, row: OutboxMessage, *, status: str, attempts: int, error: str | None = None,
+                sent_at: datetime | None = None, not_before: datetime | None = None) -> None:
+        values: dict[str, object] = {"status": status, "attempts": attempts, "last_error": error}
+        if sent_at is not None:
+            values["sent_at"] = sent_at
+        if not_before is not None:
+            values["not_before"] = not_before
+        try:
+            session.execute(update(OutboxMessage).where(col(OutboxMessage.id) == row.id).values(**values))
+            session.commit()
+        except SQLAlchemyError as err:  # the send happened (or failed) all the same: record it once the db is back
+            assert row.id is not None
+            self._unrecorded[row.id] = values
+            log.warning("outbox %s: %s is %s but the database could not record it yet (%s)", self.account, row.key,
+                        status, str(err).splitlines()[0])
+
+    def _record_unrecorded(self) -> None:
+        with Session(self._engine) as session:
+            for row_id, values in self._unrecorded.items():
+                session.execute(update(OutboxMessage).where(col(OutboxMessage.id) == row_id).values(**values))
+            session.commit()
+        log.info("outbox %s: recorded the outcome of %d message(s) from during the database outage", self.account,
+                 len(self._unrecorded))
+        self._unrecorded.clear()
+
+    def _allowed_at(self, row: OutboxMessage, lane: str) -> datetime:
+        times = [row.not_before.astimezone(self._clock.tz)]
+        if self._account_next is not None:
+            times.append(self._account_next)
+        if lane in self._room_last:
+            times.append(self._room_last[lane] + timedelta(seconds=self._pacing.room_interval))
+        if self._cooldown_until is not None:
+            times.append(self._cooldown_until)
+        now = self._clock.now()
+        while self._hour and self._hour[0] <= now - _HOUR:
+            self._hour.popleft()
+        if len(self._hour) >= self._pacing.hourly_cap:
+            times.append(self._hour[len(self._hour) - self._pacing.hourly_cap] + _HOUR)
+        return max(times)
+
+    def _note_sent(self, when: datetime, lane: str, *, jitter: bool) -> None:
+        gap = self._pacing.min_interval + (self._rng.uniform(0, self._pacing.jitter) if jitter else 0.0)
+        self._account_next = when + timedelta(seconds=gap)
+        self._room_last[lane] = when
+        self._hour.append(when)
+
+
+def _outgoing(row: OutboxMessage) -> Outgoing:
+    return Outgoing(account=row.account, text=row.text, room_id=row.room_id, to=row.to, mentions=tuple(row.mentions),
+                    file=row.file, action=row.action, member_id=row.member_id)

@@ -1,0 +1,406 @@
+"""The runtime: one process, one database, the enabled plugins, and one or more accounts.
+
+Data flows one way: adapter → `dispatch` → matchers → handlers → outbox → adapter.
+Timers (plugin timers, SOP posts) enter through the clock and leave the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections import defaultdict, deque
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from datetime import datetime, timedelta
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import update
+from sqlalchemy.exc import SQLAlchemyError
+from sqlmodel import Session, col
+
+from bot._clock import Clock
+from bot._config import ProjectConfig
+from bot._context import Context
+from bot._db import database_unreachable, make_engine, session_scope
+from bot._dispatch import DatabaseUnreachable, Dispatcher, Progress, run_event, run_isolated, strip_bot_mention
+from bot._events import ActionInvoked, DirectMessage, Event, RoomMessage, TimerFired
+from bot._limits import MemberRateLimit
+from bot._loader import load_plugins, plugin_configs
+from bot._members import Members
+from bot._migrations import upgrade
+from bot._models import ScheduledTask
+from bot._outbox import Outbox
+from bot._plugin import Matcher, Plugin
+from bot._tasks import Tasks
+from bot._templates import Renderer
+from bot.adapters._base import Adapter
+
+log = logging.getLogger("qunbot.runtime")
+
+DEFAULT_TEMPLATES = Path(__file__).parent / "_default_templates"
+HOLD_LIMIT = 10_000
+"""Inbound events kept in memory while the database is unreachable; beyond this, new ones are dropped (logged)."""
+HOLD_RETRY_MIN, HOLD_RETRY_MAX = 1.0, 30.0
+"""Seconds before the first retry of held events, doubling up to the maximum."""
+
+
+class Runtime:
+    """Everything one bot process runs. Build it, `await start()`, feed events, `await stop()`."""
+
+    def __init__(self, project: Path, config: ProjectConfig, *, clock: Clock, adapters: Mapping[str, Adapter],
+                 db_url: str | None = None, plugins: Sequence[Plugin] | None = None,
+                 seed: int | None = None) -> None:
+        self.project = project
+        self.config = config
+        self.clock = clock
+        self.adapters = dict(adapters)
+        self.engine = make_engine(db_url or config.database.url, base_dir=project)
+        self.plugins: dict[str, Plugin] = {p.name: p for p in (plugins if plugins is not None
+                                                                else load_plugins(project, config))}
+        self.renderer = Renderer(
+            [project / config.templates_dir, DEFAULT_TEMPLATES], timezone=config.bot.tz,
+            globals={"bot_name": config.bot.name},
+        )
+        self.members = Members(self.engine, config, clock.now,
+                               defer=lambda callback: clock.call_at(clock.now(), callback, name="members.flush"))
+        self.tasks = Tasks(self.engine, clock, self._fire_task)
+        self._configs = plugin_configs(project, config, self.plugins.values())
+        self.dispatcher = Dispatcher(
+            [m for p in self.plugins.values() for m in p.matchers], self._words_for)
+        rng = random.Random(seed)
+        self._outboxes = {
+            account: Outbox(account, self.engine, clock, config.pacing_for(account), adapter.send,
+                            rng=random.Random(rng.random()))
+            for account, adapter in self.adapters.items()
+        }
+        for account, outbox in self._outboxes.items():
+            outbox.on_disconnect = partial(self._connection_lost, account)
+        self._reconnecting: set[str] = set()
+        self.active: set[str] = set()
+        """Accounts this process runs now (all of them, unless leases hand some to other processes)."""
+        self.command_limit = MemberRateLimit(config.bot.command_limit, config.bot.command_window, clock.now)
+        self._room_locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._held: deque[tuple[Event, Progress]] = deque()
+        """Events that came while the database was unreachable, in arrival order; see `_hold`."""
+        self._held_dropped = 0
+        self._outage_since: datetime | None = None
+        self._hold_retry: Any = None
+        self.listeners: list[Callable[[Event], Awaitable[None]]] = []
+        """Runtime parts that watch recorded events beside the plugins (the SOP engine watches joins)."""
+        self.started = False
+
+    # --- life cycle ---------------------------------------------------------------
+
+    async def start(self, *, accounts: Iterable[str] | None = None) -> None:
+        """Migrate, warm the caches and start the accounts (all, or those given: leases start the rest)."""
+        upgrade(self.engine, {"core": [], **{name: p.migrations for name, p in self.plugins.items()}})
+        self.members.load()
+        for account in self.adapters if accounts is None else accounts:
+            await self.start_account(account)
+        self.started = True
+        log.info("qunbot started: %d plugins (%s), %d of %d accounts running here", len(self.plugins),
+                 ", ".join(self.plugins), len(self.active), len(self.adapters))
+
+    async def start_account(self, account: str) -> None:
+        """Connect one account and resume its queue and timers (at start, or on taking its lease over)."""
+        adapter = self.adapters[account]
+        if self.started:
+            self.members.load()  # another process may have run this account meanwhile
+        await adapter.start(self.dispatch)
+        self.members.sync_rooms(account, await adapter.rooms())
+        outbox = self._outboxes[account]
+        await outbox.reconcile(adapter.was_sent)
+        outbox.start()
+        armed = self.tasks.arm_pending(account)
+        if armed:
+            log.info("account %s: re-armed %d pending plugin timers", account, armed)
+        self.active.add(account)
+        for plugin in self.plugins.values():
+            for hook in plugin.startup:
+                event = ActionInvoked(account=account, id=f"startup:{plugin.name}", time=self.clock.now(),
+                                      plugin=plugin.name, name="startup", room_id=None)
+                await run_isolated(self, Context(self, plugin, event), hook, f"{plugin.name}.{hook.__name__}")
+
+    async def stop_account(self, account: str) -> None:
+        """Stop sending and firing for one account and disconnect it (its rows stay for the next owner)."""
+        self.active.discard(account)
+        self._outboxes[account].stop()
+        await self._outboxes[account].finish_in_flight()
+        self.tasks.disarm(account)
+        try:
+            await self.adapters[account].stop()
+        except Exception:
+            log.exception("adapter %s did not stop cleanly", account)
+
+    async def stop(self) -> None:
+        self.active.clear()
+        if self._held:
+            log.error("stopping with %d incoming event(s) held for the database; they are lost", len(self._held))
+            self._held.clear()
+        if self._hold_retry is not None:
+            self._hold_retry.cancel()
+            self._hold_retry = None
+        self.members.flush_speakers()
+        for outbox in self._outboxes.values():
+            outbox.stop()
+        for outbox in self._outboxes.values():
+            await outbox.finish_in_flight()
+        self.tasks.disarm_all()
+        for adapter in self.adapters.values():
+            try:
+                await adapter.stop()
+            except Exception:
+                log.exception("adapter %s did not stop cleanly", adapter.account)
+        self.engine.dispose()
+        self.started = False
+
+    # --- events in --------------------------------------------------------------------
+
+    async def dispatch(self, event: Event) -> None:
+        """Record the event, then run the plugins it wakes. Events of one room run in order.
+
+        While the database is unreachable, events are held in memory and run, in arrival order and
+        exactly once, when it answers again (`_retry_held`).
+        """
+        room_id = getattr(event, "room_id", None)
+        lock = self._room_locks[room_id] if room_id else None
+        if lock is not None:
+            await lock.acquire()
+        try:
+            if self._held:  # an outage, or its backlog not yet run: keep the arrival order
+                self._hold(event, Progress())
+                return
+            progress = Progress()
+            try:
+                await self._run_event(event, progress)
+            except DatabaseUnreachable as err:
+                self._hold(event, progress, err)
+        finally:
+            if lock is not None:
+                lock.release()
+
+    async def _run_event(self, event: Event, progress: Progress) -> None:
+        """One attempt at an event; raises `DatabaseUnreachable`, with `progress` saying what is done."""
+        if not progress.recorded:
+            try:
+                self.members.record(event)
+            except Exception as err:
+                if database_unreachable(err):
+                    raise DatabaseUnreachable(str(err).splitlines()[0]) from err
+                log.exception("could not record event %s", event.id)
+            progress.recorded = True
+        listeners = list(self.listeners)
+        for listener in listeners[progress.listeners:]:
+            try:
+                await listener(event)
+            except Exception as err:
+                if database_unreachable(err):
+                    raise DatabaseUnreachable(str(err).splitlines()[0]) from err
+                log.exception("event listener %r failed on %s", listener, event.id)
+            progress.listeners += 1
+        text = ""
+        if isinstance(event, RoomMessage | DirectMessage):
+            text = strip_bot_mention(event.text, self.config.bot.name)
+        await run_event(self, event, text, progress)
+
+    # --- events held while the database is unreachable ---------------------------------
+
+    def _hold(self, event: Event, progress: Progress, error: DatabaseUnreachable | None = None) -> None:
+        if self._outage_since is None:
+            self._outage_since = self.clock.now()
+            log.warning("database unreachable (%s): holding incoming events in memory (at most %d) and retrying "
+                        "in %.0fs, backing off to %.0fs", error or "while handling an event", HOLD_LIMIT,
+                        HOLD_RETRY_MIN, HOLD_RETRY_MAX)
+        if len(self._held) >= HOLD_LIMIT:
+            self._held_dropped += 1
+            if self._held_dropped == 1:
+                log.error("database unreachable: %d events held, the most kept; dropping new ones until it answers",
+                          HOLD_LIMIT)
+            return
+        self._held.append((event, progress))
+        if self._hold_retry is None:
+            self._schedule_held_retry(HOLD_RETRY_MIN)
+
+    def _schedule_held_retry(self, delay: float) -> None:
+        self._hold_retry = self.clock.call_at(self.clock.now() + timedelta(seconds=delay),
+                                              partial(self._retry_held, delay), name="held-events")
+
+    async def _retry_held(self, delay: float) -> None:
+        """Run the held events in arrival order; at the first that finds the database away, wait longer."""
+        attempted = 0
+        while self._held:
+            event, progress = self._held[0]
+            room_id = getattr(event, "room_id", None)
+            lock = self._room_locks[room_id] if room_id else None
+            if lock is not None:
+                await lock.acquire()
+            try:
+                await self._run_event(event, progress)
+            except DatabaseUnreachable:
+                log.debug("database still unreachable; %d events held", len(self._held))
+                self._schedule_held_retry(min(delay * 2, HOLD_RETRY_MAX))
+                return
+            except Exception:  # never let one event stall the queue behind it
+                log.exception("held event %s failed; dropped", event.id)
+            finally:
+                if lock is not None:
+                    lock.release()
+            if self._held and self._held[0][0] is event:  # (a stop meanwhile empties the queue)
+                self._held.popleft()
+                attempted += 1
+        since, self._outage_since, self._hold_retry = self._outage_since, None, None
+        dropped, self._held_dropped = self._held_dropped, 0
+        log.warning("database answers again after %.0fs: ran the %d held event(s) in arrival order%s",
+                    (self.clock.now() - since).total_seconds() if since else 0, attempted,
+                    f"; {dropped} dropped beyond the limit" if dropped else "")
+
+    def held_count(self) -> int:
+        """Events waiting for the database to answer."""
+        return len(self._held)
+
+    async def invoke_action(self, account: str, plugin_name: str, action_name: str, *, room_id: str | None,
+                            params: Mapping[str, Any] | None = None, key: str, source: str = "") -> bool:
+        """Start a plugin action (from an SOP step or an admin tool). True if it ran without error."""
+        plugin = self.plugins.get(plugin_name)
+        action = plugin.actions.get(action_name) if plugin else None
+        if plugin is None or action is None:
+            raise LookupError(f"no action {plugin_name}.{action_name} (is the plugin enabled?)")
+        if room_id is not None and not self.plugin_enabled(plugin_name, room_id):
+            log.info("action %s.%s skipped: plugin disabled in room %s", plugin_name, action_name, room_id)
+            return False
+        parsed = action.params.model_validate(dict(params or {})) if action.params else dict(params or {})
+        event = ActionInvoked(account=account, id=key, time=self.clock.now(), plugin=plugin_name,
+                              name=action_name, room_id=room_id, source=source)
+        ctx = Context(self, plugin, event, room_id=room_id)
+        return await run_isolated(self, ctx, action.handler, f"{plugin_name}.{action_name}", parsed)
+
+    # --- connection loss ------------------------------------------------------------
+
+    def _connection_lost(self, account: str, error: Exception) -> None:
+        if account in self._reconnecting or account not in self.active:
+            return
+        self._reconnecting.add(account)
+        self._schedule_reconnect(account, 1, self.clock.now())
+
+    def _schedule_reconnect(self, account: str, attempt: int, since: datetime) -> None:
+        pacing = self.config.pacing_for(account)
+        delay = min(pacing.reconnect_min * 2 ** (attempt - 1), pacing.reconnect_max)
+        log.warning("account %s: connection lost; reconnect attempt %d in %.0fs", account, attempt, delay)
+        self.clock.call_at(self.clock.now() + timedelta(seconds=delay),
+                           partial(self._reconnect, account, attempt, since), name=f"reconnect:{account}")
+
+    async def _reconnect(self, account: str, attempt: int, since: datetime) -> None:
+        if account not in self.active:
+            self._reconnecting.discard(account)
+            return
+        adapter = self.adapters[account]
+        try:
+            try:
+                await adapter.stop()
+            except Exception:
+                log.debug("adapter %s: stop before reconnecting failed", account, exc_info=True)
+            await adapter.start(self.dispatch)
+        except Exception as err:
+            log.warning("account %s: reconnect attempt %d failed: %s", account, attempt, err)
+            self._schedule_reconnect(account, attempt + 1, since)
+            return
+        self._reconnecting.discard(account)
+        outbox = self._outboxes[account]
+        log.warning("account %s: reconnected after %.0fs (%d attempt(s)); %d queued message(s) go out now, "
+                    "those past their deadline are skipped", account, (self.clock.now() - since).total_seconds(),
+                    attempt, outbox.pending_count())
+        outbox.resume()
+
+    async def _fire_task(self, task: ScheduledTask, late: bool) -> None:
+        plugin = self.plugins.get(task.plugin)
+        handler = plugin.timers.get(task.name) if plugin else None
+        if plugin is None or handler is None:
+            log.error("timer %s/%s has no handler (plugin disabled?); marking it failed", task.plugin, task.name)
+            self._set_task_status(task.id, "failed")
+            return
+        event = TimerFired(account=task.account, id=f"task:{task.id}", time=self.clock.now(), plugin=task.plugin,
+                           name=task.name, key=task.key, due_at=task.due_at, room_id=task.room_id,
+                           member_id=task.member_id, data=dict(task.data), late=late)
+        ctx = Context(self, plugin, event, room_id=task.room_id, member_id=task.member_id)
+        claimed = False
+
+        async def claim_then_run(ctx: Context) -> None:
+            # Conditional, in the handler's own transaction: of two processes firing one timer, one runs it.
+            nonlocal claimed
+            result = ctx.db.execute(update(ScheduledTask).where(col(ScheduledTask.id) == task.id,
+                                                                ScheduledTask.status == "pending")
+                                    .values(status="done", fired_at=self.clock.now()))
+            claimed = result.rowcount == 1  # type: ignore[attr-defined]
+            if claimed:
+                await handler(ctx)
+
+        if await run_isolated(self, ctx, claim_then_run, f"{plugin.name}.timer.{task.name}"):
+            if not claimed:
+                log.info("timer %s/%s (%s) already fired elsewhere", task.plugin, task.name, task.key)
+            return
+        try:
+            with Session(self.engine) as session:
+                row = session.get(ScheduledTask, task.id)
+            if row is None or row.status != "pending":
+                return
+            if claimed:  # the handler itself failed
+                self._set_task_status(task.id, "failed")
+                return
+        except SQLAlchemyError:
+            pass
+        self.tasks.retry_later(task, late=True)  # the database was away: the timer is still pending
+
+    def _set_task_status(self, task_id: int | None, status: str) -> None:
+        with session_scope(self.engine) as session:
+            row = session.get(ScheduledTask, task_id)
+            if row is not None:
+                row.status = status
+
+    # --- what handlers reach through their context --------------------------------------
+
+    def new_session(self) -> Session:
+        return Session(self.engine, expire_on_commit=False)
+
+    def outbox(self, account: str) -> Outbox:
+        return self._outboxes[account]
+
+    def after_commit(self, ctx: Context) -> None:
+        self._outboxes[ctx.account].wake()
+        if ctx._armed:
+            self.tasks.arm(ctx._armed)
+            ctx._armed.clear()
+
+    def service(self, plugin_name: str) -> Any:
+        plugin = self.plugins.get(plugin_name)
+        if plugin is None or plugin.service is None:
+            raise LookupError(f"plugin {plugin_name!r} is not enabled or offers no service")
+        return plugin.service
+
+    def plugin_enabled(self, plugin_name: str, room_id: str) -> bool:
+        """On in this room: enabled, not switched off here, and neither is anything it `requires`."""
+        plugin = self.plugins.get(plugin_name)
+        if plugin is None or plugin_name in self.config.room(room_id).plugins_disabled:
+            return False
+        return all(self.plugin_enabled(needed, room_id) for needed in plugin.requires if needed != plugin_name)
+
+    def plugin_config(self, plugin_name: str, room_id: str | None) -> Any:
+        if room_id is not None and (plugin_name, room_id) in self._configs:
+            return self._configs[(plugin_name, room_id)]
+        return self._configs.get((plugin_name, None))
+
+    def now(self) -> datetime:
+        return self.clock.now()
+
+    # --- set-up ------------------------------------------------------------------
+
+    def _words_for(self, matcher: Matcher) -> tuple[str, ...]:
+        field = matcher.trigger.words_from
+        if field is None:
+            return matcher.trigger.words
+        config = self._configs.get((matcher.plugin.name, None))
+        words = getattr(config, field, None)
+        if not words:
+            return matcher.trigger.words
+        return tuple([words] if isinstance(words, str) else words)

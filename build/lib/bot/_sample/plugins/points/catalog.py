@@ -1,0 +1,72 @@
+"""The redemption catalog admins keep in `data/` (item, points cost, stock), checked with file and line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from bot import YamlError, load_yaml, pydantic_error_to_yaml_error
+
+
+class CatalogItem(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1)
+    cost: int = Field(ge=0)
+    stock: int = Field(ge=0)
+    """Total ever available (across all rooms); what was redeemed is counted in the database."""
+    note: str = ""
+
+    @field_validator("name")
+    @classmethod
+    def _strip(cls, value: str) -> str:
+        return value.strip()
+
+
+class Catalog(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    items: list[CatalogItem] = []
+
+    def find(self, name: str) -> CatalogItem | None:
+        wanted = name.strip().casefold()
+        return next((item for item in self.items if item.name.casefold() == wanted), None)
+
+
+def load_catalog(path: Path) -> Catalog:
+    """Read the catalog; a missing file is an empty catalog, a broken one a YamlError with the line."""
+    if not path.exists():
+        return Catalog()
+    doc = load_yaml(path)
+    try:
+        catalog = Catalog.model_validate(doc.data or {})
+    except ValidationError as err:
+        raise pydantic_error_to_yaml_error(doc, err, model=Catalog) from None
+    seen: dict[str, int] = {}
+    for index, item in enumerate(catalog.items):
+        if item.name.casefold() in seen:
+            raise YamlError(doc.file, doc.line("items", index, "name"),
+                            f"商品「{item.name}」重复（第 {seen[item.name.casefold()] + 1} 项已有）")
+        seen[item.name.casefold()] = index
+    return catalog
+
+
+class CatalogFile:
+    """The catalog re-read when the file changes; a broken edit keeps the last good version running."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._stamp: float | None = None
+        self._catalog = Catalog()
+        self.error: YamlError | None = None
+
+    def get(self) -> Catalog:
+        stamp = self.path.stat().st_mtime_ns if self.path.exists() else None
+        if stamp != self._stamp:
+            self._stamp = stamp
+            try:
+                self._catalog, self.error = load_catalog(self.path), None
+            except YamlError as err:
+                self.error = err
+        return self._catalog

@@ -1,0 +1,397 @@
+"""Real WeChat through a Wechaty puppet service (python-wechaty's gRPC client).
+
+One `WechatyAdapter` is one account: it connects to the endpoint named by the
+account's `endpoint_env` with the token in `token_env`, turns puppet events
+into qunbot events, and sends what the outbox hands it. The event stream runs
+as a supervised task: when it drops, it is re-opened with back-off (`[pacing]`
+reconnect_min doubling to reconnect_max) and each attempt is logged. A send
+while the connection is down raises `Disconnected`, so the outbox holds its
+queue. Everything version-specific lives in `_wechaty_compat`; this module
+only speaks qunbot's events. Operator guide: docs/wechaty.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import Iterable
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from bot._events import (
+    DirectMessage,
+    Event,
+    MemberRef,
+    MemberRenamed,
+    MembersJoined,
+    MembersLeft,
+    Outgoing,
+    RoomMessage,
+    RoomSnapshot,
+    RoomTopicChanged,
+)
+from bot.adapters import _wechaty_compat as compat
+from bot.adapters._base import Adapter, AdapterError, Disconnected, EventSink, RateLimited, SendError
+
+if TYPE_CHECKING:
+    from bot._clock import Clock
+    from bot._config import AccountSettings, ProjectConfig
+
+log = logging.getLogger("qunbot.wechaty")
+
+_EVENTS = ("login", "logout", "scan", "message", "room-join", "room-leave", "room-topic", "error", "heartbeat")
+_MEDIA = {"MESSAGE_TYPE_IMAGE": "image", "MESSAGE_TYPE_ATTACHMENT": "file", "MESSAGE_TYPE_VIDEO": "video",
+          "MESSAGE_TYPE_AUDIO": "voice", "MESSAGE_TYPE_EMOTICON": "sticker"}
+_CALL_TIMEOUT = 30.0
+
+
+class WechatyAdapter(Adapter):
+    """One WeChat account behind a Wechaty puppet service."""
+
+    def __init__(self, account: str, clock: Clock, *, endpoint: str, token: str, project: Path, bot_name: str,
+                 data_dir: Path, connect_timeout: float = 20.0, login_timeout: float | None = None) -> None:
+        super().__init__(account)
+        self.clock = clock
+        self.endpoint = endpoint
+        self.project = project
+        self.bot_name = bot_name
+        self.cache_dir = data_dir / ".wechaty"
+        self.connect_timeout = connect_timeout
+        self.login_timeout = login_timeout
+        self.self_id: str | None = None
+        self.self_name: str | None = None
+        self._token = token
+        self._sink: EventSink | None = None
+        self._puppet: Any = None
+        self._events: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        self._logged_in = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._aliases: dict[tuple[str, str], str] = {}
+        self.reconnect_delay = (1.0, 60.0)
+        """Seconds before the first reconnect attempt, doubling up to the second number."""
+
+    @classmethod
+    def from_settings(cls, settings: AccountSettings, *, clock: Clock, project: Path,
+                      config: ProjectConfig) -> WechatyAdapter:
+        """Read token and endpoint from the environment variables the account names."""
+        endpoint = os.environ.get(settings.endpoint_env, "").strip()
+        token = os.environ.get(settings.token_env, "").strip()
+        missing = [name for name, value in ((settings.endpoint_env, endpoint), (settings.token_env, token))
+                   if not value]
+        if missing:
+            raise AdapterError(f"account {settings.id}: set {' and '.join(missing)} (the puppet service's "
+                               "host:port and token from your puppet provider or gateway)")
+        compat.split_endpoint(endpoint)
+        adapter = cls(settings.id, clock, endpoint=endpoint, token=token, project=project, bot_name=config.bot.name,
+                      data_dir=project / config.data_dir)
+        pacing = config.pacing_for(settings.id)
+        adapter.reconnect_delay = (pacing.reconnect_min, pacing.reconnect_max)
+        return adapter
+
+    # --- life cycle ---------------------------------------------------------------
+
+    async def start(self, sink: EventSink) -> None:
+        """Connect, then wait until the account is logged in (a QR code to scan is logged meanwhile)."""
+        self._sink = sink
+        self._stopping = asyncio.Event()  # start() may follow stop(): the runtime reconnects that way too
+        self._logged_in.clear()
+        runner = await self._connect()
+        self._tasks = [asyncio.create_task(self._pump(), name=f"wechaty-events-{self.account}"), runner]
+        login = asyncio.ensure_future(self._logged_in.wait())
+        await asyncio.wait({login, runner}, timeout=self.login_timeout, return_when=asyncio.FIRST_COMPLETED)
+        if login.done():
+            # supervised only once logged in: a failed start is reported once, not retried in the background
+            self._tasks.append(asyncio.create_task(self._supervise(runner), name=f"wechaty-{self.account}"))
+            return
+        login.cancel()
+        ended = runner.done()
+        error = runner.exception() if ended and not runner.cancelled() else None
+        await self.stop()
+        if ended:
+            reason = compat.explain(error) if error else "the stream ended"
+            raise AdapterError(f"account {self.account}: the puppet service at {self.endpoint} closed the event "
+                               f"stream before the account logged in ({reason}){compat.hint(error)}")
+        raise AdapterError(f"account {self.account}: connected to {self.endpoint}, but the account did not "
+                           f"log in within {self.login_timeout:.0f} s (scan the QR code the service shows)")
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks = []
+        self._close()
+
+    async def check_reachable(self) -> None:
+        """AdapterError unless something accepts TCP connections at the endpoint."""
+        try:
+            await compat.reachable(self.endpoint, timeout=self.connect_timeout)
+        except AdapterError as err:
+            raise AdapterError(f"account {self.account}: {err}: is the gateway running and the endpoint right?"
+                               ) from None
+
+    async def _connect(self) -> asyncio.Task[None]:
+        """Open one connection: reachable, authenticated, event stream flowing. AdapterError otherwise."""
+        await self.check_reachable()
+        puppet = compat.new_puppet(self.cache_dir, self.endpoint, self._token)
+        for name in _EVENTS:
+            puppet.on(name, self._listener(name))
+        self._puppet = puppet  # before the stream starts: the login event needs it
+        try:
+            return await compat.open_stream(puppet, self.connect_timeout)
+        except TimeoutError:
+            reason = (f"no answer within {self.connect_timeout:g} s: something listens there, but not a "
+                      "Wechaty puppet service (or it is TLS-only)")
+        except Exception as err:
+            reason = compat.explain(err)
+        self._close()
+        raise AdapterError(f"account {self.account}: {self.endpoint}: {reason}")
+
+    def _listener(self, name: str) -> Any:
+        def listener(payload: Any) -> None:
+            self._events.put_nowait((name, payload))
+        return listener
+
+    async def _supervise(self, runner: asyncio.Task[None]) -> None:
+        """Keep one connection open: when the stream ends or fails, reconnect with back-off."""
+        first_delay, max_delay = self.reconnect_delay
+        delay = first_delay
+        while not self._stopping.is_set():
+            try:
+                await runner
+                reason = "the event stream ended"
+            except Exception as err:
+                reason = compat.explain(err)
+            self._close()
+            if self._stopping.is_set():
+                return
+            log.warning("account %s: lost the puppet service at %s (%s); reconnecting in %g s",
+                        self.account, self.endpoint, reason, delay)
+            while not self._stopping.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), timeout=delay)  # back-off, cut short by stop()
+                if self._stopping.is_set():
+                    return
+                delay = min(delay * 2, max_delay)
+                try:
+                    runner = await self._connect()
+                except AdapterError as err:
+                    log.warning("account %s: reconnecting failed (%s); next try in %g s", self.account,
+                                str(err).removeprefix(f"account {self.account}: "), delay)
+                    continue
+                log.info("account %s: reconnected to %s", self.account, self.endpoint)
+                delay = first_delay
+                break
+
+    def _close(self) -> None:
+        """Drop the channel only: the remote puppet keeps running (a `stop` call could log the account out)."""
+        self._logged_in.clear()
+        if self._puppet is not None:
+            _close_channel(self._puppet)
+            self._puppet = None
+
+    # --- events in --------------------------------------------------------------------
+
+    async def _pump(self) -> None:
+        """Turn puppet events into qunbot events, in arrival order; one bad event never stops the pump."""
+        while True:
+            name, payload = await self._events.get()
+            try:
+                for event in await self._translate(name, payload):
+                    if self._sink is not None:
+                        await self._sink(event)
+            except Exception:
+                log.exception("account %s: could not handle Wechaty %s event %r", self.account, name, payload)
+
+    async def _translate(self, name: str, payload: Any) -> list[Event]:
+        now = self.clock.now()
+        if name == "login":
+            await self._on_login(payload.contact_id)
+        elif name == "logout":
+            log.warning("account %s: logged out (%s)", self.account, getattr(payload, "data", "") or "no reason")
+            self._logged_in.clear()
+        elif name == "scan":
+            log.warning("account %s: waiting for login: scan the QR code %s (status %s)", self.account,
+                        payload.qrcode, getattr(payload.status, "name", payload.status))
+        elif name == "error":
+            log.warning("account %s: the puppet service reported an error: %s", self.account, payload.data)
+        elif name == "message":
+            return await self._message(payload.message_id, now)
+        elif name == "room-join":
+            members = tuple([await self._contact(i) for i in payload.invited_ids])
+            ids = ",".join(m.id for m in members)
+            return [MembersJoined(account=self.account, id=f"join:{payload.room_id}:{payload.timestamp}:{ids}",
+                                  time=now, room_id=payload.room_id, members=members,
+                                  inviter_id=payload.inviter_id or None)]
+        elif name == "room-leave":
+            ids = tuple(payload.removed_ids)
+            key = f"leave:{payload.room_id}:{payload.timestamp}:{','.join(ids)}"
+            return [MembersLeft(account=self.account, id=key, time=now, room_id=payload.room_id, member_ids=ids)]
+        elif name == "room-topic":
+            return [RoomTopicChanged(account=self.account, id=f"topic:{payload.room_id}:{payload.timestamp}", time=now,
+                                     room_id=payload.room_id, topic=payload.new_topic,
+                                     old_topic=payload.old_topic or None, changer_id=payload.changer_id or None)]
+        return []
+
+    async def _on_login(self, contact_id: str) -> None:
+        self.self_id = contact_id
+        self.self_name = (await self._contact(contact_id)).name
+        log.info("account %s: logged in as %s (%s)", self.account, self.self_name, contact_id)
+        if self.self_name != self.bot_name:
+            log.warning("account %s: the WeChat name is %r but [bot] name is %r; @-mentions are matched on both",
+                        self.account, self.self_name, self.bot_name)
+        self._logged_in.set()
+
+    async def _message(self, message_id: str, now: datetime) -> list[Event]:
+        payload = await self._call(self._require_puppet().message_payload(message_id))
+        if payload.from_id and payload.from_id == self.self_id:
+            return []  # our own message, echoed back by the service
+        kind = _MEDIA.get(getattr(payload.type, "name", str(payload.type)))
+        text = payload.text or ""
+        file = await self._file_name(message_id, kind, payload) if kind else None
+        if kind is not None and text.lstrip().startswith("<"):
+            text = ""  # media messages carry the puppet's XML, not words
+        if payload.room_id:
+            sender, renamed = await self._room_member(payload.room_id, payload.from_id, now)
+            mentions = tuple(payload.mention_ids or ())
+            own_alias = self._aliases.get((payload.room_id, self.self_id or ""))
+            names = {n for n in (self.self_name, self.bot_name, own_alias) if n}
+            mentions_bot = (self.self_id in mentions) or any(f"@{n}" in text for n in names)
+            return [*renamed, RoomMessage(account=self.account, id=message_id, time=now, room_id=payload.room_id,
+                                          sender=sender, text=text, mentions=mentions, mentions_bot=mentions_bot,
+                                          file=file)]
+        sender = await self._contact(payload.from_id)
+        return [DirectMessage(account=self.account, id=message_id, time=now, sender=sender, text=text, file=file)]
+
+    async def _file_name(self, message_id: str, kind: str, payload: Any) -> str:
+        name = getattr(payload, "filename", "") or ""
+        if not name:
+            with contextlib.suppress(Exception):
+                name = (await self._call(self._require_puppet().message_file(message_id))).name
+        return name or f"{kind}:{message_id}"
+
+    async def _room_member(self, room_id: str, member_id: str, now: datetime) -> tuple[MemberRef, list[Event]]:
+        """The speaker, and a MemberRenamed first if their group nickname changed since we last saw it."""
+        try:
+            member = await self._call(self._require_puppet().room_member_payload(room_id, member_id))
+        except Exception:
+            return await self._contact(member_id), []
+        alias = getattr(member, "room_alias", "") or ""
+        old = self._aliases.get((room_id, member_id))
+        renamed: list[Event] = []
+        if alias and alias != old:
+            self._aliases[(room_id, member_id)] = alias
+            if old is not None:
+                renamed.append(MemberRenamed(account=self.account, id=f"rename:{room_id}:{member_id}:{alias}",
+                                             time=now, room_id=room_id, member_id=member_id, alias=alias,
+                                             old_alias=old or None))
+        return MemberRef(member_id, member.name or member_id), renamed
+
+    async def _contact(self, contact_id: str) -> MemberRef:
+        try:
+            contact = await self._call(self._require_puppet().contact_payload(contact_id))
+        except Exception as err:
+            log.warning("account %s: no contact details for %s: %s", self.account, contact_id, compat.explain(err))
+            return MemberRef(contact_id, contact_id)
+        return MemberRef(contact_id, contact.name or contact_id)
+
+    # --- what the runtime asks ------------------------------------------------------------
+
+    async def rooms(self) -> list[RoomSnapshot]:
+        puppet = self._require_puppet()
+        snapshots = []
+        for room_id in await self._call(puppet.room_list()):
+            room = await self._call(puppet.room_payload(room_id))
+            members = await _gather_limited([self._snapshot_member(room_id, m) for m in room.member_ids], 8)
+            aliases = {}
+            for ref, alias in members:
+                if alias:
+                    aliases[ref.id] = self._aliases[(room_id, ref.id)] = alias
+            snapshots.append(RoomSnapshot(room_id, room.topic or room_id, tuple(ref for ref, _ in members),
+                                          tuple(room.admin_ids or ()), room.owner_id or None, aliases))
+        return snapshots
+
+    async def room_ids(self) -> list[str]:
+        """The rooms the account is in (ids only: one call, for `qunbot doctor`)."""
+        return list(await self._call(self._require_puppet().room_list()))
+
+    async def _snapshot_member(self, room_id: str, member_id: str) -> tuple[MemberRef, str]:
+        try:
+            member = await self._call(self._require_puppet().room_member_payload(room_id, member_id))
+        except Exception:
+            return MemberRef(member_id, member_id), ""
+        self._aliases.setdefault((room_id, member_id), member.room_alias or "")
+        return MemberRef(member_id, member.name or member_id), member.room_alias or ""
+
+    async def self_member(self) -> MemberRef | None:
+        if self.self_id is None:
+            return None
+        return MemberRef(self.self_id, self.self_name or self.self_id)
+
+    # --- sending --------------------------------------------------------------------------
+
+    async def send(self, message: Outgoing) -> None:
+        if self._puppet is None or not self._logged_in.is_set():
+            raise Disconnected(f"account {self.account} is not connected and logged in")
+        puppet = self._puppet
+        target = message.room_id or message.to
+        assert target is not None
+        try:
+            if message.action == "remove_member":
+                if not (message.room_id and message.member_id):
+                    raise SendError("remove_member needs a room and a member")
+                await self._call(puppet.room_delete(message.room_id, message.member_id))
+            elif message.action == "set_topic":
+                if not message.room_id:
+                    raise SendError("set_topic needs a room")
+                await self._call(puppet.room_topic(message.room_id, message.text))
+            elif message.action is not None:
+                raise SendError(f"the Wechaty adapter cannot {message.action}")
+            else:
+                if message.file:
+                    box = await compat.file_box(self.cache_dir, message.file, self.project)
+                    await self._call(puppet.message_send_file(target, box))
+                if message.text:
+                    mentions = list(message.mentions) if message.room_id else None
+                    await self._call(puppet.message_send_text(target, message.text, mention_ids=mentions))
+        except SendError:
+            raise
+        except Exception as err:
+            error = (RateLimited if compat.is_rate_limited(err) else Disconnected if compat.is_connection_lost(err)
+                     else SendError)
+            raise error(f"account {self.account}: {compat.explain(err)}") from err
+
+    # --- helpers --------------------------------------------------------------------------
+
+    def _require_puppet(self) -> Any:
+        if self._puppet is None:
+            raise SendError(f"account {self.account} is not connected")
+        return self._puppet
+
+    @staticmethod
+    async def _call(awaitable: Any) -> Any:
+        async with asyncio.timeout(_CALL_TIMEOUT):
+            return await awaitable
+
+
+def _close_channel(puppet: Any) -> None:
+    channel = getattr(puppet, "channel", None)
+    if channel is not None:
+        channel.close()
+        puppet.channel = None
+
+
+async def _gather_limited(awaitables: Iterable[Any], limit: int) -> list[Any]:
+    semaphore = asyncio.Semaphore(limit)
+
+    async def one(awaitable: Any) -> Any:
+        async with semaphore:
+            return await awaitable
+
+    return list(await asyncio.gather(*(one(a) for a in awaitables)))

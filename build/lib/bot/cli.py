@@ -1,0 +1,208 @@
+"""The `qunbot` command: what operators and admins run. Errors print one line and exit non-zero."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+
+import click
+
+from bot._config import ConfigError, load_config
+from bot._logging import setup_logging
+
+log = logging.getLogger("qunbot")
+
+
+class _Obj:
+    def __init__(self, project: Path) -> None:
+        self.project = project
+
+
+def _fail(message: str, code: int = 1) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--project", "-p", type=click.Path(file_okay=False, path_type=Path), default=Path("."),
+              show_default=True, help="Bot project folder (qunbot.toml, sop/, scripts_templates/, plugins/, data/).")
+@click.option("--log-level", default="INFO", show_default=True,
+              type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
+@click.option("--log-json", is_flag=True, help="Structured logs: one JSON object per line on stderr.")
+@click.pass_context
+def main(ctx: click.Context, project: Path, log_level: str, log_json: bool) -> None:
+    """qunbot — run WeChat community groups by SOP, with plugins."""
+    setup_logging(log_level, json_format=log_json)
+    ctx.obj = _Obj(project.resolve())
+
+
+@main.command()
+@click.option("--db", "db_url", help="Database URL (default: a fresh temporary SQLite file).")
+@click.pass_obj
+def chat(obj: _Obj, db_url: str | None) -> None:
+    """Talk to the bot in a simulated group — no WeChat account needed."""
+    from bot._chat import run_chat
+
+    logging.getLogger().setLevel(logging.WARNING)
+    try:
+        asyncio.run(run_chat(obj.project, db_url=db_url))
+    except ConfigError as err:
+        _fail(str(err))
+
+
+@main.command()
+@click.argument("scenario", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--project", "-p", "project", type=click.Path(file_okay=False, path_type=Path),
+              help="Bot project folder; may also be given before the command (docs/simulate.md).")
+@click.option("--db", "db_url", help="Database URL (default: a fresh temporary SQLite file).")
+@click.pass_obj
+def simulate(obj: _Obj, scenario: Path, project: Path | None, db_url: str | None) -> None:
+    """Run SCENARIO.yaml on a virtual clock; print what the bot sends as JSON Lines."""
+    from bot._scenario import ScenarioError
+    from bot._simulate import run_scenario
+    from bot._templates import TemplateError
+
+    try:
+        asyncio.run(run_scenario(scenario, project.resolve() if project else obj.project, db_url=db_url))
+    except (ConfigError, ScenarioError, TemplateError) as err:
+        _fail(str(err))
+
+
+@main.command()
+@click.pass_obj
+def check(obj: _Obj) -> None:
+    """Validate config, plugins, templates (and SOP files): file:line errors, non-zero exit."""
+    from bot._checks import run_checks
+
+    problems = run_checks(obj.project)
+    for problem in problems:
+        click.echo(problem, err=True)
+    if problems:
+        _fail(f"{len(problems)} problem(s) found / 检查未通过：{len(problems)} 个问题，按上面的 文件:行号 改好后"
+              "再运行 qunbot check", 1)
+    click.echo("ok: config, plugins and templates are valid / 检查通过：配置、插件、模板和 SOP 文件都没问题")
+
+
+@main.group()
+def lottery() -> None:
+    """Lottery draws of the lottery plugin."""
+
+
+@lottery.command("verify")
+@click.argument("draw_id", type=int)
+@click.option("--db", "db_url", help="Database URL (default: [database] url in qunbot.toml).")
+@click.pass_obj
+def lottery_verify(obj: _Obj, draw_id: int, db_url: str | None) -> None:
+    """Recompute draw DRAW_ID from its stored seed and entrants; exit 1 if the winners do not match."""
+    from sqlalchemy.exc import SQLAlchemyError
+    from sqlmodel import Session
+
+    from bot._db import make_engine
+    from bot._loader import load_plugins
+
+    try:
+        config = load_config(obj.project)
+        plugins = {p.name: p for p in load_plugins(obj.project, config)}
+    except ConfigError as err:
+        _fail(str(err))
+    if "lottery" not in plugins:
+        _fail("the lottery plugin is not enabled in qunbot.toml")
+    engine = make_engine(db_url or config.database.url, base_dir=obj.project)
+    try:
+        with Session(engine) as session:
+            result = plugins["lottery"].service.verify(session, draw_id)
+    except SQLAlchemyError as err:
+        _fail(f"cannot read the lottery history: {type(err).__name__}: {str(err).splitlines()[0]}")
+    finally:
+        engine.dispose()
+    for line in result.report():
+        click.echo(line)
+    if not result.ok:
+        sys.exit(1)
+
+
+@main.command()
+@click.option("--account", help="Only this account id (default: every account in qunbot.toml).")
+@click.option("--login-timeout", default=20.0, show_default=True, help="Seconds to wait for the account's login.")
+@click.pass_obj
+def doctor(obj: _Obj, account: str | None, login_timeout: float) -> None:
+    """Connect each account once: endpoint, token, login, rooms — and say plainly what is wrong."""
+    from bot._doctor import run_doctor
+    from bot.adapters import AdapterError
+
+    try:
+        lines, ok = run_doctor(obj.project, account=account, login_timeout=login_timeout)
+    except (ConfigError, AdapterError) as err:
+        _fail(str(err))
+    for line in lines:
+        click.echo(line)
+    if not ok:
+        sys.exit(1)
+
+
+@main.command()
+@click.option("--dashboard", "with_dashboard", is_flag=True,
+              help="Also serve the operator dashboard (docs/dashboard.md).")
+@click.pass_obj
+def run(obj: _Obj, with_dashboard: bool) -> None:
+    """Run the bot for every account in qunbot.toml until stopped (Ctrl-C / SIGTERM)."""
+    from bot.dashboard import DashboardError
+    from bot.dashboard._cli import run_with_dashboard
+
+    try:
+        if with_dashboard:
+            asyncio.run(run_with_dashboard(obj.project, lambda: _run_forever(obj.project)))
+        else:
+            asyncio.run(_run_forever(obj.project))
+    except (ConfigError, DashboardError) as err:
+        _fail(str(err))
+    except Exception as err:
+        from bot.adapters import AdapterError
+
+        if isinstance(err, AdapterError):
+            _fail(str(err), 2)
+        raise
+
+
+async def _run_forever(project: Path) -> None:
+    from bot._clock import RealClock
+    from bot._runtime import Runtime
+    from bot._serve import Node
+    from bot.adapters import make_adapter
+
+    config = load_config(project)
+    clock = RealClock(config.bot.tz)
+    adapters = {a.id: make_adapter(a, clock, project=project, config=config) for a in config.accounts}
+    node = Node(Runtime(project, config, clock=clock, adapters=adapters))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await node.start()
+    log.info("running; press Ctrl-C to stop")
+    try:
+        await node.serve(stop)
+    finally:
+        log.info("stopping")
+        await node.stop()
+        await clock.aclose()
+
+
+from bot.sop._cli import sop as _sop_commands  # noqa: E402  (the `qunbot sop` group lives with the engine)
+
+main.add_command(_sop_commands)
+
+from bot.dashboard._cli import dashboard as _dashboard_command  # noqa: E402
+from bot.insight._cli import export as _export_command  # noqa: E402
+from bot.insight._cli import member as _member_commands  # noqa: E402
+
+main.add_command(_dashboard_command)
+main.add_command(_export_command)
+main.add_command(_member_commands)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

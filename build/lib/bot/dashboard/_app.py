@@ -1,0 +1,186 @@
+"""The dashboard web app (Starlette): server-rendered jinja2 pages, charts drawn by the bundled Chart.js.
+
+Every page only reads. The one write is POST /api/purchases, which has its own bearer token and
+exists only when that token is configured.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, quote
+
+import jinja2
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.base import BaseHTTPMiddleware
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from bot._config import ProjectConfig
+from bot._models import Member
+from bot._plugin import Plugin
+from bot._templates import Renderer
+from bot.dashboard import _data
+from bot.dashboard._auth import COOKIE, Auth
+from bot.dashboard._purchases import purchase_endpoint
+from bot.insight import InsightConfig, InsightService
+
+HERE = Path(__file__).parent
+OPEN_PATHS = ("/login", "/static/", "/api/purchases")
+_WEEKDAYS = "一二三四五六日"
+
+
+@dataclass
+class Dashboard:
+    project: Path
+    config: ProjectConfig
+    engine: Engine
+    plugins: dict[str, Plugin]
+    now: Callable[[], datetime]
+
+    @property
+    def tz(self) -> Any:
+        return self.config.bot.tz
+
+
+def _env() -> jinja2.Environment:
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True,
+                             undefined=jinja2.StrictUndefined)
+    env.filters["tojson_script"] = lambda value: jinja2.utils.markupsafe.Markup(
+        json.dumps(value, ensure_ascii=False).replace("</", "<\\/"))
+    return env
+
+
+class _LoginRequired(BaseHTTPMiddleware):
+    def __init__(self, app: Any, auth: Auth) -> None:
+        super().__init__(app)
+        self.auth = auth
+
+    async def dispatch(self, request: Request, call_next: Any) -> Response:
+        path = request.url.path
+        if path.startswith(OPEN_PATHS) or self.auth.valid(request.cookies.get(COOKIE)):
+            return await call_next(request)
+        if request.method == "GET":
+            return RedirectResponse(f"/login?next={quote(path)}", status_code=303)
+        return JSONResponse({"error": "login required"}, status_code=401)
+
+
+def create_app(dash: Dashboard, *, password: str, purchase_token: str | None = None,
+               session_hours: float = 12.0) -> Starlette:
+    """The ASGI app. `password` is required; without `purchase_token` there is no purchase endpoint."""
+    auth = Auth(password, session_seconds=session_hours * 3600)
+    env = _env()
+
+    def page(name: str, request: Request, **values: Any) -> HTMLResponse:
+        values.setdefault("charts", {})
+        html = env.get_template(name).render(path=request.url.path, now=dash.now().astimezone(dash.tz), **values)
+        return HTMLResponse(html)
+
+    async def login(request: Request) -> Response:
+        next_path = request.query_params.get("next", "/")
+        next_path = next_path if next_path.startswith("/") and not next_path.startswith("//") else "/"
+        if request.method == "POST":
+            form = parse_qs((await request.body()).decode("utf-8", "replace"))
+            if auth.locked():
+                return HTMLResponse(env.get_template("login.html").render(
+                    error="密码错误次数太多，请 5 分钟后再试", next=next_path), status_code=429)
+            if auth.check_password(form.get("password", [""])[0]):
+                response = RedirectResponse(next_path, status_code=303)
+                response.set_cookie(COOKIE, auth.new_session(), max_age=int(auth.session_seconds), httponly=True,
+                                    samesite="strict")
+                return response
+            return HTMLResponse(env.get_template("login.html").render(error="密码不对", next=next_path),
+                                status_code=401)
+        return HTMLResponse(env.get_template("login.html").render(error=None, next=next_path))
+
+    async def logout(request: Request) -> Response:
+        response = RedirectResponse("/login", status_code=303)
+        response.delete_cookie(COOKIE)
+        return response
+
+    async def overview(request: Request) -> Response:
+        with Session(dash.engine) as session:
+            data = _data.overview(session, dash.now(), dash.tz)
+        return page("overview.html", request, title="群概览", data=data, charts=data.charts)
+
+    async def room(request: Request) -> Response:
+        with Session(dash.engine) as session:
+            data = _data.room_page(session, request.path_params["room_id"], dash.now(), dash.tz)
+        if data is None:
+            return page("missing.html", request, title="没有这个群", what=request.path_params["room_id"])
+        return page("room.html", request, title=data.topic or data.id, data=data, charts=data.charts)
+
+    async def sop(request: Request) -> Response:
+        from bot.sop._check import load_project
+        from bot.sop._preview import _entries, _entry_lines
+
+        start = dash.now().astimezone(dash.tz).replace(second=0, microsecond=0)
+        files, problems = load_project(dash.project, dash.config, now=start)
+        renderer = Renderer([dash.project / dash.config.templates_dir, _default_templates()], timezone=dash.tz,
+                            globals={"bot_name": dash.config.bot.name})
+        days: dict[Any, list[dict[str, Any]]] = {}
+        order = {name: index for index, name in enumerate(files)}
+        entries = sorted((e for loaded in files.values() if loaded.sop.enabled
+                          for e in _entries(loaded, start, start + timedelta(days=7))),
+                         key=lambda e: (e.at, order[e.loaded.name], e.loaded.sop.steps.index(e.step)))
+        for entry in entries:
+            local = entry.at.astimezone(dash.tz)
+            head, *body = _entry_lines(entry, local, dash.config, renderer, None)
+            days.setdefault(local.date(), []).append({
+                "time": local.strftime("%H:%M"), "step": f"{entry.loaded.name}.{entry.step.id}",
+                "head": head.strip().removeprefix(local.strftime("%H:%M")).strip(),
+                "text": "\n".join(line.strip() for line in body),
+                "kind": entry.step.effective_kind, "joined": entry.joined})
+        calendar = [{"date": d, "label": f"{d.month}月{d.day}日 周{_WEEKDAYS[d.weekday()]}", "entries": e}
+                    for d, e in sorted(days.items())]
+        return page("sop.html", request, title="SOP 日历", calendar=calendar, problems=problems, start=start)
+
+    async def draws(request: Request) -> Response:
+        lottery = dash.plugins.get("lottery")
+        with Session(dash.engine) as session:
+            names = dict(session.exec(select(Member.id, Member.name)).all())
+            draws = _data.draws(session, lottery.service if lottery else None, names)
+            rounds = _data.quiz_rounds(session)
+            polls = _data.polls(session)
+        return page("draws.html", request, title="抽奖与答题", draws=draws, rounds=rounds, polls=polls,
+                    lottery_enabled=lottery is not None)
+
+    async def variants(request: Request) -> Response:
+        from bot.sop._check import load_project
+
+        files, _ = load_project(dash.project, dash.config, now=dash.now())
+        with Session(dash.engine) as session:
+            rows = _data.variant_stats(session, files)
+        steps: dict[str, list[_data.VariantRow]] = {}
+        for row in rows:
+            steps.setdefault(f"{row.file}.{row.step}", []).append(row)
+        charts = {f"variants-{i}": _data.chart("bar", [f"变体 {r.variant + 1}" for r in group], [
+            {"label": "每条帖子 1 小时内的回复", "data": [round(r.per_post, 2) for r in group]}])
+            for i, group in enumerate(steps.values())}
+        return page("variants.html", request, title="变体对比", steps=list(steps.items()), charts=charts)
+
+    routes = [
+        Route("/", overview), Route("/rooms/{room_id}", room), Route("/sop", sop), Route("/draws", draws),
+        Route("/variants", variants), Route("/login", login, methods=["GET", "POST"]), Route("/logout", logout),
+        Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
+    ]
+    if purchase_token:
+        service = InsightService(InsightConfig.model_validate(dash.config.plugins.settings_for("insight")), dash.tz)
+        routes.append(Route("/api/purchases", purchase_endpoint(dash.engine, service, purchase_token, dash.now),
+                            methods=["POST"]))
+    return Starlette(routes=routes, middleware=[Middleware(_LoginRequired, auth=auth)])
+
+
+def _default_templates() -> Path:
+    from bot._runtime import DEFAULT_TEMPLATES
+
+    return DEFAULT_TEMPLATES

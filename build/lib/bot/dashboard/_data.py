@@ -1,0 +1,303 @@
+"""What the dashboard pages show, read from the bot's tables (nothing here writes).
+
+Tables of plugins a project does not run are simply absent: their charts stay empty.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter, defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta, tzinfo
+from typing import Any
+
+from sqlalchemy import func, text
+from sqlmodel import Session, col, select
+
+from bot._models import Member, Membership, OutboxMessage, Room
+from bot.insight import STAGES, InsightMessage, InsightStage, InsightTag
+from bot.insight._facts import existing_tables, local_day
+
+PALETTE = ["#2f6fde", "#e4572e", "#17a398", "#f3a712", "#8e5fd3", "#6c757d", "#d6336c", "#20c997"]
+STAGE_NAMES = {"aware": "认知 aware", "interested": "兴趣 interested", "purchased": "购买 purchased",
+               "loyal": "忠诚 loyal"}
+
+
+def _day(at: datetime, tz: tzinfo) -> date:
+    return at.astimezone(tz).date()
+
+
+def _days(now: datetime, tz: tzinfo, count: int) -> list[date]:
+    today = _day(now, tz)
+    return [today - timedelta(days=count - 1 - i) for i in range(count)]
+
+
+def chart(kind: str, labels: list[str], datasets: list[dict[str, Any]], **options: Any) -> dict[str, Any]:
+    """A Chart.js config (the page's script hands it to `new Chart`)."""
+    for index, dataset in enumerate(datasets):
+        color = PALETTE[index % len(PALETTE)]
+        dataset.setdefault("backgroundColor", color if kind != "doughnut" else PALETTE[:len(dataset["data"])])
+        dataset.setdefault("borderColor", color)
+    if kind != "doughnut":  # counts: whole-number ticks from zero
+        options.setdefault("scales", {"x": {"ticks": {"precision": 0}}, "y": {"beginAtZero": True,
+                                                                            "ticks": {"precision": 0}}})
+    return {"type": kind, "data": {"labels": labels, "datasets": datasets},
+            "options": {"animation": False, "responsive": True, "maintainAspectRatio": False, **options}}
+
+
+@dataclass
+class RoomRow:
+    id: str
+    topic: str
+    members: int
+    joins: int
+    leaves: int
+    messages: int
+    signins: int
+
+
+@dataclass
+class Overview:
+    rooms: list[RoomRow]
+    charts: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def overview(session: Session, now: datetime, tz: tzinfo, *, days: int = 14) -> Overview:
+    """Every room: members, joins and leaves, messages and sign-ins per day over the last `days`."""
+    labels = _days(now, tz, days)
+    first = labels[0]
+    rooms = session.exec(select(Room).order_by(col(Room.id))).all()
+    memberships = session.exec(select(Membership)).all()
+    by_room: dict[str, list[Membership]] = defaultdict(list)
+    for ms in memberships:
+        by_room[ms.room_id].append(ms)
+    messages: dict[str, Counter[date]] = defaultdict(Counter)
+    start = datetime.combine(first, datetime.min.time(), tz)
+    day = local_day(session, InsightMessage.at, now, tz)
+    for room_id, on, count in session.exec(select(InsightMessage.room_id, day, func.count()).where(
+            col(InsightMessage.at) >= start).group_by(InsightMessage.room_id, day)).all():
+        messages[room_id][on if isinstance(on, date) else date.fromisoformat(str(on))] += count
+    signins: dict[str, Counter[date]] = defaultdict(Counter)
+    if "points_signin" in existing_tables(session):
+        for room_id, day in session.execute(text("SELECT room_id, day FROM points_signin WHERE day >= :first"),
+                                            {"first": first}):
+            signins[room_id][day if isinstance(day, date) else date.fromisoformat(str(day))] += 1
+
+    series: dict[str, dict[str, list[int]]] = {}
+    rows = []
+    week = set(labels[-7:])
+    for room in rooms:
+        members = by_room[room.id]
+        joins = Counter(_day(m.joined_at, tz) for m in members if m.joined_at)
+        leaves = Counter(_day(m.left_at, tz) for m in members if m.left_at)
+        count = [sum(1 for m in members if (m.joined_at is None or _day(m.joined_at, tz) <= d)
+                     and (m.left_at is None or _day(m.left_at, tz) > d)) for d in labels]
+        series[room.id] = {"members": count, "joins": [joins[d] for d in labels],
+                           "leaves": [leaves[d] for d in labels],
+                           "messages": [messages[room.id][d] for d in labels],
+                           "signins": [signins[room.id][d] for d in labels]}
+        rows.append(RoomRow(room.id, room.topic, count[-1], sum(joins[d] for d in week),
+                            sum(leaves[d] for d in week), sum(messages[room.id][d] for d in week),
+                            sum(signins[room.id][d] for d in week)))
+    names = [f"{d.month}/{d.day}" for d in labels]
+
+    def per_room(metric: str, kind: str = "line") -> dict[str, Any]:
+        return chart(kind, names, [{"label": r.topic or r.id, "data": series[r.id][metric]} for r in rooms])
+
+    result = Overview(rows)
+    result.charts = {
+        "members": per_room("members"),
+        "joins": chart("bar", names, [
+            {"label": "入群 joins", "data": [sum(series[r.id]["joins"][i] for r in rooms) for i in range(days)]},
+            {"label": "退群 leaves", "data": [sum(series[r.id]["leaves"][i] for r in rooms) for i in range(days)]}]),
+        "messages": per_room("messages"),
+        "signins": per_room("signins", "bar"),
+    }
+    return result
+
+
+@dataclass
+class MemberRow:
+    id: str
+    name: str
+    messages: int
+    active_days: int
+    points: int
+    stage: str
+    tags: list[str]
+
+
+@dataclass
+class RoomPage:
+    id: str
+    topic: str
+    members: int
+    top: list[MemberRow]
+    tag_counts: dict[str, int]
+    funnel: dict[str, int]
+    charts: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def room_page(session: Session, room_id: str, now: datetime, tz: tzinfo, *, top: int = 10) -> RoomPage | None:
+    room = session.get(Room, room_id)
+    if room is None:
+        return None
+    present = {m.member_id: m for m in session.exec(select(Membership).where(
+        Membership.room_id == room_id, col(Membership.left_at).is_(None))).all()}
+    staged = dict(session.exec(select(InsightStage.member_id, InsightStage.stage).where(
+        InsightStage.room_id == room_id)).all())
+    tags: dict[str, set[str]] = defaultdict(set)
+    for member_id, tag in session.exec(select(InsightTag.member_id, InsightTag.tag).where(
+            InsightTag.room_id == room_id)).all():
+        if member_id in present:
+            tags[member_id].add(tag)
+    week = set(_days(now, tz, 7))
+    since = datetime.combine(min(week), datetime.min.time(), tz)
+    said: Counter[str] = Counter()
+    days: dict[str, set[date]] = defaultdict(set)
+    for member_id, at in session.exec(select(InsightMessage.member_id, InsightMessage.at).where(
+            InsightMessage.room_id == room_id, col(InsightMessage.at) >= since)).all():
+        said[member_id] += 1
+        days[member_id].add(_day(at, tz))
+    points: dict[str, int] = {}
+    if "points_account" in existing_tables(session):
+        points = dict(session.execute(text("SELECT member_id, balance FROM points_account WHERE room_id = :r"),
+                                      {"r": room_id}).all())
+    names = dict(session.exec(select(Member.id, Member.name).where(col(Member.id).in_(list(present)))).all())
+    ranked = sorted((m for m in present if staged.get(m) is not None or said[m]),
+                    key=lambda m: (-said[m], -points.get(m, 0), m))[:top]
+    rows = [MemberRow(m, present[m].alias or names.get(m) or m, said[m], len(days[m]), int(points.get(m, 0)),
+                      staged.get(m, STAGES[0]), sorted(tags[m])) for m in ranked]
+    counted = [m for m in present if m in staged]
+    tag_counts = Counter(tag for m in counted for tag in tags[m])
+    funnel = {stage: sum(1 for m in counted if staged[m] == stage) for stage in STAGES}
+    active = sum(1 for m in counted if "active" in tags[m])
+    silent = sum(1 for m in counted if "silent" in tags[m] and "active" not in tags[m])
+    page = RoomPage(room.id, room.topic, len(present), rows, dict(sorted(tag_counts.items())), funnel)
+    page.charts = {
+        "share": chart("doughnut", ["活跃 active", "沉默 silent", "其他 other"],
+                       [{"label": "成员", "data": [active, silent, len(counted) - active - silent]}]),
+        "tags": chart("bar", list(page.tag_counts), [{"label": "成员数", "data": list(page.tag_counts.values())}]),
+        "funnel": chart("bar", [STAGE_NAMES[s] for s in STAGES], [{"label": "成员数", "data": list(funnel.values())}],
+                        indexAxis="y"),
+    }
+    return page
+
+
+# --- lottery, quiz, polls ----------------------------------------------------------------------
+
+
+@dataclass
+class DrawRow:
+    id: int
+    room_id: str
+    prize: str
+    status: str
+    opened_at: datetime
+    deadline: datetime
+    entrants: int
+    winners: list[str]
+    verified: bool | None
+    problems: list[str]
+
+
+def draws(session: Session, lottery_service: Any | None, names: Mapping[str, str]) -> list[DrawRow]:
+    if lottery_service is None or "lottery_draw" not in existing_tables(session):
+        return []
+    out = []
+    for draw in lottery_service.history(session, None, limit=200):
+        result = lottery_service.verify(session, draw.id) if draw.status == "drawn" else None
+        out.append(DrawRow(draw.id, draw.room_id, draw.prize, draw.status, draw.opened_at, draw.deadline,
+                           len(draw.entrants), [names.get(w, w) for w in draw.winners],
+                           None if result is None else result.ok, [] if result is None else result.problems))
+    return out
+
+
+def _utc(value: Any) -> datetime:
+    """A UTC time read with plain SQL (stored naive) as an aware datetime."""
+    value = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def quiz_rounds(session: Session) -> list[dict[str, Any]]:
+    if not {"quiz_round", "quiz_answer"} <= existing_tables(session):
+        return []
+    rows = session.execute(text(
+        "SELECT r.id, r.room_id, r.bank, r.status, r.started_at, r.questions, "
+        "(SELECT COUNT(*) FROM quiz_answer a WHERE a.round_id = r.id), "
+        "(SELECT COUNT(*) FROM quiz_answer a WHERE a.round_id = r.id AND a.correct), "
+        "(SELECT COUNT(DISTINCT a.member_id) FROM quiz_answer a WHERE a.round_id = r.id) "
+        "FROM quiz_round r ORDER BY r.id DESC LIMIT 200")).all()
+    return [{"id": r[0], "room_id": r[1], "bank": r[2], "status": r[3], "started_at": _utc(r[4]),
+             "questions": len(json.loads(r[5]) if isinstance(r[5], str) else r[5]), "answers": r[6],
+             "correct": r[7], "players": r[8]} for r in rows]
+
+
+def polls(session: Session) -> list[dict[str, Any]]:
+    if not {"poll_poll", "poll_vote"} <= existing_tables(session):
+        return []
+    out = []
+    for pid, room_id, title, options, status in session.execute(text(
+            "SELECT id, room_id, title, options, status FROM poll_poll ORDER BY id DESC LIMIT 200")).all():
+        options = json.loads(options) if isinstance(options, str) else options
+        votes = Counter(dict(session.execute(text(
+            "SELECT option, COUNT(*) FROM poll_vote WHERE poll_id = :p GROUP BY option"), {"p": pid}).all()))
+        out.append({"id": pid, "room_id": room_id, "title": title, "status": status,
+                    "results": [(o, votes.get(i, 0)) for i, o in enumerate(options)]})
+    return out
+
+
+# --- SOP variants ------------------------------------------------------------------------------
+
+
+@dataclass
+class VariantRow:
+    file: str
+    step: str
+    variant: int
+    template: str
+    rooms: list[str]
+    posts: int
+    replies: int
+    repliers: int
+
+    @property
+    def per_post(self) -> float:
+        return self.replies / self.posts if self.posts else 0.0
+
+
+def variant_stats(session: Session, files: Mapping[str, Any], *, window: timedelta = timedelta(hours=1),
+                  ) -> list[VariantRow]:
+    """For each SOP step with variants: posts sent per variant and member messages within `window` after."""
+    from bot.sop._load import variant_of
+    from bot.sop._models import SopDelivery
+
+    out: list[VariantRow] = []
+    for name, loaded in files.items():
+        for step in loaded.sop.steps:
+            if not step.variants:
+                continue
+            rows = {i: VariantRow(name, step.id, i, t, [], 0, 0, 0) for i, t in enumerate(step.variants)}
+            repliers: dict[int, set[tuple[str, str]]] = defaultdict(set)
+            deliveries = session.exec(select(SopDelivery.key, SopDelivery.room_id, SopDelivery.account).where(
+                SopDelivery.file == name, SopDelivery.step == step.id, col(SopDelivery.member_id).is_(None))).all()
+            for key, room_id, account in deliveries:
+                sent = session.exec(select(OutboxMessage.sent_at).where(
+                    OutboxMessage.account == account, OutboxMessage.key == key,
+                    OutboxMessage.status == "sent")).first()
+                if sent is None:
+                    continue
+                row = rows[variant_of(loaded, step, room_id)]
+                if room_id not in row.rooms:
+                    row.rooms.append(room_id)
+                row.posts += 1
+                for member_id, _ in session.exec(select(InsightMessage.member_id, InsightMessage.at).where(
+                        InsightMessage.room_id == room_id, col(InsightMessage.at) > sent,
+                        col(InsightMessage.at) <= sent + window)).all():
+                    row.replies += 1
+                    repliers[row.variant].add((room_id, member_id))
+            for index, row in rows.items():
+                row.repliers = len(repliers[index])
+                out.append(row)
+    return out
