@@ -233,3 +233,12 @@ async def test_the_harness_surfaces_a_handler_error_instead_of_an_empty_reply(pr
         bot.room("g1", members={"u1": "Alice"})
         await bot.say("g1", "u1", "签到")
         assert bot.pop_text() == "" and len(bot.failures) == 1
+
+
+def test_a_rule_factory_passed_without_calling_it_is_refused_at_once():
+    from bot import is_room_message
+
+    plugin = Plugin("typo")
+    with pytest.raises(TypeError, match=r"rule=is_room_message is a rule factory: call it, rule=is_room_message\(\)"):
+        plugin.on_message(rule=is_room_message)  # type: ignore[arg-type]
+    plugin.on_message(rule=is_room_message())  # called: fine

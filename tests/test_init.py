@@ -34,7 +34,8 @@ def test_init_creates_a_project_that_chat_and_check_run_at_once(tmp_path):
     chat = qunbot("chat", "--project", "brand_a", cwd=tmp_path,
                   stdin="签到\n/wait 1d\n/as owner1\n调整积分 @Bob +50 活动\n/quit\n")
     assert chat.returncode == 0, chat.stderr
-    assert "签到成功" in chat.stdout and "☀️ 早安！" in chat.stdout and "已为 Bob 增加 50 积分" in chat.stdout, chat.stdout
+    for expected in ("签到成功", "☀️ 早安！", "已为 Bob 增加 50 积分"):
+        assert expected in chat.stdout, chat.stdout
 
 
 def test_init_never_overwrites_a_project(tmp_path):
