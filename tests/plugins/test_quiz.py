@@ -175,3 +175,10 @@ async def test_an_sop_step_starts_a_round_through_the_action_hook_and_it_survive
         await bot.advance("60s")
         revealed = bot.pop_text()
         assert "第 2/2 题" in revealed and _balance(bot, "u1") == 10
+
+
+async def test_an_unknown_bank_is_answered_with_the_banks_there_are_and_no_server_paths():
+    async with _harness() as bot:
+        reply = await _start(bot, "没这个 3")
+    assert reply.startswith("答题没有开始：没有找到题库「没这个」（现有题库：护肤小知识）"), reply
+    assert "用法：开始答题 题库名 题数" in reply and "/" not in reply.split("用法")[0]
