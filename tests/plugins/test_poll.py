@@ -105,3 +105,16 @@ async def test_full_width_separators_and_punctuation_in_a_poll_are_kept(repo):
         vote = bot.pop_text()
     assert "周末去哪儿？" in opened and "1. 爬山！" in opened and "2. 看展（美术馆）" in opened, opened
     assert vote == "@Alice 已投 2. 看展（美术馆）"
+
+
+async def test_a_bad_poll_command_is_answered_in_chinese(repo):
+    from bot._i18n import is_translated
+
+    async with BotHarness(repo, plugins=["poll"]) as bot:
+        bot.room("g1", members=MEMBERS, admins=["owner1"])
+        await bot.say("g1", "owner1", "发起投票 选哪个|" + "|".join(f"款{i}" for i in range(21)))
+        too_many = bot.pop_text()
+        await bot.say("g1", "owner1", "发起投票 选哪个|红|蓝|时长=一会儿")
+        bad_duration = bot.pop_text()
+    assert "选项: 最多只能写 20 项" in too_many and is_translated(too_many), too_many
+    assert "时长 '一会儿' 看不懂" in bad_duration, bad_duration
