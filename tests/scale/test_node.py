@@ -75,5 +75,5 @@ async def test_a_standby_node_takes_every_account_over_when_the_holder_stops(tmp
 
 
 def test_a_heartbeat_too_slow_for_the_lease_is_a_config_error():
-    with pytest.raises(ConfigError, match=r"cluster: .*heartbeat \(20.0s\) must be at most half of lease_ttl"):
+    with pytest.raises(ConfigError, match=r"cluster: heartbeat（20.0 秒）最多是 lease_ttl（30.0 秒）的一半"):
         parse_config({"cluster": {"lease_ttl": 30, "heartbeat": 20}})
