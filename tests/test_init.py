@@ -49,3 +49,22 @@ def test_the_sample_is_this_repositorys_own_project():
     sample = REPO / "bot" / "_sample"
     for part in ("qunbot.toml", "sop", "scripts_templates", "plugins", "data", "assets"):
         assert (sample / part).resolve() == (REPO / part).resolve(), part
+
+
+def test_the_package_data_patterns_ship_every_sample_file():
+    """A wheel carries only what pyproject's package-data patterns name: a new data file or template
+    folder in the sample must be covered, or `qunbot init` from an installed wheel would miss it."""
+    import tomllib
+
+    patterns = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"][
+        "package-data"]["bot"]
+    bot_dir = REPO / "bot"
+    shipped = {path.resolve() for pattern in patterns if pattern.startswith("_sample/")
+               for path in bot_dir.glob(pattern) if path.is_file()}
+    sample = set()
+    for folder, _, names in os.walk(bot_dir / "_sample", followlinks=True):  # the parts are links
+        if "__pycache__" in folder or ".wechaty" in folder:
+            continue
+        sample |= {(Path(folder) / name).resolve() for name in names
+                   if not name.endswith((".db", ".db-wal", ".db-shm", ".pyc"))}
+    assert len(sample) > 50 and sample - shipped == set()

@@ -102,7 +102,7 @@ async def start_round(ctx: Context, params: StartQuiz, *, started_by: str | None
         bank_id, bank = find_bank(_banks_dir(ctx), params.bank)
     except LookupError as err:
         ctx.log.warning("quiz not started: %s", err)
-        await ctx.say(template="quiz/usage.j2", error=f"题库「{params.bank or ''}」不存在或有错误：{err}")
+        await ctx.say(template="quiz/usage.j2", error=f"没有找到题库「{params.bank or ''}」（{err}）")
         return
     count = min(params.questions or config.questions_per_round, len(bank.questions))
     quiz = QuizRound(

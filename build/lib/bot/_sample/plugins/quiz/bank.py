@@ -80,16 +80,22 @@ def bank_files(folder: Path) -> list[Path]:
 
 def find_bank(folder: Path, wanted: str | None) -> tuple[str, Bank]:
     """A bank by file stem or `name` (the first bank if `wanted` is empty); LookupError if none fits."""
-    errors: list[str] = []
+    broken: list[str] = []
+    names: list[str] = []
     for path in bank_files(folder):
         try:
             bank = load_bank(path)
-        except YamlError as err:
-            errors.append(str(err))
+        except YamlError:
+            broken.append(path.stem)
             continue
+        names.append(bank.name or path.stem)
         if not wanted or wanted in (path.stem, bank.name):
             return path.stem, bank
-    raise LookupError(errors[0] if errors else f"no question bank {wanted or ''!r} in {folder}")
+    # Members read this: bank names only, never the server's paths (admins find the details in `qunbot check`).
+    found = f"现有题库：{'、'.join(names)}" if names else "还没有可用的题库"
+    if broken:
+        found += f"；{'、'.join(broken)} 有错误，请管理员运行 qunbot check"
+    raise LookupError(found)
 
 
 def check_banks(folder: Path) -> Iterator[str]:
