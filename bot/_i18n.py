@@ -54,7 +54,7 @@ _BY_TYPE: dict[str, Callable[[dict[str, Any], Any], str]] = {
     "too_long": lambda c, v: f"最多只能写 {c['max_length']} 项",
     "string_too_short": lambda c, v: f"至少要 {c['min_length']} 个字",
     "string_too_long": lambda c, v: f"最多 {c['max_length']} 个字",
-    "string_pattern_mismatch": lambda c, v: f"{_shown(v)} 的格式不对（只能用字母、数字和 _ . -）",
+    "string_pattern_mismatch": lambda c, v: f"{_shown(v)} 的格式不对（要符合 {c['pattern']}）",
     "literal_error": lambda c, v: f"只能是 {c['expected']} 之一（现在是 {_shown(v)}）",
     "enum": lambda c, v: f"只能是 {c['expected']} 之一（现在是 {_shown(v)}）",
     "multiple_of": lambda c, v: f"要是 {c['multiple_of']} 的倍数（现在是 {_shown(v)}）",
