@@ -87,6 +87,15 @@ class PacingSettings(_Strict):
     reconnect_max: float = Field(300.0, gt=0)
 
 
+class RoomQuotaSettings(_Strict):
+    """`[accounts.room_quota]`: how many posts each room of the account may receive per period."""
+
+    per: Literal["month", "week", "day", "none"] = "month"
+    """The WeCom console's 群发规则: month (default), week or day; "none" switches the quota off."""
+    limit: int | None = Field(None, gt=0)
+    """Posts per period; unset means as many as the period has days (month: 28-31, week: 7, day: 1)."""
+
+
 class AccountSettings(_Strict):
     id: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     adapter: Literal["simulated", "wechaty"] = "simulated"
@@ -95,6 +104,18 @@ class AccountSettings(_Strict):
     authority_env: str = "WECHATY_PUPPET_SERVICE_AUTHORITY"
     """Wechaty: where a token-only account's service is looked up when the endpoint variable is unset."""
     pacing: PacingSettings | None = None
+    emulate: Literal["wechaty", "workpro", "wecom"] | None = None
+    """A simulated account that can do only what this kind of account can (docs/adapters.md)."""
+    room_quota: RoomQuotaSettings | None = None
+    """Replaces the adapter's own per-room post quota (WeCom: as many a month as the month has days)."""
+    max_rooms_per_post: int | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _emulate_simulated_only(self) -> AccountSettings:
+        if self.emulate is not None and self.adapter != "simulated":
+            raise ValueError(f"emulate only works with adapter = \"simulated\" (account {self.id} uses "
+                             f"{self.adapter!r}, which is a real connection)")
+        return self
 
 
 class PluginsSettings(BaseModel):
@@ -112,6 +133,8 @@ class PluginsSettings(BaseModel):
 
 
 class RoomSettings(_Strict):
+    account: str | None = None
+    """The account that serves this room (needed for checks only when there are several accounts)."""
     tags: tuple[str, ...] = ()
     admins: tuple[str, ...] = ()
     plugins_disabled: tuple[str, ...] = ()
@@ -169,7 +192,18 @@ class ProjectConfig(_Strict):
         ids = [a.id for a in self.accounts]
         if len(ids) != len(set(ids)):
             raise ValueError(f"accounts 的 id 不能重复，现在是 {ids}")
+        for room_id, room in self.rooms.items():
+            if room.account is not None and room.account not in ids:
+                raise ValueError(f"rooms.{room_id}.account: 没有叫 {room.account!r} 的账号"
+                                 f"（accounts 里有：{'、'.join(ids)}）")
         return self
+
+    def room_account(self, room_id: str) -> str | None:
+        """The account serving a room as configured: its `account`, or the only account there is."""
+        pinned = self.room(room_id).account
+        if pinned is not None:
+            return pinned
+        return self.accounts[0].id if len(self.accounts) == 1 else None
 
     def pacing_for(self, account: str) -> PacingSettings:
         for settings in self.accounts:

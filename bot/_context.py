@@ -18,8 +18,10 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel
 from sqlmodel import Session
 
+from bot._entropy import secret_hex
 from bot._events import DirectMessage, Event, MemberRef, RoomMessage, TimerFired
 from bot._models import Membership
+from bot.adapters._base import Capabilities
 
 if TYPE_CHECKING:
     from bot._plugin import Plugin
@@ -236,26 +238,29 @@ class Context:
         return self._rt.renderer.render(template, **base)
 
     async def reply(self, text: str | None = None, *, template: str | None = None, mention: bool = True,
-                    file: str | None = None, **variables: Any) -> None:
-        """Answer where the event came from: in the room with an @ of the sender, or privately."""
+                    file: str | None = None, **variables: Any) -> bool:
+        """Answer where the event came from: in the room with an @ of the sender, or privately.
+
+        False if the account cannot send it (a file on an account that cannot send files): see `say`."""
         if self.room_id is None and self.member_id is None:
             raise RuntimeError("this context has no room or member to reply to")
         mentions = (self.member_id,) if mention and self.room_id and self.member_id else ()
-        await self.say(text, template=template, mentions=mentions, file=file, **variables)
+        return await self.say(text, template=template, mentions=mentions, file=file, **variables)
 
     async def say(self, text: str | None = None, *, template: str | None = None, room: str | None = None,
                   to: str | None = None, mentions: tuple[str, ...] | list[str] = (), file: str | None = None,
-                  key: str | None = None, expires_at: datetime | None = None, **variables: Any) -> None:
+                  key: str | None = None, expires_at: datetime | None = None, **variables: Any) -> bool:
         """Queue a message to a room (default: this room) or a member (`to`), paced by the outbox.
 
         Give `text` or a `template`; @-names for `mentions` missing from the text are prepended.
+        False if this account cannot send it at all (the reason is logged and kept with the message).
         """
-        self.queue(text, template=template, room=room, to=to, mentions=mentions, file=file, key=key,
-                   expires_at=expires_at, **variables)
+        return self.queue(text, template=template, room=room, to=to, mentions=mentions, file=file, key=key,
+                          expires_at=expires_at, **variables)
 
     def queue(self, text: str | None = None, *, template: str | None = None, room: str | None = None,
               to: str | None = None, mentions: tuple[str, ...] | list[str] = (), file: str | None = None,
-              key: str | None = None, expires_at: datetime | None = None, **variables: Any) -> None:
+              key: str | None = None, expires_at: datetime | None = None, **variables: Any) -> bool:
         """`say` for synchronous code (a service called from a handler): the message commits with the handler."""
         if (text is None) == (template is None):
             raise ValueError("say() takes exactly one of text or template")
@@ -270,7 +275,7 @@ class Context:
         all_mentions = tuple(dict.fromkeys([*mentions, *found])) if room else ()
         body = self._rt.members.with_mentions(text or "", all_mentions, room)
         self._sends += 1
-        self._rt.outbox(self.account).enqueue(
+        refused = self._rt.outbox(self.account).enqueue(
             self.db,
             key=key or f"{self._key_base()}:{self._sends}",
             text=body,
@@ -281,27 +286,36 @@ class Context:
             source=self.plugin.name,
             expires_at=expires_at,
         )
+        return refused is None
 
-    async def remove_member(self, member_id: str, *, room: str | None = None, key: str | None = None) -> None:
-        """Remove a member from a room (default: this room), paced like a message."""
-        await self._room_action("remove_member", room, key, member_id=member_id)
+    async def remove_member(self, member_id: str, *, room: str | None = None, key: str | None = None) -> bool:
+        """Remove a member from a room (default: this room), paced like a message.
 
-    async def set_topic(self, topic: str, *, room: str | None = None, key: str | None = None) -> None:
-        """Change a room's name (topic), paced like a message."""
-        await self._room_action("set_topic", room, key, text=topic)
+        False if this account cannot remove members (WeCom's official API): nothing is done, and it says so."""
+        return await self._room_action("remove_member", room, key, member_id=member_id)
+
+    async def set_topic(self, topic: str, *, room: str | None = None, key: str | None = None) -> bool:
+        """Change a room's name (topic), paced like a message. False if this account cannot."""
+        return await self._room_action("set_topic", room, key, text=topic)
 
     async def _room_action(self, action: str, room: str | None, key: str | None, *, text: str = "",
-                           member_id: str | None = None) -> None:
+                           member_id: str | None = None) -> bool:
         room = room or self.room_id
         if room is None:
             raise ValueError(f"{action} needs a room")
         self._sends += 1
-        self._rt.outbox(self.account).enqueue(
+        refused = self._rt.outbox(self.account).enqueue(
             self.db, key=key or f"{self._key_base()}:{self._sends}", text=text, room_id=room, action=action,
             member_id=member_id, source=self.plugin.name)
+        return refused is None
 
     def _key_base(self) -> str:
         return f"{self.event.id}:{self.plugin.name}"
+
+    def secret_hex(self, label: str) -> str:
+        """A secret of 32 random bytes in hex: OS randomness under `qunbot run`; in a simulation (which has a
+        scenario `seed`) derived from that seed and `label`, so a rerun repeats it. Labels must differ per value."""
+        return secret_hex(self._rt.seed, label)
 
     def in_background(self, work: Awaitable[Mapping[str, Any] | None], *, then: str, key: str | None = None) -> None:
         """Run slow outside work (an HTTP call) off the event path, so other messages are not kept waiting.

@@ -43,6 +43,9 @@ class RoomMessage(Event):
     file: str | None = None
     kind: str = "text"
     """What the adapter saw: text, image, file, video, voice, sticker, link, mini_program, contact_card, share."""
+    content: str | None = None
+    """A received image's bytes saved under the project while the event is handled (for the guard's QR check);
+    the adapter deletes it afterwards. `file` is the name the sender gave."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

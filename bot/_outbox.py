@@ -33,7 +33,7 @@ from bot._config import PacingSettings
 from bot._db import dialect_insert
 from bot._events import Outgoing
 from bot._models import OutboxMessage
-from bot.adapters._base import Disconnected, RateLimited
+from bot.adapters._base import Capabilities, Disconnected, RateLimited
 
 if TYPE_CHECKING:
     from bot._lease import Lease
@@ -45,14 +45,18 @@ Confirm = Callable[[Outgoing], Awaitable[bool | None]]
 _HOUR = timedelta(hours=1)
 _SCAN = 500
 _DB_RETRY_MAX = 30.0
+QUOTA_COUNTED = ("sent", "uncertain")
+"""Statuses of a room post that used up the room's quota (a post waiting for confirmation should too)."""
 
 
 class Outbox:
     """Queue, pace and send one account's messages."""
 
     def __init__(self, account: str, engine: Engine, clock: Clock, pacing: PacingSettings, sender: Sender,
-                 *, rng: random.Random | None = None) -> None:
+                 *, rng: random.Random | None = None,
+                 capabilities: Capabilities | Callable[[], Capabilities] | None = None) -> None:
         self.account = account
+        self._capabilities = capabilities if callable(capabilities) else lambda: capabilities or Capabilities()
         self._engine = engine
         self._clock = clock
         self._pacing = pacing
@@ -79,22 +83,36 @@ class Outbox:
         insert = dialect_insert(engine.dialect.name)
         self._enqueue = insert(OutboxMessage.__table__).on_conflict_do_nothing(index_elements=["account", "key"])
 
+    @property
+    def capabilities(self) -> Capabilities:
+        """What the account can do now (an adapter may lose a capability its service turns out not to have):
+        a message it cannot send is refused, never recorded as sent."""
+        return self._capabilities()
+
     # --- queueing -------------------------------------------------------------
 
     def enqueue(self, session: Session, *, key: str, text: str, room_id: str | None = None, to: str | None = None,
                 mentions: tuple[str, ...] = (), file: str | None = None, source: str = "",
                 not_before: datetime | None = None, expires_at: datetime | None = None,
-                action: str | None = None, member_id: str | None = None) -> None:
-        """Add a message inside the caller's transaction; a second add with the same key is ignored."""
+                action: str | None = None, member_id: str | None = None) -> str | None:
+        """Add a message inside the caller's transaction; a second add with the same key is ignored.
+
+        Returns why the account cannot send it at all (the row is then stored as failed), else None.
+        """
         if (room_id is None) == (to is None):
             raise ValueError("a message goes to exactly one of room_id or to")
         now = self._clock.now()
+        refused = self.capabilities.refusal(Outgoing(account=self.account, text=text, room_id=room_id, to=to,
+                                                     file=file, action=action, member_id=member_id))
+        if refused:
+            log.warning("outbox %s: not sending %s to %s: %s", self.account, key, room_id or to, refused)
         # values as parameters (one cached statement), on the Core connection (no ORM bookkeeping)
         session.connection().execute(self._enqueue, {
             "account": self.account, "key": key, "room_id": room_id, "to": to, "text": text,
             "mentions": list(mentions), "file": file, "action": action, "member_id": member_id, "source": source,
-            "status": "pending", "attempts": 0, "created_at": now, "not_before": not_before or now,
-            "expires_at": expires_at})
+            "status": "failed" if refused else "pending", "attempts": 0, "created_at": now,
+            "not_before": not_before or now, "expires_at": expires_at, "last_error": refused})
+        return refused
 
     def wake(self) -> None:
         """Look at the queue again soon (call after committing new rows)."""
@@ -265,6 +283,14 @@ class Outbox:
                 return now
             if allowed > now:
                 return allowed
+            refused = self._refusal(session, row, now)
+            if refused is not None:
+                row.status, row.last_error = refused
+                log.warning("outbox %s: %s %s to %s: %s", self.account, row.status, row.key, row.room_id or row.to,
+                            row.last_error)
+                session.add(row)
+                session.commit()
+                return now
             attempts = row.attempts + 1
             fence = (self.lease.fence(),) if self.lease is not None else ()
             claimed = session.execute(
@@ -308,6 +334,24 @@ class Outbox:
             self._note_sent(sent_at, lane, jitter=True)
             self._finish(session, row, status="sent", attempts=attempts, sent_at=sent_at)
             log.info("sent %s to %s", row.key, row.room_id or row.to)
+
+    def _refusal(self, session: Session, row: OutboxMessage, now: datetime) -> tuple[str, str] | None:
+        """(status, reason) if the row must not go out: the account cannot do it, or the room's quota is used up."""
+        refused = self.capabilities.refusal(_outgoing(row))
+        if refused:
+            return "failed", refused
+        quota = self.capabilities.room_quota
+        if quota is None or row.room_id is None or row.action is not None:
+            return None
+        since = quota.period_start(now)
+        used = session.exec(select(func.count()).select_from(OutboxMessage).where(
+            OutboxMessage.account == self.account, OutboxMessage.room_id == row.room_id,
+            col(OutboxMessage.action).is_(None), col(OutboxMessage.status).in_(QUOTA_COUNTED),
+            col(OutboxMessage.sent_at) >= since)).one()
+        if used < quota.allowed(now):
+            return None
+        return "skipped", (f"超出配额：{self.capabilities.subject}的群{quota.describe(now)}，群 {row.room_id} "
+                           f"从 {since:%m-%d} 起已经收到 {used} 条，这一条不发")
 
     def _finish(self, session: Session, row: OutboxMessage, *, status: str, attempts: int, error: str | None = None,
                 sent_at: datetime | None = None, not_before: datetime | None = None) -> None:

@@ -122,12 +122,15 @@ def lottery() -> None:
 @lottery.command("verify")
 @click.argument("draw_id", type=int)
 @click.option("--db", "db_url", help="Database URL (default: [database] url in qunbot.toml).")
+@click.option("--posted", "posted_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="The draw's posts as copied from the chat (UTF-8 text), instead of the bot's own record of them.")
 @click.pass_obj
-def lottery_verify(obj: _Obj, draw_id: int, db_url: str | None) -> None:
-    """Recompute draw DRAW_ID from its stored seed and entrants; exit 1 if the winners do not match."""
+def lottery_verify(obj: _Obj, draw_id: int, db_url: str | None, posted_file: Path | None) -> None:
+    """Recompute draw DRAW_ID and hold it against what the room saw; exit 1 on any mismatch."""
     from sqlalchemy.exc import SQLAlchemyError
     from sqlmodel import Session
 
+    from bot._context import validate_config
     from bot._db import make_engine
     from bot._loader import load_plugins
 
@@ -138,10 +141,15 @@ def lottery_verify(obj: _Obj, draw_id: int, db_url: str | None) -> None:
         _fail(str(err))
     if "lottery" not in plugins:
         _fail("the lottery plugin is not enabled in qunbot.toml")
+    try:
+        settings = validate_config(plugins["lottery"].config, config.plugins.settings_for("lottery"))
+    except ValueError as err:
+        _fail(f"[plugins.lottery] in qunbot.toml: {err}")
     engine = make_engine(db_url or config.database.url, base_dir=obj.project)
     try:
         with Session(engine) as session:
-            result = plugins["lottery"].service.verify(session, draw_id)
+            posted = [posted_file.read_text(encoding="utf-8")] if posted_file else None
+            result = plugins["lottery"].service.verify(session, draw_id, posted=posted, beacon=settings.beacon)
     except SQLAlchemyError as err:
         _fail(f"cannot read the lottery history: {type(err).__name__}: {str(err).splitlines()[0]}")
     finally:

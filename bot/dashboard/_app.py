@@ -31,6 +31,7 @@ from bot._plugin import Plugin
 from bot._templates import Renderer
 from bot.dashboard import _data
 from bot.dashboard._auth import COOKIE, Auth
+from bot.dashboard._body import LOGIN_LIMIT, BodyTooLarge, read_body
 from bot.dashboard._purchases import purchase_endpoint
 from bot.insight import InsightConfig, InsightService
 
@@ -55,9 +56,17 @@ class Dashboard:
 def _env() -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True,
                              undefined=jinja2.StrictUndefined)
-    env.filters["tojson_script"] = lambda value: jinja2.utils.markupsafe.Markup(
-        json.dumps(value, ensure_ascii=False).replace("</", "<\\/"))
+    env.filters["tojson_script"] = lambda value: jinja2.utils.markupsafe.Markup(json_for_script(value))
     return env
+
+
+def json_for_script(value: Any) -> str:
+    """JSON that cannot end or reopen a <script> element: `<`, `>`, `&` and the JS line separators escaped."""
+    text = json.dumps(value, ensure_ascii=False)
+    for char, escaped in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"),
+                          ("\u2028", "\\u2028"), ("\u2029", "\\u2029")):
+        text = text.replace(char, escaped)
+    return text
 
 
 class _LoginRequired(BaseHTTPMiddleware):
@@ -89,11 +98,16 @@ def create_app(dash: Dashboard, *, password: str, purchase_token: str | None = N
         next_path = request.query_params.get("next", "/")
         next_path = next_path if next_path.startswith("/") and not next_path.startswith("//") else "/"
         if request.method == "POST":
-            form = parse_qs((await request.body()).decode("utf-8", "replace"))
-            if auth.locked():
+            address = request.client.host if request.client else ""
+            if auth.locked(address):
                 return HTMLResponse(env.get_template("login.html").render(
                     error="密码错误次数太多，请 5 分钟后再试", next=next_path), status_code=429)
-            if auth.check_password(form.get("password", [""])[0]):
+            try:
+                form = parse_qs((await read_body(request, LOGIN_LIMIT)).decode("utf-8", "replace"))
+            except BodyTooLarge:
+                return HTMLResponse(env.get_template("login.html").render(error="请求太大", next=next_path),
+                                    status_code=413)
+            if auth.check_password(form.get("password", [""])[0], address):
                 response = RedirectResponse(next_path, status_code=303)
                 response.set_cookie(COOKIE, auth.new_session(), max_age=int(auth.session_seconds), httponly=True,
                                     samesite="strict")
@@ -103,6 +117,7 @@ def create_app(dash: Dashboard, *, password: str, purchase_token: str | None = N
         return HTMLResponse(env.get_template("login.html").render(error=None, next=next_path))
 
     async def logout(request: Request) -> Response:
+        auth.revoke(request.cookies.get(COOKIE))
         response = RedirectResponse("/login", status_code=303)
         response.delete_cookie(COOKIE)
         return response
@@ -146,9 +161,12 @@ def create_app(dash: Dashboard, *, password: str, purchase_token: str | None = N
 
     async def draws(request: Request) -> Response:
         lottery = dash.plugins.get("lottery")
+        beacon = None
+        if lottery is not None and lottery.config is not None:
+            beacon = getattr(lottery.config.model_validate(dash.config.plugins.settings_for("lottery")), "beacon", None)
         with Session(dash.engine) as session:
             names = dict(session.exec(select(Member.id, Member.name)).all())
-            draws = _data.draws(session, lottery.service if lottery else None, names)
+            draws = _data.draws(session, lottery.service if lottery else None, names, beacon)
             rounds = _data.quiz_rounds(session)
             polls = _data.polls(session)
         return page("draws.html", request, title="抽奖与答题", draws=draws, rounds=rounds, polls=polls,

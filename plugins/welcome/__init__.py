@@ -62,6 +62,7 @@ plugin = Plugin(
     description="欢迎新人：入群后 @ 欢迎，同时进群的人合并成一条；记录邀请人",
     usage="新人入群自动欢迎；管理员发送「邀请记录」查看谁邀请了多少人",
     config=WelcomeConfig,
+    needs={("reply_at_will", "welcome_by_template")},  # a WeCom 入群欢迎语 template greets without the bot
 )
 plugin.service = WelcomeService()
 
