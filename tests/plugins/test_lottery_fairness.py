@@ -578,3 +578,17 @@ async def test_beacon_and_announced_draws_verify_on_postgresql(postgres_url, moc
         draws = [_draw(bot, draw_id) for draw_id in (1, 2)]
     assert [d.status for d in draws] == ["drawn", "drawn"] and draws[0].beacon["round"] == draws[0].beacon_round
     assert all(r.ok for r in results), [r.report() for r in results]
+
+
+def test_checking_a_beacon_leaves_the_interpreters_recursion_limit_alone():
+    """py_ecc raises the limit to 100 000 on import; left so, a template that includes itself would crash the
+    bot (a C stack overflow) instead of being an error on its line."""
+    import subprocess
+
+    code = ("import sys; sys.path.insert(0, 'plugins'); before = sys.getrecursionlimit()\n"
+            "from lottery import beacon\n"
+            "beacon._bls()\n"
+            "assert sys.getrecursionlimit() == before, sys.getrecursionlimit()\n")
+    result = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[2],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
