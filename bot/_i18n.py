@@ -39,6 +39,11 @@ def _shown(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "…"
 
 
+def _choices(expected: str) -> str:
+    """pydantic's `'a', 'b' or 'c'` as `a、b、c`."""
+    return "、".join(part.strip().strip("'") for part in re.split(r",| or ", expected) if part.strip())
+
+
 def _now(value: Any) -> str:
     """`（现在是 x）` for a scalar the admin wrote; nothing for a whole table or list."""
     return "" if isinstance(value, dict | list | tuple) else f"（现在是 {_shown(value)}）"
@@ -55,8 +60,8 @@ _BY_TYPE: dict[str, Callable[[dict[str, Any], Any], str]] = {
     "string_too_short": lambda c, v: f"至少要 {c['min_length']} 个字",
     "string_too_long": lambda c, v: f"最多 {c['max_length']} 个字",
     "string_pattern_mismatch": lambda c, v: f"{_shown(v)} 的格式不对（要符合 {c['pattern']}）",
-    "literal_error": lambda c, v: f"只能是 {c['expected']} 之一（现在是 {_shown(v)}）",
-    "enum": lambda c, v: f"只能是 {c['expected']} 之一（现在是 {_shown(v)}）",
+    "literal_error": lambda c, v: f"只能是 {_choices(c['expected'])} 之一（现在是 {_shown(v)}）",
+    "enum": lambda c, v: f"只能是 {_choices(c['expected'])} 之一（现在是 {_shown(v)}）",
     "multiple_of": lambda c, v: f"要是 {c['multiple_of']} 的倍数（现在是 {_shown(v)}）",
     "int_from_float": lambda c, v: f"要是整数（现在是 {_shown(v)}）",
     "finite_number": lambda c, v: "要是有限的数字",
