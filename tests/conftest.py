@@ -74,3 +74,19 @@ def admin_messages_are_chinese(monkeypatch):
     yield seen
     untranslated = [problem for problem in seen if not is_translated(problem)]
     assert not untranslated, f"admin-facing messages with pydantic/jinja English: {untranslated}"
+
+
+_RECURSION_LIMIT = __import__("sys").getrecursionlimit()
+
+
+@pytest.fixture(autouse=True)
+def recursion_limit_is_left_alone():
+    """A library that raises the interpreter's recursion limit (py_ecc sets 100 000 on import) turns a runaway
+    recursion, such as a template that includes itself, into a segfault of the whole run: fail instead."""
+    import sys
+
+    assert sys.getrecursionlimit() == _RECURSION_LIMIT, (
+        f"the recursion limit is {sys.getrecursionlimit()}, not {_RECURSION_LIMIT}: something imported at "
+        "collection raised it (restore it after the import, as plugins/lottery/beacon.py does)")
+    yield
+    assert sys.getrecursionlimit() == _RECURSION_LIMIT, f"the test left the limit at {sys.getrecursionlimit()}"

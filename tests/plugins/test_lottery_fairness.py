@@ -14,13 +14,26 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from py_ecc.bls import G2Basic
 from sqlmodel import select
 
 from bot.cli import main
 from bot.testing import BotHarness
 
 REPO = Path(__file__).resolve().parents[2]
+
+
+def _bls():
+    """py_ecc, imported without keeping the recursion limit of 100 000 it sets for the whole process (left so,
+    every later test's runaway recursion, such as a self-including template, crashes pytest)."""
+    limit = sys.getrecursionlimit()
+    try:
+        from py_ecc.bls import G2Basic
+    finally:
+        sys.setrecursionlimit(limit)
+    return G2Basic
+
+
+G2Basic = _bls()
 MEMBERS = {"owner1": "群主", "u1": "Alice", "u2": "Bob", "u3": "Carol", "u4": "Dave", "u5": "Eve"}
 START = datetime.fromisoformat("2026-11-23T09:00:00+08:00")
 
