@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+from datetime import time, timedelta
 from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -96,9 +97,39 @@ class RoomQuotaSettings(_Strict):
     """Posts per period; unset means as many as the period has days (month: 28-31, week: 7, day: 1)."""
 
 
+class WecomSettings(_Strict):
+    """`[accounts.wecom]`: a WeCom (企业微信) corp's customer groups through the official API (docs/wecom.md).
+
+    Secrets stay out of the file: each `*_env` names the environment variable that holds one.
+    """
+
+    corp_id_env: str = "WECOM_CORP_ID"
+    secret_env: str = "WECOM_SECRET"
+    """The 客户联系 secret (管理后台 → 客户与上下游 → 客户联系 → API), not an app's secret."""
+    callback_token_env: str = "WECOM_CALLBACK_TOKEN"
+    aes_key_env: str = "WECOM_ENCODING_AES_KEY"
+    api_base: str = "https://qyapi.weixin.qq.com/cgi-bin"
+    """Where the API is; a proxy (or the test mock) goes here."""
+    callback_host: str = "127.0.0.1"
+    callback_port: int = Field(8471, ge=0, lt=65536)
+    callback_path: str = "/wecom/callback"
+    public_url: str = ""
+    """The callback URL as WeCom reaches it (behind your HTTPS proxy); `qunbot doctor` checks it answers."""
+    callback_max_age: float = Field(300.0, gt=0)
+    """Seconds a callback's timestamp may be off; older ones are refused as replays."""
+    poll_interval: float = Field(60.0, gt=0)
+    """Seconds between two looks at the group-message tasks waiting for the owner."""
+    remind_every: float = Field(3600.0, gt=0)
+    """Seconds between reminders to an owner who has not confirmed a task (at most 3 in 24 h)."""
+    confirm_within: float = Field(86400.0, gt=0)
+    """Seconds a task without a deadline of its own (not from an SOP step) waits for the owner."""
+    welcome_template: bool = True
+    """Make the welcome plugin's greeting the corp's 入群欢迎语 template."""
+
+
 class AccountSettings(_Strict):
     id: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
-    adapter: Literal["simulated", "wechaty"] = "simulated"
+    adapter: Literal["simulated", "wechaty", "wecom"] = "simulated"
     token_env: str = "WECHATY_PUPPET_SERVICE_TOKEN"
     endpoint_env: str = "WECHATY_PUPPET_SERVICE_ENDPOINT"
     authority_env: str = "WECHATY_PUPPET_SERVICE_AUTHORITY"
@@ -116,6 +147,9 @@ class AccountSettings(_Strict):
             raise ValueError(f"emulate only works with adapter = \"simulated\" (account {self.id} uses "
                              f"{self.adapter!r}, which is a real connection)")
         return self
+
+
+    wecom: WecomSettings = WecomSettings()
 
 
 class PluginsSettings(BaseModel):
@@ -164,6 +198,62 @@ class SopSettings(_Strict):
     marketing_share: float = Field(0.2, ge=0, le=1)
 
 
+class RetentionSettings(_Strict):
+    """`[retention]`: how long finished work is kept (bot/_retention.py). Durations like "30d", "12h"."""
+
+    enabled: bool = True
+    sent_texts: str = "30d"
+    """Texts of sent (or failed, skipped) messages are blanked after this; the row and its key stay."""
+    outbox: str = "90d"
+    """Finished outbox rows are deleted after this (counted per day first)."""
+    deliveries: str = "180d"
+    """Finished SOP delivery rows are deleted after this (counted per day first)."""
+    tasks: str = "30d"
+    """Finished plugin timers are deleted after this."""
+    keep_sources: tuple[str, ...] = ("lottery",)
+    """Outbox rows of these plugins are never pruned (a draw is verified against what was posted)."""
+    at: str = "04:30"
+    """Local time of the daily run."""
+    batch: int = Field(2000, ge=100, le=100_000)
+    """Rows per transaction: small, so pruning never holds the database for long."""
+
+    @model_validator(mode="after")
+    def _sane(self) -> RetentionSettings:
+        ages = {name: _age(getattr(self, name)) for name in ("sent_texts", "outbox", "deliveries", "tasks")}
+        if ages["outbox"] < ages["sent_texts"]:
+            raise ValueError("outbox must be at least as long as sent_texts")
+        if min(ages.values()) < timedelta(days=8):
+            raise ValueError("keep finished work at least 8 days (keys must outlive redelivery and catch-up windows)")
+        time.fromisoformat(self.at)
+        return self
+
+    @property
+    def sent_texts_age(self) -> timedelta:
+        return _age(self.sent_texts)
+
+    @property
+    def outbox_age(self) -> timedelta:
+        return _age(self.outbox)
+
+    @property
+    def deliveries_age(self) -> timedelta:
+        return _age(self.deliveries)
+
+    @property
+    def tasks_age(self) -> timedelta:
+        return _age(self.tasks)
+
+    @property
+    def at_time(self) -> time:
+        return time.fromisoformat(self.at)
+
+
+def _age(value: str) -> timedelta:
+    from bot._durations import parse_duration
+
+    return parse_duration(value)
+
+
 class DashboardSettings(_Strict):
     """`qunbot dashboard`: a read-only web page for operators, on this machine only by default."""
 
@@ -184,6 +274,7 @@ class ProjectConfig(_Strict):
     sop: SopSettings = SopSettings()
     cluster: ClusterSettings = ClusterSettings()
     dashboard: DashboardSettings = DashboardSettings()
+    retention: RetentionSettings = RetentionSettings()
     templates_dir: str = "scripts_templates"
     data_dir: str = "data"
 

@@ -7,6 +7,7 @@ commits its state and its messages together.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 from collections.abc import Awaitable, Mapping
@@ -308,6 +309,16 @@ class Context:
             self.db, key=key or f"{self._key_base()}:{self._sends}", text=text, room_id=room, action=action,
             member_id=member_id, source=self.plugin.name)
         return refused is None
+
+    def set_welcome_template(self, text: str) -> None:
+        """Make `text` the account's platform-side welcome (where `capabilities.welcome_by_template`).
+
+        WeCom: the corp's 入群欢迎语 template, `%NICKNAME%` standing for the newcomer. Queued through the
+        outbox once per text (a changed text edits the template).
+        """
+        digest = hashlib.sha1(text.encode()).hexdigest()[:16]
+        self._rt.outbox(self.account).enqueue(self.db, key=f"welcome_template:{digest}", text=text, to=self.account,
+                                              action="welcome_template", source=self.plugin.name)
 
     def _key_base(self) -> str:
         return f"{self.event.id}:{self.plugin.name}"

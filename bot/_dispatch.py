@@ -159,6 +159,7 @@ async def run_event(runtime: Runtime, event: Event, text: str, progress: Progres
             continue
         ctx = Context(runtime, plugin, event, room_id=room_id, member_id=member_id, text=text,
                       args=candidate.args, match=candidate.match)
+        runs = False
         try:
             if not await matcher.rule(ctx):
                 continue
@@ -174,6 +175,7 @@ async def run_event(runtime: Runtime, event: Event, text: str, progress: Progres
                 if matcher.block:
                     blocked_at = matcher.priority
                 continue
+            runs = True
         except DatabaseUnreachable:
             raise
         except Exception as err:
@@ -181,6 +183,10 @@ async def run_event(runtime: Runtime, event: Event, text: str, progress: Progres
                 raise DatabaseUnreachable(str(err).splitlines()[0]) from err
             log.exception("plugin %s: rule or permission check failed for %r", plugin.name, matcher)
             continue
+        finally:
+            if not runs:  # a rule may have read the database: give its connection back
+                with suppress(Exception):
+                    ctx._finish(False)
         for index, handler in enumerate(matcher.handlers):
             if (id(matcher), index) in progress.done:
                 continue

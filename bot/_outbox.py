@@ -33,20 +33,21 @@ from bot._config import PacingSettings
 from bot._db import dialect_insert
 from bot._events import Outgoing
 from bot._models import OutboxMessage
-from bot.adapters._base import Capabilities, Disconnected, RateLimited
+from bot.adapters._base import Capabilities, Disconnected, RateLimited, Receipt
 
 if TYPE_CHECKING:
     from bot._lease import Lease
 
 log = logging.getLogger("qunbot.outbox")
 
-Sender = Callable[[Outgoing], Awaitable[None]]
+Sender = Callable[[Outgoing], Awaitable[Receipt | None]]
 Confirm = Callable[[Outgoing], Awaitable[bool | None]]
 _HOUR = timedelta(hours=1)
 _SCAN = 500
 _DB_RETRY_MAX = 30.0
-QUOTA_COUNTED = ("sent", "uncertain")
-"""Statuses of a room post that used up the room's quota (a post waiting for confirmation should too)."""
+QUOTA_COUNTED = ("sent", "uncertain", "awaiting_confirmation")
+"""Statuses of a room post that used up the room's quota: a post waiting for the owner's confirmation counts
+until it is cancelled, so the quota is never overrun by tasks confirmed late."""
 
 
 class Outbox:
@@ -203,6 +204,11 @@ class Outbox:
                         self.account, timeout)
 
     @property
+    def idle(self) -> bool:
+        """No send is in flight (a lease may be handed over only then)."""
+        return self._idle.is_set()
+
+    @property
     def next_wakeup(self) -> datetime | None:
         """When the pacing loop looks at the queue next (None when idle)."""
         return None if self._timer is None else self._timer.when
@@ -306,7 +312,7 @@ class Outbox:
     async def _deliver(self, session: Session, row: OutboxMessage, now: datetime, attempts: int) -> None:
         lane = row.room_id or f"dm:{row.to}"
         try:
-            await self._send(_outgoing(row))
+            receipt = await self._send(_outgoing(row))
         except Disconnected as err:
             self._offline = True
             log.error("outbox %s: connection lost (%s); %s stays queued until the account reconnects",
@@ -332,6 +338,12 @@ class Outbox:
         else:
             sent_at = self._clock.now()
             self._note_sent(sent_at, lane, jitter=True)
+            if isinstance(receipt, Receipt):  # a person confirms it: `settle` records the outcome
+                # only from `sending`: a settle that came first (a confirmation faster than this) wins
+                self._finish(session, row, status="awaiting_confirmation", attempts=attempts, only_from="sending")
+                log.info("%s to %s is task %s, waiting for confirmation", row.key, row.room_id or row.to,
+                         receipt.task_id)
+                return
             self._finish(session, row, status="sent", attempts=attempts, sent_at=sent_at)
             log.info("sent %s to %s", row.key, row.room_id or row.to)
 
@@ -347,21 +359,37 @@ class Outbox:
         used = session.exec(select(func.count()).select_from(OutboxMessage).where(
             OutboxMessage.account == self.account, OutboxMessage.room_id == row.room_id,
             col(OutboxMessage.action).is_(None), col(OutboxMessage.status).in_(QUOTA_COUNTED),
-            col(OutboxMessage.sent_at) >= since)).one()
+            func.coalesce(OutboxMessage.sent_at, OutboxMessage.not_before) >= since)).one()
         if used < quota.allowed(now):
             return None
         return "skipped", (f"超出配额：{self.capabilities.subject}的群{quota.describe(now)}，群 {row.room_id} "
                            f"从 {since:%m-%d} 起已经收到 {used} 条，这一条不发")
 
+    def settle(self, key: str, status: str, detail: str | None = None) -> None:
+        """A message that waited for confirmation ended: `sent`, `cancelled` or `failed` (called by the adapter).
+
+        Also settles a row a crash left `sending`/`uncertain` whose task the adapter knows about.
+        """
+        values: dict[str, object] = {"status": status, "last_error": detail}
+        if status == "sent":
+            values["sent_at"] = self._clock.now()
+        with Session(self._engine) as session:
+            session.execute(update(OutboxMessage).where(
+                OutboxMessage.account == self.account, OutboxMessage.key == key,
+                col(OutboxMessage.status).in_(("awaiting_confirmation", "sending", "uncertain"))).values(**values))
+            session.commit()
+
     def _finish(self, session: Session, row: OutboxMessage, *, status: str, attempts: int, error: str | None = None,
-                sent_at: datetime | None = None, not_before: datetime | None = None) -> None:
+                sent_at: datetime | None = None, not_before: datetime | None = None,
+                only_from: str | None = None) -> None:
         values: dict[str, object] = {"status": status, "attempts": attempts, "last_error": error}
         if sent_at is not None:
             values["sent_at"] = sent_at
         if not_before is not None:
             values["not_before"] = not_before
+        current = (OutboxMessage.status == only_from,) if only_from else ()
         try:
-            session.execute(update(OutboxMessage).where(col(OutboxMessage.id) == row.id).values(**values))
+            session.execute(update(OutboxMessage).where(col(OutboxMessage.id) == row.id, *current).values(**values))
             session.commit()
         except SQLAlchemyError as err:  # the send happened (or failed) all the same: record it once the db is back
             assert row.id is not None
@@ -402,4 +430,5 @@ class Outbox:
 
 def _outgoing(row: OutboxMessage) -> Outgoing:
     return Outgoing(account=row.account, text=row.text, room_id=row.room_id, to=row.to, mentions=tuple(row.mentions),
-                    file=row.file, action=row.action, member_id=row.member_id)
+                    file=row.file, action=row.action, member_id=row.member_id, key=row.key,
+                    expires_at=row.expires_at)

@@ -81,6 +81,7 @@ class Runtime:
         }
         for account, outbox in self._outboxes.items():
             outbox.on_disconnect = partial(self._connection_lost, account)
+            self.adapters[account].bind(self.engine, outbox.settle)
         self._reconnecting: set[str] = set()
         self.active: set[str] = set()
         """Accounts this process runs now (all of them, unless leases hand some to other processes)."""

@@ -123,4 +123,5 @@ class Simulation:
     async def settle(self) -> None:
         """Let queued sends and one-shot timers finish (background schedules stay pending)."""
         await self.clock.run_until_idle()
+import bot._retention  # noqa: E402  (attaches the daily pruning of finished work)
 import bot.sop  # noqa: E402, F401  (attaches the SOP engine; it imports this module)

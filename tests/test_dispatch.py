@@ -242,3 +242,26 @@ def test_a_rule_factory_passed_without_calling_it_is_refused_at_once():
     with pytest.raises(TypeError, match=r"rule=is_room_message is a rule factory: call it, rule=is_room_message\(\)"):
         plugin.on_message(rule=is_room_message)  # type: ignore[arg-type]
     plugin.on_message(rule=is_room_message())  # called: fine
+
+
+async def test_a_rule_that_reads_the_database_and_declines_holds_no_connection(project):
+    """A rule may look in the database (the guard's whitelist); declining must give the connection back,
+    or a busy room exhausts the pool (seen in the soak benchmark: QueuePool limit reached)."""
+    from sqlmodel import select
+
+    from bot._models import Member
+    from bot.testing import BotHarness
+
+    plugin = Plugin("picky", description="test")
+
+    def never(ctx) -> bool:
+        ctx.db.exec(select(Member)).all()
+        return False
+
+    plugin.on_message(rule=never).handle(lambda ctx: None)
+    async with BotHarness(project, plugins=[plugin]) as bot:
+        bot.room("g1", members={"u1": "Alice"})
+        for i in range(40):
+            await bot.say("g1", "u1", f"hello {i}", drain=False)
+        await bot.drain()
+        assert bot.runtime.engine.pool.checkedout() == 0

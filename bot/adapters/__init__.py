@@ -38,6 +38,10 @@ def make_adapter(settings: AccountSettings, clock: Clock, *, project: Path, conf
         from bot.adapters.wechaty import WechatyAdapter
 
         adapter = WechatyAdapter.from_settings(settings, clock=clock, project=project, config=config)
+    elif settings.adapter == "wecom":
+        from bot.adapters.wecom import WecomAdapter
+
+        adapter = WecomAdapter.from_settings(settings, clock=clock, project=project, config=config)
     else:
         dry_run = logging.getLogger("qunbot.dry_run")
         adapter = SimulatedAdapter(settings.id, clock,

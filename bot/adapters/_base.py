@@ -12,11 +12,17 @@ from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from bot._events import Event, MemberRef, Outgoing, RoomSnapshot
 
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
 EventSink = Callable[[Event], Awaitable[None]]
+Settle = Callable[[str, str, str | None], None]
+"""The outbox's `settle(key, status, detail)`: a message that waited for confirmation is now sent,
+cancelled or failed."""
 
 
 class SendError(Exception):
@@ -33,6 +39,17 @@ class Disconnected(SendError):
 
 class AdapterError(Exception):
     """The adapter cannot connect or authenticate; `qunbot run` reports it and exits non-zero."""
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """What `send` returns when the platform took the message but a person must still confirm it.
+
+    WeCom: a group-message task the group owner confirms in the app. The outbox keeps the row
+    `awaiting_confirmation` until the adapter calls the `settle` it was bound to.
+    """
+
+    task_id: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,13 +115,15 @@ class Capabilities:
 
     def refusal(self, message: Outgoing) -> str | None:
         """Why this account cannot send `message` at all, in plain Chinese; None if it can."""
+        if message.action == "welcome_template":  # the account's own welcome, not a message to anyone
+            return None if self.welcome_by_template else f"{self.subject}{CANNOT['welcome_by_template']}"
         if message.action == "remove_member" and not self.remove_members:
             return f"{self.subject}{CANNOT['remove_members']}"
         if message.action == "set_topic" and not self.set_topic:
             return f"{self.subject}{CANNOT['set_topic']}"
         if message.action is None and message.file is not None and not self.send_files:
             return f"{self.subject}{CANNOT['send_files']}"
-        if message.to is not None and not self.direct_messages:
+        if message.action is None and message.to is not None and not self.direct_messages:
             return f"{self.subject}{CANNOT['direct_messages']}"
         return None
 
@@ -160,9 +179,18 @@ class Adapter(ABC):
     async def stop(self) -> None:
         """Disconnect; safe to call twice."""
 
+    def bind(self, engine: Engine, settle: Settle) -> None:
+        """The runtime hands over its database and the account outbox's `settle`, before `start`.
+
+        Adapters whose posts need confirmation keep their tasks there and settle rows when they end.
+        """
+        return None
+
     @abstractmethod
-    async def send(self, message: Outgoing) -> None:
+    async def send(self, message: Outgoing) -> Receipt | None:
         """Send one message, or perform one room action (`message.action`), now.
+
+        Return a `Receipt` when the message waits for a person's confirmation (see `Receipt`).
 
         Raise `SendError` (or `RateLimited`) on failure; the outbox retries. Raise `Disconnected`
         when the connection is gone: the runtime calls `stop()` then `start()` again, with back-off.

@@ -157,7 +157,11 @@ def create_app(dash: Dashboard, *, password: str, purchase_token: str | None = N
                 "kind": entry.step.effective_kind, "joined": entry.joined})
         calendar = [{"date": d, "label": f"{d.month}月{d.day}日 周{_WEEKDAYS[d.weekday()]}", "entries": e}
                     for d, e in sorted(days.items())]
-        return page("sop.html", request, title="SOP 日历", calendar=calendar, problems=problems, start=start)
+        from bot.adapters.wecom._report import post_counts
+
+        confirmations = post_counts(dash.engine)
+        return page("sop.html", request, title="SOP 日历", calendar=calendar, problems=problems, start=start,
+                    confirmations=confirmations)
 
     async def draws(request: Request) -> Response:
         lottery = dash.plugins.get("lottery")

@@ -82,3 +82,25 @@ def preview(ctx: click.Context, days: int, room: str | None, start_text: str | N
         click.echo(f"error: 这套 SOP 超出了 {len(quota)} 个群的群发配额，上线后超出的消息不会发出；"
                    "按上面的 文件:行号 改好后再预览", err=True)
         sys.exit(1)
+
+
+@sop.command("status")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 1000), help="How many posts.")
+@click.pass_context
+def status(ctx: click.Context, limit: int) -> None:
+    """Posts that wait for a person's confirmation (WeCom group-message tasks): confirmed, sent, failed, cancelled."""
+    from bot._db import make_engine
+    from bot.adapters.wecom._report import post_counts
+
+    project = project_of(ctx)
+    config = config_or_exit(project)
+    engine = make_engine(config.database.url, base_dir=project)
+    try:
+        counts = post_counts(engine, limit=limit)
+    finally:
+        engine.dispose()
+    if not counts:
+        click.echo("还没有需要群主确认的群发任务（只有企业微信账号的帖子要群主确认）。")
+        return
+    for item in counts:
+        click.echo(item.line())

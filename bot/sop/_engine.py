@@ -349,8 +349,14 @@ class SopEngine:
             summary += f"; {skipped} skipped as late"
         if over:
             summary += f"; {over} not sent: the room's quota was used up"
-        if len(rows) - len(sent) - skipped - over:
-            summary += f"; {len(rows) - len(sent) - skipped - over} failed or not sent"
+        cancelled = sum(1 for status, _, _ in rows if status == "cancelled")  # a person did not confirm (WeCom)
+        waiting = sum(1 for status, _, _ in rows if status == "awaiting_confirmation")
+        if cancelled:
+            summary += f"; {cancelled} cancelled (not confirmed in time)"
+        if waiting:
+            summary += f"; {waiting} still waiting for confirmation"
+        if len(rows) - len(sent) - skipped - over - cancelled - waiting:
+            summary += f"; {len(rows) - len(sent) - skipped - over - cancelled - waiting} failed or not sent"
         log.info("SOP %s.%s (%s): %s", loaded.name, step.id, f"{fire.astimezone(self.tz):%m-%d %H:%M}", summary)
 
     # --- join-relative steps --------------------------------------------------------------
