@@ -10,6 +10,7 @@ from bot._coverage import FIX_HINT, configured_rooms, plugin_findings
 from bot._i18n import template_text
 from bot._loader import load_plugins, plugin_configs
 from bot._plugin import Plugin
+from bot._sandbox import render_budget
 from bot._templates import Renderer, TemplateError
 from bot.adapters._profiles import account_capabilities
 
@@ -32,7 +33,8 @@ def run_checks(project: Path) -> list[str]:
         return [str(err)]
     problems: list[str] = []
     templates_dir = project / config.templates_dir
-    renderer = Renderer([templates_dir], timezone=config.bot.tz, globals={"bot_name": config.bot.name})
+    renderer = Renderer([templates_dir], timezone=config.bot.tz, globals={"bot_name": config.bot.name},
+                        budget=render_budget(config.limits))
     for name in renderer.list_templates():
         try:
             renderer.check(name)

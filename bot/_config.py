@@ -19,6 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from bot._i18n import explain_error, explain_toml, keys_at, not_utf8
 
 CONFIG_FILE = "qunbot.toml"
+_MAX_BYTES = 1_000_000
+_MAX_DEPTH = 64
 
 
 class ConfigError(Exception):
@@ -123,6 +125,8 @@ class WecomSettings(_Strict):
     """Seconds between reminders to an owner who has not confirmed a task (at most 3 in 24 h)."""
     confirm_within: float = Field(86400.0, gt=0)
     """Seconds a task without a deadline of its own (not from an SOP step) waits for the owner."""
+    batch_window: float = Field(2.0, ge=0)
+    """Seconds a post's rooms wait for the rest of its fan-out before each owner's rooms become one task."""
     welcome_template: bool = True
     """Make the welcome plugin's greeting the corp's 入群欢迎语 template."""
 
@@ -264,6 +268,22 @@ class DashboardSettings(_Strict):
     session_hours: float = Field(12.0, gt=0)
 
 
+class LimitSettings(_Strict):
+    """Bounds on what admins' files can make the bot do (see docs/security.md)."""
+
+    template_loop_iterations: int = Field(100_000, gt=0)
+    """Per render: loop iterations, calls and collection items read or built, together."""
+    template_output_chars: int = Field(200_000, gt=0)
+    """Per render: characters written, read or built by filters, methods and operators, together."""
+    template_seconds: float = Field(5.0, gt=0)
+    """Per render: wall-clock backstop."""
+    download_bytes: int = Field(20_000_000, gt=0)
+    """Largest file an SOP step's `file:` URL may download."""
+    download_seconds: float = Field(30.0, gt=0)
+    private_hosts: tuple[str, ...] = ()
+    """Hosts, addresses or networks (`10.0.0.0/8`) that `file:` URLs may reach although they are not public."""
+
+
 class ProjectConfig(_Strict):
     bot: BotSettings = BotSettings()
     database: DatabaseSettings = DatabaseSettings()
@@ -274,6 +294,7 @@ class ProjectConfig(_Strict):
     sop: SopSettings = SopSettings()
     cluster: ClusterSettings = ClusterSettings()
     dashboard: DashboardSettings = DashboardSettings()
+    limits: LimitSettings = LimitSettings()
     retention: RetentionSettings = RetentionSettings()
     templates_dir: str = "scripts_templates"
     data_dir: str = "data"
@@ -314,17 +335,53 @@ def load_config(project: Path) -> ProjectConfig:
     path = project / CONFIG_FILE
     if not path.exists():
         return ProjectConfig()
-    data = path.read_bytes()
+    with path.open("rb") as stream:
+        data = stream.read(_MAX_BYTES + 1)
+    if len(data) > _MAX_BYTES:
+        raise ConfigError(str(path), None, f"文件太大：超过 {_MAX_BYTES} 字节")
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as err:
         raise ConfigError(str(path), data[:err.start].count(b"\n") + 1, not_utf8()) from None
+    too_deep = _too_deep(text)
+    if too_deep is not None:  # tomllib recurses per level: refuse before it does, whatever the recursion limit
+        raise ConfigError(str(path), too_deep, f"嵌套太深（数组和内联表最多 {_MAX_DEPTH} 层）")
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         match = re.search(r"line (\d+)", str(err))
         raise ConfigError(str(path), int(match.group(1)) if match else None, explain_toml(str(err))) from None
+    except RecursionError:
+        raise ConfigError(str(path), None, "嵌套太深") from None
     return parse_config(raw, file=str(path), text=text)
+
+
+def _too_deep(text: str) -> int | None:
+    """The line where arrays and inline tables first nest deeper than _MAX_DEPTH (strings and comments skipped)."""
+    depth, line, quote, index = 0, 1, "", 0
+    while index < len(text):
+        char = text[index]
+        if char == "\n":
+            line, quote = line + 1, "" if len(quote) == 1 else quote
+        elif quote:
+            if char == "\\" and quote.startswith('"'):
+                index += 1
+            elif text.startswith(quote, index):
+                index, quote = index + len(quote) - 1, ""
+        elif char == "#":
+            while index + 1 < len(text) and text[index + 1] != "\n":
+                index += 1
+        elif char in "\"'":
+            quote = char * 3 if text.startswith(char * 3, index) else char
+            index += len(quote) - 1
+        elif char in "[{":
+            depth += 1
+            if depth > _MAX_DEPTH:
+                return line
+        elif char in "]}":
+            depth -= 1
+        index += 1
+    return None
 
 
 def parse_config(raw: dict[str, Any], *, file: str = CONFIG_FILE, text: str = "") -> ProjectConfig:

@@ -215,7 +215,8 @@ _JINJA: list[tuple[re.Pattern[str], Callable[[re.Match[str]], str]]] = [
     (re.compile(r"^syntax error$"), lambda m: "模板语法有错"),
 ]
 
-_OBJECT_NAMES = {"RoomInfo": "room（群）", "MemberInfo": "member（成员）", "dict": "这个值", "str": "文字",
+_OBJECT_NAMES = {"RoomInfo": "room（群）", "MemberInfo": "member（成员）", "View": "这个值", "dict": "这个值",
+                 "str": "文字",
                  "int": "数字", "float": "数字", "list": "列表", "date": "日期", "datetime": "时间"}
 
 

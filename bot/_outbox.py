@@ -408,12 +408,14 @@ class Outbox:
 
     def _allowed_at(self, row: OutboxMessage, lane: str) -> datetime:
         times = [row.not_before.astimezone(self._clock.tz)]
+        if self._cooldown_until is not None:
+            times.append(self._cooldown_until)
+        if not self._chat_paced():
+            return max(times)
         if self._account_next is not None:
             times.append(self._account_next)
         if lane in self._room_last:
             times.append(self._room_last[lane] + timedelta(seconds=self._pacing.room_interval))
-        if self._cooldown_until is not None:
-            times.append(self._cooldown_until)
         now = self._clock.now()
         while self._hour and self._hour[0] <= now - _HOUR:
             self._hour.popleft()
@@ -421,7 +423,14 @@ class Outbox:
             times.append(self._hour[len(self._hour) - self._pacing.hourly_cap] + _HOUR)
         return max(times)
 
+    def _chat_paced(self) -> bool:
+        """Pacing imitates a person chatting, for WeChat's risk control. Where each post is a task a person
+        confirms (WeCom), a send is an API call with its own rate limits (`RateLimited` cools down)."""
+        return not self.capabilities.posts_need_confirmation
+
     def _note_sent(self, when: datetime, lane: str, *, jitter: bool) -> None:
+        if not self._chat_paced():
+            return
         gap = self._pacing.min_interval + (self._rng.uniform(0, self._pacing.jitter) if jitter else 0.0)
         self._account_next = when + timedelta(seconds=gap)
         self._room_last[lane] = when

@@ -34,6 +34,7 @@ from bot._migrations import upgrade
 from bot._models import Room, ScheduledTask
 from bot._outbox import Outbox
 from bot._plugin import Matcher, Plugin
+from bot._sandbox import render_budget
 from bot._tasks import Tasks
 from bot._templates import Renderer
 from bot.adapters._base import Adapter
@@ -65,7 +66,7 @@ class Runtime:
                                                                 else load_plugins(project, config))}
         self.renderer = Renderer(
             [project / config.templates_dir, DEFAULT_TEMPLATES], timezone=config.bot.tz,
-            globals={"bot_name": config.bot.name},
+            globals={"bot_name": config.bot.name}, budget=render_budget(config.limits),
         )
         self.members = Members(self.engine, config, clock.now,
                                defer=lambda callback: clock.call_at(clock.now(), callback, name="members.flush"))

@@ -293,7 +293,7 @@ def test_inline_text_is_checked_for_syntax_and_names(tmp_path):
         steps:
           - {id: m, at: "08:00", text: "早安 {{ now|cn_date }"}
     """)[0].startswith("sop/x.yaml:3: steps.m.text:")
-    assert "member（成员）没有 .nme 这一项" in problems(tmp_path, """\
+    assert "这个值没有 .nme 这一项" in problems(tmp_path, """\
         targets: {rooms: [g1]}
         steps:
           - {id: m, after_join: 1d, text: "欢迎 {{ member.nme }}"}

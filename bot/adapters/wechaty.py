@@ -38,6 +38,7 @@ from bot._events import (
     RoomSnapshot,
     RoomTopicChanged,
 )
+from bot._files import FilePolicy, FileRefused, file_policy
 from bot.adapters import _wechaty_compat as compat
 from bot.adapters import _wechaty_discovery as discovery
 from bot.adapters._base import (
@@ -90,6 +91,8 @@ class WechatyAdapter(Adapter):
         self.project = project
         self.bot_name = bot_name
         self.cache_dir = data_dir / ".wechaty"
+        self.files = FilePolicy(project)
+        """Where files it sends may come from; `from_settings` applies `[limits]`."""
         self.connect_timeout = connect_timeout
         self.login_timeout = login_timeout
         self.self_id: str | None = None
@@ -130,6 +133,7 @@ class WechatyAdapter(Adapter):
                 raise AdapterError(f"account {settings.id}: ${settings.authority_env}: {err}") from None
         adapter = cls(settings.id, clock, endpoint=endpoint, token=token, project=project, bot_name=config.bot.name,
                       data_dir=project / config.data_dir, authority=authority, token_env=settings.token_env)
+        adapter.files = file_policy(project, config.limits)
         pacing = config.pacing_for(settings.id)
         adapter.reconnect_delay = (pacing.reconnect_min, pacing.reconnect_max)
         return adapter
@@ -455,7 +459,10 @@ class WechatyAdapter(Adapter):
                 raise SendError(f"the Wechaty adapter cannot {message.action}")
             else:
                 if message.file:
-                    box = await compat.file_box(self.cache_dir, message.file, self.project)
+                    try:
+                        box = await compat.file_box(self.cache_dir, message.file, self.files)
+                    except FileRefused as err:
+                        raise SendError(f"account {self.account}: {err}") from None
                     await self._call(puppet.message_send_file(target, box))
                 if message.text:
                     mentions = list(message.mentions) if message.room_id else None

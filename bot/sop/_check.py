@@ -11,6 +11,7 @@ from bot._config import ProjectConfig
 from bot._coverage import KnownRoom, configured_rooms
 from bot._loader import load_plugins
 from bot._runtime import DEFAULT_TEMPLATES
+from bot._sandbox import render_budget
 from bot._templates import Renderer
 from bot.adapters._base import Capabilities
 from bot.adapters._profiles import account_capabilities
@@ -26,7 +27,8 @@ def load_project(project: Path, config: ProjectConfig, *, now: datetime | None =
     tz = config.bot.tz
     now = now or RealClock(tz).now()
     paths = [project / config.templates_dir, DEFAULT_TEMPLATES]
-    renderer = Renderer(paths, timezone=tz, globals={"bot_name": config.bot.name})
+    renderer = Renderer(paths, timezone=tz, globals={"bot_name": config.bot.name},
+                        budget=render_budget(config.limits))
     try:
         plugins = {p.name: p for p in load_plugins(project, config)}
     except Exception as err:  # plugin problems are reported by the plugin checks

@@ -10,6 +10,7 @@ import click
 from bot._cli_support import config_or_exit, project_of
 from bot._clock import RealClock
 from bot._runtime import DEFAULT_TEMPLATES
+from bot._sandbox import render_budget
 from bot._templates import Renderer
 
 
@@ -68,7 +69,7 @@ def preview(ctx: click.Context, days: int, room: str | None, start_text: str | N
         if problem not in quota:
             click.echo(f"warning: {problem}（这个文件有问题，不在预览里）", err=True)
     renderer = Renderer([project / config.templates_dir, DEFAULT_TEMPLATES], timezone=tz,
-                        globals={"bot_name": config.bot.name})
+                        globals={"bot_name": config.bot.name}, budget=render_budget(config.limits))
     click.echo(build_preview(loaded, config, renderer, start=start, days=days, room=room))
     capabilities, rooms = accounts_and_rooms(config, loaded.values())
     budgets = budget_lines(loaded.values(), config, capabilities, rooms, start=start, tz=tz)

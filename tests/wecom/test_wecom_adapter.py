@@ -46,62 +46,76 @@ def post(key="sop:f:早安:wrGroupA:2026-12-01", room="wrGroupA", *, text="早�
     return Outgoing(account="corp", text=text, room_id=room, key=key, file=file, expires_at=expires)
 
 
+async def task_of(adapter, wecom, *messages):
+    """Hand the rooms over, let the batch window pass, make the task: the mock's task for the first room."""
+    for message in messages or (post(),):
+        assert isinstance(await adapter.send(message), Receipt)
+    await adapter.clock.advance(adapter.tasks.window)
+    await adapter.tasks.flush()
+    room = (messages or (post(),))[0].room_id
+    return next(t for t in reversed(list(wecom.mock.tasks.values())) if room in t.chat_ids)
+
+
 async def test_a_post_is_a_group_task_from_the_owner(adapter, wecom):
-    receipt = await adapter.send(post())
-    assert isinstance(receipt, Receipt)
+    await adapter.send(post())
+    assert wecom.mock.called("externalcontact/add_msg_template") == []  # waits for the rest of the fan-out
+    await adapter.tasks.flush()
+    assert wecom.mock.called("externalcontact/add_msg_template") == []
+    await adapter.clock.advance(adapter.tasks.window)
+    await adapter.tasks.flush()
     body = wecom.mock.called("externalcontact/add_msg_template")[-1]
     assert body == {"chat_type": "group", "sender": "owner_a", "chat_id_list": ["wrGroupA"],
                     "text": {"content": "早安"}}
     with Session(adapter.engine) as session:
         task = session.exec(select(WecomTask)).one()
-    assert (task.msgid, task.post, task.status) == (receipt.task_id, "sop:f:早安:2026-12-01", "waiting")
+    assert (task.post, task.status, task.groups) == ("sop:f:早安:2026-12-01", "waiting", 1)
 
 
 async def test_the_owner_is_reminded_at_most_three_times_in_24_hours(adapter, wecom):
     clock = adapter.clock
-    receipt = await adapter.send(post(expires=clock.now() + timedelta(days=3)))
+    task = await task_of(adapter, wecom, post(expires=clock.now() + timedelta(days=3)))
     for _ in range(30):  # every 20 minutes for 10 hours
         await clock.advance(timedelta(minutes=20))
         await adapter.tasks.poll()
-    assert wecom.mock.tasks[receipt.task_id].reminders == 3
+    assert task.reminders == 3
     await clock.advance(timedelta(hours=15))  # the first reminder is now over 24 h ago
     await adapter.tasks.poll()
-    assert wecom.mock.tasks[receipt.task_id].reminders == 4
+    assert task.reminders == 4
     assert adapter.settled == []
 
 
 async def test_unconfirmed_at_the_deadline_the_task_is_cancelled_not_sent_late(adapter, wecom):
     clock = adapter.clock
-    receipt = await adapter.send(post(expires=clock.now() + timedelta(minutes=30)))
+    task = await task_of(adapter, wecom, post(expires=clock.now() + timedelta(minutes=30)))
     await clock.advance(timedelta(minutes=29))
     await adapter.tasks.poll()
-    assert not wecom.mock.tasks[receipt.task_id].cancelled
+    assert not task.cancelled
     await clock.advance(timedelta(minutes=1))
     await adapter.tasks.poll()
-    assert wecom.mock.tasks[receipt.task_id].cancelled
+    assert task.cancelled
     assert adapter.settled[0][:2] == ("sop:f:早安:wrGroupA:2026-12-01", "cancelled")
-    wecom.mock.confirm(receipt.task_id)  # the owner taps it after all: nothing changes any more
+    wecom.mock.confirm(task.msgid)  # the owner taps it after all: nothing changes any more
     await adapter.tasks.poll()
     assert len(adapter.settled) == 1
 
 
 async def test_a_confirmed_task_that_failed_in_its_group_is_failed(adapter, wecom):
-    receipt = await adapter.send(post())
-    wecom.mock.confirm(receipt.task_id, status=3)  # the group already got a group message today
+    task = await task_of(adapter, wecom)
+    wecom.mock.confirm(task.msgid, status=3)  # the group already got a group message today
     await adapter.tasks.poll()
-    assert adapter.settled[0][1] == "failed"
+    assert adapter.settled[0][1] == "failed" and "已经收到过" in adapter.settled[0][2]
     with Session(adapter.engine) as session:
         task = session.exec(select(WecomTask)).one()
-    assert (task.confirmed, task.sent, task.failed) == (1, 0, 1)
+    assert (task.status, task.confirmed, task.sent, task.failed) == ("done", 1, 0, 1)
 
 
 async def test_an_image_is_uploaded_once_and_again_when_its_media_id_expires(adapter, wecom, tmp_path):
     (tmp_path / "poster.png").write_bytes(b"\x89PNG fake")
-    await adapter.send(post(file="poster.png", key="a"))
-    await adapter.send(post(file="poster.png", key="b"))
+    await task_of(adapter, wecom, post(file="poster.png", key="a"))
+    await task_of(adapter, wecom, post(file="poster.png", key="b"))
     assert len(wecom.mock.called("media/upload")) == 1
     await adapter.clock.advance(timedelta(days=3))
-    await adapter.send(post(file="poster.png", key="c"))
+    await task_of(adapter, wecom, post(file="poster.png", key="c"))
     assert len(wecom.mock.called("media/upload")) == 2
     bodies = wecom.mock.called("externalcontact/add_msg_template")
     media = [b["attachments"][0]["image"]["media_id"] for b in bodies]
@@ -109,7 +123,7 @@ async def test_an_image_is_uploaded_once_and_again_when_its_media_id_expires(ada
 
 
 async def test_a_url_is_a_link_and_other_files_are_refused(adapter, wecom, tmp_path):
-    await adapter.send(post(text="双十二攻略\n点开看", file="https://example.invalid/guide"))
+    await task_of(adapter, wecom, post(text="双十二攻略\n点开看", file="https://example.invalid/guide"))
     link = wecom.mock.called("externalcontact/add_msg_template")[-1]["attachments"][0]
     assert link == {"msgtype": "link", "link": {"title": "双十二攻略", "url": "https://example.invalid/guide"}}
     (tmp_path / "rules.pdf").write_bytes(b"%PDF")
@@ -189,17 +203,23 @@ async def test_older_comma_separated_member_lists_and_unknown_events(adapter, we
 
 
 async def test_after_a_crash_a_known_task_is_followed_and_an_unknown_one_sent_again(adapter):
-    await adapter.send(post(key="made"))
+    await adapter.send(post(key="made"))  # queued for its task: the task settles the row
     assert await adapter.was_sent(post(key="made")) is None  # its task settles the row
     assert await adapter.was_sent(post(key="never-made")) is False  # add_msg_template never answered
 
 
-async def test_the_poller_looks_at_a_deadline_not_a_poll_interval_later(adapter):
-    assert adapter._poll_wait() == adapter.settings.poll_interval
+async def test_the_poller_looks_at_a_batch_window_and_a_deadline_not_a_poll_interval_later(adapter):
+    interval = adapter.settings.poll_interval
+    later = adapter.clock.now() + timedelta(seconds=interval)
+    assert adapter._poll_wait(later) == interval
     await adapter.send(post(expires=adapter.clock.now() + timedelta(seconds=20)))
-    assert 20 <= adapter._poll_wait() <= 20.2
-    await adapter.clock.advance(timedelta(seconds=30))
-    assert adapter._poll_wait() == pytest.approx(0.1)
+    assert adapter._poll_wait(later) == pytest.approx(adapter.tasks.window.total_seconds() + 0.05)
+    await adapter.clock.advance(adapter.tasks.window)
+    await adapter.tasks.flush()
+    assert 18 <= adapter._poll_wait(later) <= 18.1  # the task's deadline
+    await adapter.clock.advance(timedelta(seconds=30))  # a deadline past (its cancel failed): no tight loop
+    assert adapter._poll_wait(later) == pytest.approx(interval - 32)
+    assert adapter._poll_wait(adapter.clock.now()) == 0
 
 
 def test_capabilities_are_declared_and_the_quota_follows_the_console_setting(wecom, tmp_path):
@@ -233,10 +253,10 @@ async def test_tasks_on_postgresql(wecom, tmp_path, postgres_url):
     settled: list[tuple[str, str]] = []
     adapter.bind(engine, lambda key, status, detail: settled.append((key, status)))
     await adapter.sync_rooms()
-    receipt = await adapter.send(post(expires=clock.now() + timedelta(hours=1)))
+    task = await task_of(adapter, wecom, post(expires=clock.now() + timedelta(hours=1)))
     await clock.advance(timedelta(hours=2))
     await adapter.tasks.poll()  # past its deadline: cancelled, not reminded
-    assert wecom.mock.tasks[receipt.task_id].cancelled and settled == [(post().key, "cancelled")]
+    assert task.cancelled and settled == [(post().key, "cancelled")]
     await client.aclose()
     engine.dispose()
 
@@ -245,7 +265,7 @@ async def test_a_restart_reuses_a_media_id_still_valid_and_an_edited_image_is_up
     import os
 
     (tmp_path / "poster.png").write_bytes(b"\x89PNG fake")
-    await adapter.send(post(file="poster.png", key="a"))
+    await task_of(adapter, wecom, post(file="poster.png", key="a"))
     restarted = WecomAdapter("corp", adapter.clock, client=adapter.client, crypt=adapter.crypt,
                              settings=adapter.settings, project=tmp_path)
     restarted.bind(adapter.engine, lambda *args: None)
@@ -255,3 +275,26 @@ async def test_a_restart_reuses_a_media_id_still_valid_and_an_edited_image_is_up
     os.utime(tmp_path / "poster.png", ns=(1, 2_000_000_000_000_000_000))  # the image was replaced
     await restarted.send(post(file="poster.png", key="c"))
     assert len(wecom.mock.called("media/upload")) == 2
+
+
+async def test_tasks_made_by_the_first_version_are_followed_after_the_upgrade(adapter, wecom):
+    from bot.adapters.wecom._models import FIRST_VERSION_TASKS as old
+
+    msgid, _ = await adapter.client.add_group_task("owner_a", ["wrGroupA"], "早安", [])  # one task per room
+    old.create(adapter.engine)
+    now = adapter.clock.now()
+    with adapter.engine.begin() as connection:
+        connection.execute(old.insert(), [
+            {"account": "corp", "key": post().key, "post": "sop:f:早安:2026-12-01", "room_id": "wrGroupA",
+             "msgid": msgid, "sender": "owner_a", "status": "waiting", "reminders": [], "created_at": now,
+             "deadline": now + timedelta(hours=2)},
+            {"account": "corp", "key": "done-before", "post": "p", "room_id": "wrGroupB", "msgid": "msgOld",
+             "sender": "owner_b", "status": "sent", "reminders": [], "created_at": now, "deadline": now}])
+    await adapter.tasks.poll()
+    assert adapter.settled == [] and await adapter.was_sent(post()) is None  # followed, not sent again
+    wecom.mock.confirm(msgid)
+    await adapter.tasks.poll()
+    assert adapter.settled == [(post().key, "sent", None)]
+    await adapter.tasks.poll()  # adopted once
+    with Session(adapter.engine) as session:
+        assert len(session.exec(select(WecomTask)).all()) == 1

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import re
 import socket
 import threading
 import time
@@ -59,6 +60,8 @@ class WecomMock:
     tasks: dict[str, Task] = field(default_factory=dict)
     calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     media: dict[str, float] = field(default_factory=dict)
+    media_names: dict[str, str] = field(default_factory=dict)
+    """The file name each upload carried (its multipart part's filename)."""
     welcome: dict[str, str] = field(default_factory=dict)
     _tokens: dict[str, float] = field(default_factory=dict)
     _ids: itertools.count = field(default_factory=lambda: itertools.count(1))
@@ -72,15 +75,20 @@ class WecomMock:
                                                  "join_scene": 1, "invitor": {"userid": owner}, "name": owner},
                                                 *(members or [])]}
 
+    def remove_member(self, chat_id: str, userid: str) -> None:
+        group = self.groups[chat_id]
+        group["member_list"] = [m for m in group["member_list"] if m["userid"] != userid]
+
     def add_member(self, chat_id: str, userid: str, name: str, invitor: str) -> None:
         self.groups[chat_id]["member_list"].append({"userid": userid, "type": 2, "join_time": int(time.time()),
                                                     "join_scene": 1, "invitor": {"userid": invitor}, "name": name})
 
-    def confirm(self, msgid: str, status: int = 1) -> None:
-        """The owner taps 发送 in the WeCom app: every group of the task gets `status` (1 sent)."""
+    def confirm(self, msgid: str, status: int = 1, *, except_for: dict[str, int] | None = None) -> None:
+        """The owner taps 发送 in the WeCom app: every group of the task gets `status` (1 sent), those in
+        `except_for` their own (2 not a friend, 3 already got a group message today)."""
         task = self.tasks[msgid]
+        task.results = {**dict.fromkeys(task.chat_ids, status), **(except_for or {})}
         task.confirmed_at = int(time.time())
-        task.results = dict.fromkeys(task.chat_ids, status)
 
     def expire_tokens(self) -> None:
         for token in self._tokens:
@@ -199,6 +207,8 @@ class WecomMock:
             return {"errcode": 40004, "errmsg": "invalid media type"}
         media_id = f"media{next(self._ids)}"
         self.media[media_id] = time.time()
+        named = re.search(rb'name="media"; filename="([^"]*)"', body["media"])
+        self.media_names[media_id] = named.group(1).decode() if named else ""
         return {**OK, "type": "image", "media_id": media_id, "created_at": str(int(time.time()))}
 
     def _externalcontact_group_welcome_template_add(self, body: dict[str, Any]) -> dict[str, Any]:

@@ -2,7 +2,8 @@
 
 What the official API allows, and so what this adapter declares: it cannot read group messages, and
 every post is a group-message task (`add_msg_template`) that the group owner confirms in the WeCom
-app; the outbox keeps it `awaiting_confirmation` until `TaskKeeper` settles it. Rooms come from
+app: `send` hands the room to `TaskKeeper`, which makes one task per owner of each post's rooms; the
+outbox keeps each row `awaiting_confirmation` until the task settles it. Rooms come from
 `groupchat/list` + `groupchat/get`; changes arrive as `change_external_chat` callbacks. docs/wecom.md.
 """
 
@@ -12,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import uuid
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,6 +34,7 @@ from bot._events import (
     RoomSnapshot,
     RoomTopicChanged,
 )
+from bot._files import FileRefused, project_file
 from bot.adapters._base import (
     Adapter,
     AdapterError,
@@ -57,6 +60,8 @@ MEDIA_LIFETIME = timedelta(days=3)
 """media/upload ids expire after 3 days; re-upload a little before."""
 _MEDIA_MARGIN = timedelta(hours=6)
 _IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp")
+MAX_ROOMS = 2000
+"""Groups one `add_msg_template` task may name (`chat_id_list`)."""
 WELCOME_ACTION = "welcome_template"
 """An `Outgoing.action` the welcome plugin queues where greetings are templates: `text` is the template."""
 
@@ -82,6 +87,8 @@ class WecomAdapter(Adapter):
         self._sink: EventSink | None = None
         self._inbox: asyncio.Queue[str] = asyncio.Queue()
         self._stopping = asyncio.Event()
+        self._wake = asyncio.Event()
+        """Set by `send` and `stop`: the poller works out again when to look next."""
         self._loops: list[asyncio.Task[None]] = []
 
     @classmethod
@@ -106,14 +113,16 @@ class WecomAdapter(Adapter):
     def bind(self, engine: Engine, settle: Settle) -> None:
         self._engine = engine
         self.tasks = TaskKeeper(self.account, self.client, engine, settle, self.clock,
-                                remind_every=timedelta(seconds=self.settings.remind_every))
+                                remind_every=timedelta(seconds=self.settings.remind_every),
+                                window=timedelta(seconds=self.settings.batch_window),
+                                limit=lambda: min(self.capabilities.max_rooms_per_post or MAX_ROOMS, MAX_ROOMS))
 
     # --- life cycle ---------------------------------------------------------------
 
     async def start(self, sink: EventSink) -> None:
         """Check the secret by reading every customer group, then open the callback endpoint and the poller."""
         self._sink = sink
-        self._stopping = asyncio.Event()
+        self._stopping, self._wake = asyncio.Event(), asyncio.Event()
         try:
             await self.sync_rooms()
         except SendError as err:
@@ -129,6 +138,7 @@ class WecomAdapter(Adapter):
 
     async def stop(self) -> None:
         self._stopping.set()
+        self._wake.set()
         await self.callback.stop()
         for task in self._loops:
             task.cancel()
@@ -247,14 +257,15 @@ class WecomAdapter(Adapter):
         if not room.owner_id:
             raise SendError(f"WeCom group {message.room_id} has no owner to send its task")
         attachments = [await self._attachment(message.file, message.text)] if message.file else []
-        msgid = await self.client.add_group_task(room.owner_id, [room.id], message.text, attachments)
         deadline = message.expires_at or self.clock.now() + timedelta(seconds=self.settings.confirm_within)
-        self.tasks.record(message.key or f"adhoc:{msgid}", room.id, msgid, room.owner_id, deadline)
-        return Receipt(msgid)
+        post = self.tasks.queue(message.key or f"adhoc:{uuid.uuid4().hex}", room.id, room.owner_id, message.text,
+                                attachments, deadline)
+        self._wake.set()
+        return Receipt(f"{post} (the task of {room.owner_id})")
 
     async def was_sent(self, message: Outgoing) -> bool | None:
-        """After a crash mid-send: a task recorded for the key is followed and settles the row (None, "wait");
-        no task means `add_msg_template` never answered, so the row is queued again (False)."""
+        """After a crash mid-send: a room the adapter took is made a task (if it was not yet), followed, and
+        settles the row (None, "wait"); a room it never took is queued again (False)."""
         if self.tasks is None or not message.key:
             return None
         return None if self.tasks.known(message.key) else False
@@ -263,7 +274,10 @@ class WecomAdapter(Adapter):
         if file.startswith(("http://", "https://")):
             title = (text.strip().splitlines() or [file])[0][:128]
             return {"msgtype": "link", "link": {"title": title, "url": file}}
-        path = (self.project / file).resolve()
+        try:  # checked again at send time: it may have become a symlink out of the project since `check`
+            path = project_file(self.project, file)
+        except FileRefused as err:
+            raise SendError(str(err)) from None
         if path.suffix.lower() not in _IMAGE_SUFFIXES:
             raise SendError(f"企业微信群发任务只能带图片或链接，{file} 不是图片")
         if not path.is_file():
@@ -308,27 +322,39 @@ class WecomAdapter(Adapter):
     # --- the poller ---------------------------------------------------------------------------
 
     async def _poll_tasks(self) -> None:
+        """Flush and poll when something is due (a batch's window, a deadline) or every `poll_interval`;
+        the first round right away makes the tasks of rooms queued before a restart."""
+        next_poll = self.clock.now()
         while not self._stopping.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), timeout=self._poll_wait())
-            if self._stopping.is_set() or self.tasks is None:
+            wait = self._poll_wait(next_poll)
+            if wait > 0:
+                try:
+                    await asyncio.wait_for(self._wake.wait(), timeout=wait)
+                except TimeoutError:
+                    pass  # the time came: look now
+                else:
+                    self._wake.clear()
+                    continue  # a room was handed over (or stop): work out when to look again
+            if self._stopping.is_set():
+                break
+            next_poll = self.clock.now() + timedelta(seconds=self.settings.poll_interval)
+            if self.tasks is None:
                 continue
             try:
                 await self.tasks.poll()
             except Exception:
                 log.exception("account %s: polling the WeCom tasks failed", self.account)
 
-    def _poll_wait(self) -> float:
-        """Seconds to the next look: the poll interval, or less when a task's deadline comes first."""
-        wait = self.settings.poll_interval
+    def _poll_wait(self, next_poll: datetime) -> float:
+        """Seconds to the next look: the regular poll, or sooner when a batch or a task's deadline is due."""
+        when = next_poll
         try:
-            deadline = self.tasks.next_deadline() if self.tasks is not None else None
-        except Exception:  # the database is away: look again after the usual interval
-            deadline = None
-        if deadline is not None:
-            until = (deadline.astimezone(self.clock.tz) - self.clock.now()).total_seconds()
-            wait = min(wait, max(until, 0.0) + 0.1)
-        return wait
+            due = self.tasks.next_due() if self.tasks is not None else None
+        except Exception:  # the database is away: look again at the regular time
+            due = None
+        if due is not None:
+            when = min(when, due + timedelta(seconds=0.05))
+        return max((when - self.clock.now()).total_seconds(), 0.0)
 
 
 def _changed_members(root: ElementTree.Element) -> list[str]:

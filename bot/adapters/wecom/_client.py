@@ -135,14 +135,15 @@ class WecomClient:
     # --- group-message tasks --------------------------------------------------------------
 
     async def add_group_task(self, sender: str, chat_ids: list[str], text: str,
-                             attachments: list[dict[str, Any]]) -> str:
+                             attachments: list[dict[str, Any]]) -> tuple[str, set[str]]:
+        """One task to `sender`'s groups; its msgid and the groups WeCom refused at once (`fail_list`)."""
         body: dict[str, Any] = {"chat_type": "group", "sender": sender, "chat_id_list": chat_ids}
         if text:
             body["text"] = {"content": text}
         if attachments:
             body["attachments"] = attachments
         data = await self.call("externalcontact/add_msg_template", body)
-        return str(data["msgid"])
+        return str(data["msgid"]), {str(chat) for chat in data.get("fail_list") or []}
 
     async def task_senders(self, msgid: str) -> list[dict[str, Any]]:
         """Per sender: status 0 not yet sent (unconfirmed), 2 sent (confirmed)."""
