@@ -87,8 +87,8 @@ def find_bank(folder: Path, wanted: str | None) -> tuple[str, Bank]:
     for path in bank_files(folder):
         try:
             bank = load_bank(path)
-        except YamlError:
-            broken.append(path.stem)
+        except YamlError as err:  # its message without the file's path: members read this
+            broken.append(f"{path.stem}（{err.message}）")
             continue
         names.append(bank.name or path.stem)
         if not wanted or wanted in (path.stem, bank.name):
@@ -96,7 +96,7 @@ def find_bank(folder: Path, wanted: str | None) -> tuple[str, Bank]:
     # Members read this: bank names only, never the server's paths (admins find the details in `qunbot check`).
     found = f"现有题库：{'、'.join(names)}" if names else "还没有可用的题库"
     if broken:
-        found += f"；{'、'.join(broken)} 有错误，请管理员运行 qunbot check"
+        found += f"；有错误的题库：{'、'.join(broken)}，请管理员运行 qunbot check"
     raise LookupError(found)
 
 
