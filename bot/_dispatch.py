@@ -55,6 +55,8 @@ class Progress:
     """The command-limit decision, taken once per event."""
     sends: dict[int, int] = field(default_factory=dict)
     """Messages queued so far by each matcher's handlers: the next message's key goes on from there."""
+    handled: frozenset[str] | None = None
+    """Handlers that committed for this message in an earlier delivery (read when a handler first runs)."""
 
 
 @dataclass(slots=True)
@@ -190,14 +192,30 @@ async def run_event(runtime: Runtime, event: Event, text: str, progress: Progres
         for index, handler in enumerate(matcher.handlers):
             if (id(matcher), index) in progress.done:
                 continue
+            label = f"{plugin.name}.{handler.__name__}"
+            if label in _handled_before(runtime, event, progress):
+                log.info("message %s was handled by %s already (redelivered); skipped", event.id, label)
+                progress.done.add((id(matcher), index))
+                continue
             ctx._sends = progress.sends.get(id(matcher), ctx._sends)  # message keys as in the first run
-            outcome = await run_handler(runtime, ctx, handler, f"{plugin.name}.{handler.__name__}")
+            outcome = await run_handler(runtime, ctx, handler, label)
             if outcome == "unreachable":
-                raise DatabaseUnreachable(f"{plugin.name}.{handler.__name__}")
+                raise DatabaseUnreachable(label)
             progress.done.add((id(matcher), index))
             progress.sends[id(matcher)] = ctx._sends
         if matcher.block:
             blocked_at = matcher.priority
+
+
+def _handled_before(runtime: Runtime, event: Event, progress: Progress) -> frozenset[str]:
+    if progress.handled is None:
+        try:
+            progress.handled = runtime.redelivery.handled(event)
+        except Exception as err:
+            if database_unreachable(err):
+                raise DatabaseUnreachable(str(err).splitlines()[0]) from err
+            raise
+    return progress.handled
 
 
 async def run_isolated(runtime: Runtime, ctx: Context, call: Callable[..., Awaitable[Any]] | Any,
@@ -241,6 +259,12 @@ async def run_handler(runtime: Runtime, ctx: Context, call: Callable[..., Awaita
                 return "unreachable"
             log.exception("plugin handler %s failed on event %s; its changes rolled back", label, ctx.event.id)
         try:
+            if ok and ctx._session is not None and not runtime.redelivery.claim(ctx._session, ctx.event, label,
+                                                                               runtime.clock.now()):
+                log.info("message %s was handled by %s already (redelivered, or another process); this run "
+                         "rolled back", ctx.event.id, label)
+                ctx._finish(False)
+                return "ok"
             wrote = ctx._finish(ok)
         except Exception as err:
             if ok and _disconnected(err) and attempt < _DB_ATTEMPTS:

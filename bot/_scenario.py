@@ -56,6 +56,7 @@ class ScenarioEvent:
     topic: str | None = None
     file: str | None = None  # an image or file sent with say/private
     share: str | None = None  # extension: a card sent with say (mini_program, contact_card, link, channel)
+    message_id: str | None = None  # `id:` of say/private: the transport's message id
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +75,8 @@ class ScenarioError(YamlError):
     """A problem in a scenario file, as `file:line: message`."""
 
 
-_OFFSET = re.compile(r"([+-])(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
+_OFFSET = re.compile(r"([+-])(?:(\d{1,9})d)?(?:(\d{1,9})h)?(?:(\d{1,9})m)?(?:(\d{1,9})s)?")
+MAX_OFFSET = timedelta(days=3660)
 
 
 def parse_offset(text: str) -> timedelta:
@@ -88,6 +90,8 @@ def parse_offset(text: str) -> timedelta:
                          "按这个顺序）")
     days, hours, minutes, seconds = (int(part or 0) for part in match.groups()[1:])
     delta = timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
+    if delta > MAX_OFFSET:
+        raise ValueError(f"time offset {text!r} is longer than {MAX_OFFSET.days} days; is it a typo?")
     return -delta if match[1] == "-" else delta
 
 
@@ -115,12 +119,15 @@ class Say(_Model):
     file: str | None = None
     share: Literal["mini_program", "contact_card", "link", "channel"] | None = None
     """Extension: the message is a shared card of this kind (`text` is its title)."""
+    id: str | None = Field(None, min_length=1)
+    """The transport's message id: the same id twice is one message delivered twice."""
 
 
 class Private(_Model):
     from_: str = Field(alias="from")
     text: str | None = None
     file: str | None = None
+    id: str | None = Field(None, min_length=1)
 
 
 class Join(_Model):
@@ -232,7 +239,10 @@ class _Builder:
                 self.fail(str(err), *path)
             if delta < timedelta(0):
                 self.fail(f"at {at} 回到了{earlier}之前：事件按顺序处理，时间只能往后", *path)
-            return previous + delta
+            try:
+                return previous + delta
+            except OverflowError:
+                self.fail(f"相对时间 {at} 超出了 9999 年", *path)
         value = self.absolute(at, *path, hint=f"{_ISO}，或相对时间，如 +10s、+5m、+2h、+1d")
         if value < previous:
             self.fail(f"at {at} 早于{earlier}（{previous.isoformat()}）：事件按顺序处理，请按时间先后排列", *path)
@@ -260,9 +270,11 @@ class _Builder:
         match action:
             case Say():
                 return ScenarioEvent(at, line, kind, room=room, sender=action.from_, text=action.text,
-                                     mentions=tuple(action.mentions), file=action.file, share=action.share)
+                                     mentions=tuple(action.mentions), file=action.file, share=action.share,
+                                     message_id=action.id)
             case Private():
-                return ScenarioEvent(at, line, kind, sender=action.from_, text=action.text, file=action.file)
+                return ScenarioEvent(at, line, kind, sender=action.from_, text=action.text, file=action.file,
+                                     message_id=action.id)
             case Join():
                 return ScenarioEvent(at, line, kind, room=room, members=_members(action.members),
                                      inviter=action.inviter)

@@ -138,11 +138,12 @@ def create_app(dash: Dashboard, *, password: str, purchase_token: str | None = N
     async def overview(request: Request) -> Response:
         tags = {room_id: settings.tags for room_id, settings in dash.config.rooms.items()}
 
-        def load() -> _groups.Overview:  # off the event loop: `qunbot run --dashboard` shares it with the bot
+        def load() -> tuple[_groups.Overview, list[_data.FailedTimer]]:
+            # off the event loop: `qunbot run --dashboard` shares it with the bot
             with Session(dash.engine) as session:
-                return _groups.overview(session, dash.now(), dash.tz, tags)
+                return _groups.overview(session, dash.now(), dash.tz, tags), _data.failed_timers(session)
 
-        data = await run_in_threadpool(load)
+        data, failed = await run_in_threadpool(load)
         query = _groups.GroupQuery.parse(request.query_params)
         table = _groups.group_page(data.rooms, query)
         choices = {"tags": sorted({t for r in data.rooms for t in r.tags}),
@@ -153,7 +154,7 @@ def create_app(dash: Dashboard, *, password: str, purchase_token: str | None = N
 
         return page("overview.html", request, title="群概览", data=data, charts=data.charts, table=table,
                     query=query, choices=choices, link=link, sorts=_groups.SORTS, quiet_ratio=_groups.QUIET_RATIO,
-                    quiet_floor=_groups.QUIET_FLOOR)
+                    quiet_floor=_groups.QUIET_FLOOR, failed_timers=failed)
 
     async def guard(request: Request) -> Response:
         def load() -> GuardPage | None:

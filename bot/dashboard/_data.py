@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlmodel import Session, col, select
 
-from bot._models import Member, Membership, Room
+from bot._models import Member, Membership, Room, ScheduledTask, TaskFailure
 from bot.insight import STAGES, InsightMessage, InsightStage, InsightTag
 from bot.insight._facts import existing_tables
 
@@ -239,3 +239,26 @@ def variant_stats(session: Session, files: Mapping[str, Any], *, window: timedel
                 row.repliers += 1
             out.extend(rows.values())
     return out
+
+
+@dataclass(frozen=True)
+class FailedTimer:
+    """A plugin timer that failed every retry: a lottery draw left open, a reward unpaid."""
+
+    plugin: str
+    name: str
+    key: str
+    room_id: str | None
+    due_at: datetime
+    attempts: int
+    last_error: str
+
+
+def failed_timers(session: Session, limit: int = 50) -> list[FailedTimer]:
+    """Timers given up after their retries (`bot/_tasks.py`), newest first, for the overview's warning."""
+    rows = session.exec(select(ScheduledTask, TaskFailure).join(
+        TaskFailure, col(TaskFailure.task_id) == col(ScheduledTask.id), isouter=True).where(
+        ScheduledTask.status == "failed").order_by(col(ScheduledTask.due_at).desc()).limit(limit)).all()
+    return [FailedTimer(task.plugin, task.name, task.key, task.room_id, task.due_at,
+                        failure.attempts if failure else 1, failure.last_error if failure else "")
+            for task, failure in rows]
