@@ -91,7 +91,7 @@ def parse_offset(text: str) -> timedelta:
     days, hours, minutes, seconds = (int(part or 0) for part in match.groups()[1:])
     delta = timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
     if delta > MAX_OFFSET:
-        raise ValueError(f"time offset {text!r} is longer than {MAX_OFFSET.days} days; is it a typo?")
+        raise ValueError(f"时间 {text!r} 太远了：最多 {MAX_OFFSET.days} 天，是不是写错了？")
     return -delta if match[1] == "-" else delta
 
 
