@@ -78,6 +78,12 @@ class OutboxMessage(SQLModel, table=True):
     expires_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     sent_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     last_error: str | None = None
+    priority: int = 0
+    """0: an answer to a member or a plugin interaction; 1: a bulk SOP post (members go first)."""
+    merge_key: str | None = None
+    """Replies with the same merge key to the same room merge into one message while it is still queued."""
+    parts: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    """For a merged message: one entry per reply in it (key, member, the values its line shows)."""
 
 
 class ScheduledTask(SQLModel, table=True):

@@ -11,6 +11,11 @@ Faults: a database error leaves the queue intact and the loop retries with
 back-off; a dropped connection (`Disconnected`) pauses the account until the
 runtime has reconnected; with a lease (`bot/_lease.py`) nothing is claimed
 unless the lease is current.
+
+Members before broadcasts: answers to members (priority 0) go ahead of bulk SOP posts (priority 1)
+within the same limits; each class keeps its order per room. Replies that carry a merge key (签到 at
+08:00) merge into a queued message of the same key in the same room, up to `max_mentions` members,
+inside the caller's transaction; a message already handed to WeChat is never altered.
 """
 
 from __future__ import annotations
@@ -20,11 +25,12 @@ import logging
 import random
 from collections import deque
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, update
-from sqlalchemy.engine import Engine
+from sqlalchemy import bindparam, func, text, update
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, col, select
 
@@ -32,6 +38,7 @@ from bot._clock import Clock, TimerHandle
 from bot._config import PacingSettings
 from bot._db import dialect_insert
 from bot._events import Outgoing
+from bot._migrations import Migration
 from bot._models import OutboxMessage
 from bot.adapters._base import Disconnected, RateLimited
 
@@ -45,6 +52,28 @@ Confirm = Callable[[Outgoing], Awaitable[bool | None]]
 _HOUR = timedelta(hours=1)
 _SCAN = 500
 _DB_RETRY_MAX = 30.0
+MEMBERS, BULK = 0, 1
+"""Send priorities: answers and plugin interactions first, then SOP posts."""
+
+
+@dataclass(frozen=True, slots=True)
+class MergeInto:
+    """How a reply merges with others of its kind: the merge key, its own part, and how to render them all."""
+
+    key: str
+    part: dict[str, Any]
+    render: Callable[[list[dict[str, Any]]], tuple[str, tuple[str, ...]]]
+    """All parts -> (text, mentions) of the merged message; raising keeps this reply a message of its own."""
+
+
+def _add_merge_columns(conn: Connection) -> None:
+    conn.execute(text("ALTER TABLE core_outbox ADD COLUMN priority INTEGER NOT NULL DEFAULT 0"))
+    conn.execute(text("ALTER TABLE core_outbox ADD COLUMN merge_key VARCHAR"))
+    conn.execute(text("ALTER TABLE core_outbox ADD COLUMN parts JSON NOT NULL DEFAULT '[]'"))
+
+
+MIGRATIONS = [Migration(2, "outbox: send priority and merged replies", _add_merge_columns)]
+"""The outbox's changes to the core schema (version 1 is the first release's tables)."""
 
 
 class Outbox:
@@ -78,23 +107,72 @@ class Outbox:
         """Called when the adapter reports the connection dropped (the runtime reconnects)."""
         insert = dialect_insert(engine.dialect.name)
         self._enqueue = insert(OutboxMessage.__table__).on_conflict_do_nothing(index_elements=["account", "key"])
+        table = OutboxMessage.__table__.c  # type: ignore[attr-defined]
+        self._open_merge = (  # the newest queued message of a merge key in a room, locked until commit
+            select(table.id, table.parts, table.created_at)
+            .where(table.account == self.account, table.room_id == bindparam("room_id"),
+                   table.merge_key == bindparam("merge_key"), table.status == "pending")
+            .order_by(table.id.desc()).limit(1).with_for_update()
+        )
+        self._merge = (
+            update(OutboxMessage.__table__).where(table.id == bindparam("row_id"), table.status == "pending")
+            .values(parts=bindparam("new_parts"), text=bindparam("new_text"), mentions=bindparam("new_mentions"),
+                    not_before=bindparam("new_not_before"))
+        )
 
     # --- queueing -------------------------------------------------------------
 
     def enqueue(self, session: Session, *, key: str, text: str, room_id: str | None = None, to: str | None = None,
                 mentions: tuple[str, ...] = (), file: str | None = None, source: str = "",
                 not_before: datetime | None = None, expires_at: datetime | None = None,
-                action: str | None = None, member_id: str | None = None) -> None:
-        """Add a message inside the caller's transaction; a second add with the same key is ignored."""
+                action: str | None = None, member_id: str | None = None, merge: MergeInto | None = None) -> None:
+        """Add a message inside the caller's transaction; a second add with the same key is ignored.
+
+        With `merge`, the reply joins the queued message of the same merge key in the room if there is
+        one with room for another @-mention; otherwise it starts one, held briefly so others can join.
+        """
         if (room_id is None) == (to is None):
             raise ValueError("a message goes to exactly one of room_id or to")
         now = self._clock.now()
+        merge_key, parts = None, []
+        if merge is not None and room_id is not None:
+            if self._merge_into_open(session, key, room_id, merge, now):
+                return
+            merge_key, parts = merge.key, [{"key": key, **merge.part}]
+            not_before = max(not_before or now, now + timedelta(seconds=self._pacing.merge_quiet))
         # values as parameters (one cached statement), on the Core connection (no ORM bookkeeping)
         session.connection().execute(self._enqueue, {
             "account": self.account, "key": key, "room_id": room_id, "to": to, "text": text,
             "mentions": list(mentions), "file": file, "action": action, "member_id": member_id, "source": source,
             "status": "pending", "attempts": 0, "created_at": now, "not_before": not_before or now,
-            "expires_at": expires_at})
+            "expires_at": expires_at, "priority": BULK if source.startswith("sop:") else MEMBERS,
+            "merge_key": merge_key, "parts": parts})
+
+    def _merge_into_open(self, session: Session, key: str, room_id: str, merge: MergeInto, now: datetime) -> bool:
+        """Add the reply to the room's queued message of its merge key; False if it must start its own."""
+        conn = session.connection()
+        row = conn.execute(self._open_merge, {"room_id": room_id, "merge_key": merge.key}).first()
+        if row is None:
+            return False
+        parts = list(row.parts)
+        if any(part.get("key") == key for part in parts):
+            return True  # the same reply again (a handler run twice): it is in there once
+        if len(parts) >= self._pacing.max_mentions:
+            return False
+        parts.append({"key": key, **merge.part})
+        try:
+            text, mentions = merge.render(parts)
+        except Exception as err:  # a broken merged template: the reply still goes, on its own
+            log.error("outbox %s: could not merge %s into one message, sending it on its own: %s", self.account,
+                      key, err)
+            return False
+        full = len(parts) >= self._pacing.max_mentions
+        created = row.created_at.astimezone(self._clock.tz)
+        hold = min(now + timedelta(seconds=self._pacing.merge_quiet),
+                   created + timedelta(seconds=self._pacing.merge_wait))
+        merged = conn.execute(self._merge, {"row_id": row.id, "new_parts": parts, "new_text": text,
+                                            "new_mentions": list(mentions), "new_not_before": now if full else hold})
+        return merged.rowcount == 1  # type: ignore[attr-defined]
 
     def wake(self) -> None:
         """Look at the queue again soon (call after committing new rows)."""
@@ -240,21 +318,27 @@ class Outbox:
             rows = session.exec(
                 select(OutboxMessage)
                 .where(OutboxMessage.account == self.account, OutboxMessage.status == "pending")
-                .order_by(col(OutboxMessage.id)).limit(_SCAN)
+                .order_by(col(OutboxMessage.priority), col(OutboxMessage.id)).limit(_SCAN)
             ).all()
-            best: tuple[datetime, OutboxMessage] | None = None
-            seen: set[str] = set()
+            best: tuple[tuple[datetime, int, int], OutboxMessage] | None = None
+            seen: set[tuple[str, int]] = set()
+            newest: dict[str, int] = {}
             for row in rows:
                 lane = row.room_id or f"dm:{row.to}"
-                if lane in seen:
-                    continue  # keep each room's messages in order
-                seen.add(lane)
-                allowed = self._allowed_at(row, lane)
-                if best is None or allowed < best[0]:
-                    best = (allowed, row)
+                newest[lane] = max(newest.get(lane, 0), row.id or 0)
+            for row in rows:
+                lane = row.room_id or f"dm:{row.to}"
+                if (lane, row.priority) in seen:
+                    continue  # each room's messages in order (within their class)
+                seen.add((lane, row.priority))
+                # a merged reply waits for others to join only while nothing is queued behind it in its room
+                closed = row.merge_key is not None and row.id != newest[lane]
+                order = (self._allowed_at(row, lane, closed=closed), row.priority, row.id or 0)
+                if best is None or order < best[0]:
+                    best = (order, row)
             if best is None:
                 return None
-            allowed, row = best
+            (allowed, _, _), row = best
             if row.expires_at is not None and max(now, allowed) > row.expires_at:
                 row.status = "skipped"
                 row.last_error = f"late: could not go out before {row.expires_at.isoformat()}"
@@ -274,6 +358,8 @@ class Outbox:
             session.commit()
             if claimed.rowcount != 1:  # type: ignore[attr-defined]
                 return now
+            if row.merge_key is not None:
+                session.refresh(row)  # replies merged in after it was read go out with it
             await self._deliver(session, row, now, attempts)
         return self._clock.now()
 
@@ -334,8 +420,9 @@ class Outbox:
                  len(self._unrecorded))
         self._unrecorded.clear()
 
-    def _allowed_at(self, row: OutboxMessage, lane: str) -> datetime:
-        times = [row.not_before.astimezone(self._clock.tz)]
+    def _allowed_at(self, row: OutboxMessage, lane: str, *, closed: bool = False) -> datetime:
+        start = row.not_before.astimezone(self._clock.tz)
+        times = [min(start, self._clock.now()) if closed else start]
         if self._account_next is not None:
             times.append(self._account_next)
         if lane in self._room_last:

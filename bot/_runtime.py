@@ -31,6 +31,7 @@ from bot._loader import load_plugins, plugin_configs
 from bot._members import Members
 from bot._migrations import upgrade
 from bot._models import ScheduledTask
+from bot._outbox import MIGRATIONS as OUTBOX_MIGRATIONS
 from bot._outbox import Outbox
 from bot._plugin import Matcher, Plugin
 from bot._tasks import Tasks
@@ -95,7 +96,7 @@ class Runtime:
 
     async def start(self, *, accounts: Iterable[str] | None = None) -> None:
         """Migrate, warm the caches and start the accounts (all, or those given: leases start the rest)."""
-        upgrade(self.engine, {"core": [], **{name: p.migrations for name, p in self.plugins.items()}})
+        upgrade(self.engine, {"core": OUTBOX_MIGRATIONS, **{name: p.migrations for name, p in self.plugins.items()}})
         self.members.load()
         for account in self.adapters if accounts is None else accounts:
             await self.start_account(account)

@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 from sqlmodel import col, select
 
-from bot import ROOM_ADMIN, Context, Plugin, insert_unique
+from bot import ROOM_ADMIN, Context, Merge, Plugin, insert_unique
 
 from .fairness import canonical_entrants, commitment, draw_winners, new_seed
 from .models import LotteryDraw, LotteryEntry
@@ -146,7 +146,13 @@ async def enter(ctx: Context) -> None:
     if not ctx.config.confirm_entries:
         return
     count = len(ctx.db.exec(select(LotteryEntry.id).where(LotteryEntry.draw_id == draw.id)).all())
-    await ctx.reply(template="lottery/entered.j2" if added else "lottery/duplicate.j2", draw=draw, count=count)
+    if not added:
+        await ctx.reply(template="lottery/duplicate.j2", draw=draw, count=count)
+        return
+    deadline = f"{draw.deadline.astimezone(ctx.now.tzinfo):%H:%M}"
+    await ctx.reply(template="lottery/entered.j2", draw=draw, count=count,
+                    merge=Merge(f"lottery.entered:{draw.id}", "lottery/entered_merged.j2",
+                                {"number": count, "deadline": deadline}))
 
 
 def _ineligible(ctx: Context, draw: LotteryDraw) -> list[str]:
