@@ -147,6 +147,11 @@ class Context:
         return self.event if isinstance(self.event, TimerFired) else None
 
     @property
+    def max_mentions(self) -> int:
+        """How many members one message of this account may @-mention (`pacing.max_mentions`)."""
+        return self._rt.config.pacing_for(self.account).max_mentions
+
+    @property
     def bot_name(self) -> str:
         return self._rt.config.bot.name
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 from collections import Counter
 from pathlib import Path
@@ -130,3 +131,85 @@ async def test_a_broken_merged_template_sends_each_reply_on_its_own(tmp_path):
         sent = bot.pop()
     assert [list(m.mentions) for m in sent] == [["u1"], ["u2"], ["u3"]]
     assert all("签到成功" in m.text for m in sent)
+
+
+def test_the_burst_example_acknowledges_100_signins_in_at_most_6_messages():
+    from click.testing import CliRunner
+
+    from bot.cli import main
+
+    result = CliRunner().invoke(main, ["--project", str(REPO), "simulate", str(REPO / "examples/burst_signin.yaml")])
+    assert result.exit_code == 0, result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(lines) <= 6
+    mentioned = Counter(m for line in lines for m in line["mentions"])
+    assert mentioned == Counter({f"m{n:03d}": 1 for n in range(100)})
+    assert all(line["text"].startswith("签到成功 ✅ @") for line in lines)
+
+
+def test_chat_shows_a_crowd_signing_in_as_merged_messages():
+    from click.testing import CliRunner
+
+    from bot.cli import main
+
+    result = CliRunner().invoke(main, ["--project", str(REPO), "chat"], input="/crowd 25 签到\n/quit\n")
+    assert result.exit_code == 0, result.output
+    acks = [line for line in result.output.splitlines() if "签到成功" in line]
+    assert len(acks) == 2
+    assert "@成员1 +10" in acks[0] and "@成员25 +10" in acks[1]
+
+
+async def test_the_welcome_greeting_splits_at_the_same_max_mentions_as_merged_replies():
+    settings = {"pacing": {"max_mentions": 8}}
+    newcomers = {f"n{i:02d}": f"新人{i:02d}" for i in range(19)}
+    async with BotHarness(REPO, plugins=["welcome"], pacing=PACING, settings=settings) as bot:
+        bot.room("g1", members={"u1": "Alice"})
+        await bot.join("g1", newcomers, inviter="u1")
+        await bot.settle()
+        sent = bot.pop()
+    assert [len(m.mentions) for m in sent] == [8, 8, 3]
+
+
+def _old_outbox_database(url: str) -> None:
+    """A database as the first release left it: core at version 1, core_outbox without the new columns."""
+    from sqlalchemy import text
+
+    from bot._db import make_engine
+    from bot._migrations import upgrade
+
+    engine = make_engine(url)
+    upgrade(engine, {"core": []})
+    with engine.begin() as conn:
+        for column in ("priority", "merge_key", "parts"):
+            conn.execute(text(f"ALTER TABLE core_outbox DROP COLUMN {column}"))
+        conn.execute(text("INSERT INTO core_outbox (account, key, room_id, text, mentions, source, status, attempts, "
+                          "created_at, not_before) VALUES ('default', 'old', 'g1', '旧消息', '[]', 'demo', 'pending', "
+                          "0, '2026-11-23 00:00:00', '2026-11-23 00:00:00')"))
+    engine.dispose()
+
+
+async def test_an_older_database_gains_the_merge_columns_and_keeps_its_queue(tmp_path):
+    url = f"sqlite:///{tmp_path}/old.db"
+    _old_outbox_database(url)
+    async with harness(db_url=url) as bot:
+        bot.room("g1", members=MEMBERS)
+        await bot.say("g1", "u1", "签到", drain=False)
+        await bot.say("g1", "u2", "签到", drain=False)
+        await bot.drain()
+        sent = bot.pop()
+    assert sent[0].text == "旧消息"
+    assert [list(m.mentions) for m in sent[1:]] == [["u1", "u2"]]
+
+
+async def test_merging_on_postgresql_across_a_restart(postgres_url):
+    async with harness(db_url=postgres_url) as bot:
+        bot.room("g1", members=MEMBERS)
+        for n in range(1, 16):
+            await bot.say("g1", f"u{n}", "签到", drain=False)
+        await bot.restart(crash=True)
+        for n in range(16, 26):
+            await bot.say("g1", f"u{n}", "签到", drain=False)
+        await bot.drain()
+        sent = bot.pop()
+    assert [len(m.mentions) for m in sent] == [20, 5]
+    assert acknowledged(sent) == Counter({f"u{n}": 1 for n in range(1, 26)})
