@@ -16,9 +16,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
+from sqlalchemy.orm import SessionTransaction
 from sqlmodel import Session
 
 from bot._events import DirectMessage, Event, MemberRef, RoomMessage, TimerFired
+from bot._group import current_group
 from bot._models import Membership
 from bot._outbox import MergeInto
 
@@ -110,8 +112,12 @@ class Context:
         """For regex matchers: the `re.Match`."""
         self.log = logging.getLogger(f"qunbot.plugin.{plugin.name}")
         self._session: Session | None = None
+        self._savepoint: SessionTransaction | None = None
+        """In a group commit (`bot/_group.py`): this handler run's savepoint in the shared transaction."""
         self._sends = 0
         self._armed: list[int] = []
+        self._waited = False
+        """Whether the last handler run on this context had to wait (see `Dispatcher.observed`)."""
 
     # --- time -----------------------------------------------------------------
 
@@ -211,7 +217,8 @@ class Context:
     def db(self) -> Session:
         """A session for this handler run, committed when the handler returns normally."""
         if self._session is None:
-            self._session = self._rt.new_session()
+            group = current_group()
+            self._session = self._rt.new_session() if group is None else group.session
         return self._session
 
     @property
@@ -355,8 +362,20 @@ class Context:
 
     # --- runtime hooks --------------------------------------------------------
 
+    def _begin(self) -> None:
+        """Before a handler runs: in a group commit, open its savepoint (its own session otherwise)."""
+        group = current_group()
+        if group is not None:
+            self._session, self._savepoint = group.begin()
+
     def _finish(self, ok: bool) -> bool:
         """Commit or roll back the handler's work; True if anything was queued or armed."""
+        if self._savepoint is not None:
+            savepoint, self._savepoint, self._session = self._savepoint, None, None
+            group = current_group()
+            assert group is not None
+            group.end(savepoint, ok)
+            return ok and (self._sends > 0 or bool(self._armed))
         if self._session is None:
             return False
         try:

@@ -22,6 +22,7 @@ from sqlalchemy.exc import DBAPIError
 from bot._context import Context, message_parts
 from bot._db import database_unreachable
 from bot._events import DirectMessage, Event, RoomMessage
+from bot._group import WouldWait, current_group, drive
 from bot._plugin import Matcher
 
 if TYPE_CHECKING:
@@ -55,6 +56,10 @@ class Progress:
     """The command-limit decision, taken once per event."""
     sends: dict[int, int] = field(default_factory=dict)
     """Messages queued so far by each matcher's handlers: the next message's key goes on from there."""
+
+    def restart(self) -> Progress:
+        """The same event with none of its handlers' work kept (a group commit that did not happen)."""
+        return Progress(recorded=self.recorded, listeners=self.listeners, allowed=self.allowed)
 
 
 @dataclass(slots=True)
@@ -97,6 +102,8 @@ class Dispatcher:
             else:
                 for event_type in matcher.trigger.event_types:
                     self._events[event_type].append(matcher)
+        self._at_once: set[Callable[..., Any]] = set()
+        """Handlers seen to finish without waiting: they may run inside a group commit."""
         for entries in self._commands.values():
             entries.sort(key=lambda entry: -len(entry[0]))  # longest command word wins
         self._keyword_re = (
@@ -132,6 +139,17 @@ class Dispatcher:
                 for matcher in self._events.get(event_type, ()):
                     found.setdefault(id(matcher), _Candidate(matcher))
         return sorted(found.values(), key=lambda c: self._rank[id(c.matcher)])
+
+
+    def finishes_at_once(self, handler: Callable[..., Any]) -> bool:
+        return handler in self._at_once
+
+    def observed(self, handler: Callable[..., Any], waited: bool) -> None:
+        """Note whether a handler run had to wait (on I/O, a lock, a sleep)."""
+        if waited:
+            self._at_once.discard(handler)
+        else:
+            self._at_once.add(handler)
 
 
 def strip_bot_mention(text: str, bot_name: str) -> str:
@@ -185,7 +203,16 @@ async def run_event(runtime: Runtime, event: Event, text: str, progress: Progres
             if (id(matcher), index) in progress.done:
                 continue
             ctx._sends = progress.sends.get(id(matcher), ctx._sends)  # message keys as in the first run
-            outcome = await run_handler(runtime, ctx, handler, f"{plugin.name}.{handler.__name__}")
+            grouped = current_group() is not None
+            if grouped and not runtime.dispatcher.finishes_at_once(handler):
+                raise WouldWait  # run it on its own (and see whether it waits) before it joins a group
+            try:
+                outcome = await run_handler(runtime, ctx, handler, f"{plugin.name}.{handler.__name__}")
+            except WouldWait:
+                runtime.dispatcher.observed(handler, waited=True)
+                raise
+            if not grouped and outcome != "unreachable":
+                runtime.dispatcher.observed(handler, ctx._waited)
             if outcome == "unreachable":
                 raise DatabaseUnreachable(f"{plugin.name}.{handler.__name__}")
             progress.done.add((id(matcher), index))
@@ -211,19 +238,28 @@ async def run_handler(runtime: Runtime, ctx: Context, call: Callable[..., Awaita
                       label: str, *args: Any) -> Outcome:
     """`run_isolated`, telling a handler that failed because the database is unreachable from one that failed."""
     sends_before = ctx._sends
+    grouped = current_group() is not None
     for attempt in range(1, _DB_ATTEMPTS + 1):
         ok = False
+        ctx._begin()
         try:
             # asyncio.timeout runs the handler in this task (wait_for would wrap it in another), so nothing
             # else on the loop runs between the handler's last write and its commit below: with SQLite,
             # another session writing in that gap would wait on this one's lock and block the loop.
+            # In a group commit the handler may not wait at all (`drive` stops it at its first wait).
             async with asyncio.timeout(runtime.config.bot.handler_timeout):
-                await call(ctx, *args)
+                _, ctx._waited = await drive(call(ctx, *args), may_wait=not grouped)
             ok = True
+        except WouldWait:
+            _discard(ctx, sends_before)
+            raise
         except TimeoutError:
             log.error("plugin handler %s timed out after %.1fs on event %s; cancelled, its changes rolled back",
                       label, runtime.config.bot.handler_timeout, ctx.event.id)
         except Exception as err:
+            if grouped and database_unreachable(err):
+                _discard(ctx, sends_before)
+                return "unreachable"  # the group's transaction is gone: the runtime runs its events again
             if _disconnected(err) and attempt < _DB_ATTEMPTS:
                 log.warning("plugin handler %s: the database connection dropped (%s); running it again", label,
                             str(err).splitlines()[0])
@@ -237,6 +273,9 @@ async def run_handler(runtime: Runtime, ctx: Context, call: Callable[..., Awaita
         try:
             wrote = ctx._finish(ok)
         except Exception as err:
+            if ok and grouped and database_unreachable(err):
+                _discard(ctx, sends_before)
+                return "unreachable"
             if ok and _disconnected(err) and attempt < _DB_ATTEMPTS:
                 log.warning("plugin handler %s: the database connection dropped at commit (%s); running it again",
                             label, str(err).splitlines()[0])
@@ -259,7 +298,13 @@ def _disconnected(err: BaseException) -> bool:
 
 def _discard(ctx: Context, sends: int) -> None:
     """Forget a handler run's session and queued work before running it again."""
-    if ctx._session is not None:
+    if ctx._savepoint is not None:  # in a group commit: only this run's savepoint
+        savepoint, ctx._savepoint, ctx._session = ctx._savepoint, None, None
+        group = current_group()
+        if group is not None:
+            with suppress(Exception):
+                group.end(savepoint, ok=False)
+    elif ctx._session is not None:
         with suppress(Exception):
             ctx._session.rollback()
         with suppress(Exception):

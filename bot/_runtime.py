@@ -26,6 +26,7 @@ from bot._context import Context
 from bot._db import database_unreachable, make_engine, session_scope
 from bot._dispatch import DatabaseUnreachable, Dispatcher, Progress, run_event, run_isolated, strip_bot_mention
 from bot._events import ActionInvoked, DirectMessage, Event, RoomMessage, TimerFired
+from bot._group import EventGroups, current_group
 from bot._limits import MemberRateLimit
 from bot._loader import load_plugins, plugin_configs
 from bot._members import Members
@@ -45,6 +46,8 @@ HOLD_LIMIT = 10_000
 """Inbound events kept in memory while the database is unreachable; beyond this, new ones are dropped (logged)."""
 HOLD_RETRY_MIN, HOLD_RETRY_MAX = 1.0, 30.0
 """Seconds before the first retry of held events, doubling up to the maximum."""
+GROUP_SIZE = 200
+"""At most this many events that arrived together share one transaction (`bot/_group.py`)."""
 
 
 class Runtime:
@@ -90,6 +93,12 @@ class Runtime:
         self._hold_retry: Any = None
         self.listeners: list[Callable[[Event], Awaitable[None]]] = []
         """Runtime parts that watch recorded events beside the plugins (the SOP engine watches joins)."""
+        self.group_commit = True
+        """Events that arrive together (and wake handlers) commit in one transaction; False: each alone."""
+        self._groups = EventGroups(self.engine, size=GROUP_SIZE, room_lock=self._room_locks.__getitem__,
+                                   record=self._record_for_group, handle=self._handle_event,
+                                   alone=self._finish_alone, single=self._dispatch_alone,
+                                   unreachable=DatabaseUnreachable)
         self.started = False
 
     # --- life cycle ---------------------------------------------------------------
@@ -163,8 +172,15 @@ class Runtime:
         """Record the event, then run the plugins it wakes. Events of one room run in order.
 
         While the database is unreachable, events are held in memory and run, in arrival order and
-        exactly once, when it answers again (`_retry_held`).
+        exactly once, when it answers again (`_retry_held`). Events that wake handlers and arrive
+        together share one transaction (`bot/_group.py`); each one's effects stay all-or-nothing.
         """
+        if self.group_commit and not self._held and self._wakes_handlers(event):
+            await self._groups.dispatch(event)
+        else:
+            await self._dispatch_alone(event)
+
+    async def _dispatch_alone(self, event: Event) -> None:
         room_id = getattr(event, "room_id", None)
         lock = self._room_locks[room_id] if room_id else None
         if lock is not None:
@@ -182,8 +198,46 @@ class Runtime:
             if lock is not None:
                 lock.release()
 
+    def _wakes_handlers(self, event: Event) -> bool:
+        return bool(self.dispatcher.candidates(event, self._text_of(event)))
+
+    def _text_of(self, event: Event) -> str:
+        if isinstance(event, RoomMessage | DirectMessage):
+            return strip_bot_mention(event.text, self.config.bot.name)
+        return ""
+
+    async def _record_for_group(self, event: Event) -> Progress | None:
+        """A grouped event's first part, outside the group's transaction; None if it is held instead."""
+        progress = Progress()
+        if self._held:
+            self._hold(event, progress)
+            return None
+        try:
+            await self._record_and_listen(event, progress)
+        except DatabaseUnreachable as err:
+            self._hold(event, progress, err)
+            return None
+        return progress
+
+    async def _handle_event(self, event: Event, progress: Progress) -> None:
+        await run_event(self, event, self._text_of(event), progress)
+
+    async def _finish_alone(self, event: Event, progress: Progress) -> None:
+        """A grouped event finished on its own (its room's lock is held by the group runner)."""
+        if self._held:
+            self._hold(event, progress)
+            return
+        try:
+            await self._run_event(event, progress)
+        except DatabaseUnreachable as err:
+            self._hold(event, progress, err)
+
     async def _run_event(self, event: Event, progress: Progress) -> None:
         """One attempt at an event; raises `DatabaseUnreachable`, with `progress` saying what is done."""
+        await self._record_and_listen(event, progress)
+        await run_event(self, event, self._text_of(event), progress)
+
+    async def _record_and_listen(self, event: Event, progress: Progress) -> None:
         if not progress.recorded:
             try:
                 self.members.record(event)
@@ -201,10 +255,6 @@ class Runtime:
                     raise DatabaseUnreachable(str(err).splitlines()[0]) from err
                 log.exception("event listener %r failed on %s", listener, event.id)
             progress.listeners += 1
-        text = ""
-        if isinstance(event, RoomMessage | DirectMessage):
-            text = strip_bot_mention(event.text, self.config.bot.name)
-        await run_event(self, event, text, progress)
 
     # --- events held while the database is unreachable ---------------------------------
 
@@ -368,10 +418,17 @@ class Runtime:
         return self._outboxes[account]
 
     def after_commit(self, ctx: Context) -> None:
-        self._outboxes[ctx.account].wake()
-        if ctx._armed:
-            self.tasks.arm(ctx._armed)
-            ctx._armed.clear()
+        armed, ctx._armed = ctx._armed, []
+        group = current_group()
+        if group is not None:  # once the whole group committed
+            group.after.append(partial(self._committed, ctx.account, armed))
+        else:
+            self._committed(ctx.account, armed)
+
+    def _committed(self, account: str, armed: list[int]) -> None:
+        self._outboxes[account].wake()
+        if armed:
+            self.tasks.arm(armed)
 
     def service(self, plugin_name: str) -> Any:
         plugin = self.plugins.get(plugin_name)
