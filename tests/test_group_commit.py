@@ -102,3 +102,22 @@ async def test_a_group_whose_commit_fails_runs_each_event_again_on_its_own(db_ur
         assert failures == [len(GOOD)]
         assert rows(bot) == Counter({m: 1 for m in [*GOOD, "dup", "first"]})
         assert replies(bot) == Counter({m: 1 for m in [*GOOD, "first"]})
+
+
+async def test_a_handler_that_waits_after_all_is_stopped_rolled_back_and_run_on_its_own(db_url):
+    plugin, runs = Plugin("marker"), Counter()
+
+    @plugin.on_fullmatch("记").handle
+    async def mark(ctx: Context) -> None:
+        runs[ctx.member_id] += 1
+        ctx.db.execute(text("INSERT INTO grouptest (member) VALUES (:m)"), {"m": ctx.member_id})
+        if ctx.member_id == "u5":
+            await asyncio.sleep(0)  # this once it waits (on I/O, say): not inside a shared transaction
+        await ctx.reply("记下了")
+
+    async with BotHarness(plugins=[plugin], db_url=db_url) as bot:
+        await started(bot)
+        await burst(bot, GOOD)
+        assert rows(bot) == Counter({m: 1 for m in [*GOOD, "dup", "first"]})
+        assert replies(bot) == Counter({m: 1 for m in [*GOOD, "first"]})
+    assert runs["u5"] == 2 and all(runs[m] == 1 for m in GOOD if m != "u5")
