@@ -58,8 +58,7 @@ async def burst(kind: str, members: int, *, seed: int = 0) -> dict[str, Any]:
             "acknowledged": len(acknowledged & set(names))}
 
 
-async def run(cases: Any = (("signin", 100), ("signin", 500), ("lottery", 300),
-                                                    ("poll", 300)),
+async def run(cases: Any = (("signin", 100), ("signin", 500), ("lottery", 300), ("poll", 300)),
               progress: Any = lambda _: None) -> Result:
     result = Result("burst")
     for kind, members in cases:

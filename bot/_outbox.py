@@ -99,6 +99,8 @@ class Outbox:
         self._stopped = False
         self._offline = False
         self._db_failures = 0
+        self._fresh: datetime | None = None
+        """The earliest `not_before` queued since the loop last looked: a wake need not look before it."""
         self._unrecorded: dict[int, dict[str, object]] = {}
         """Outcomes the database could not record when they happened: row id -> column values."""
         self.lease: Lease | None = None
@@ -113,6 +115,12 @@ class Outbox:
             .where(table.account == self.account, table.room_id == bindparam("room_id"),
                    table.merge_key == bindparam("merge_key"), table.status == "pending")
             .order_by(table.id.desc()).limit(1).with_for_update()
+        )
+        self._scan = (
+            select(table.id, table.key, table.room_id, table.to, table.priority, table.merge_key, table.not_before,
+                   table.expires_at, table.attempts)
+            .where(table.account == self.account, table.status == "pending")
+            .order_by(table.priority, table.id).limit(_SCAN)
         )
         self._merge = (
             update(OutboxMessage.__table__).where(table.id == bindparam("row_id"), table.status == "pending")
@@ -140,6 +148,7 @@ class Outbox:
                 return
             merge_key, parts = merge.key, [{"key": key, **merge.part}]
             not_before = max(not_before or now, now + timedelta(seconds=self._pacing.merge_quiet))
+        self._note_fresh(not_before or now)
         # values as parameters (one cached statement), on the Core connection (no ORM bookkeeping)
         session.connection().execute(self._enqueue, {
             "account": self.account, "key": key, "room_id": room_id, "to": to, "text": text,
@@ -172,7 +181,12 @@ class Outbox:
                    created + timedelta(seconds=self._pacing.merge_wait))
         merged = conn.execute(self._merge, {"row_id": row.id, "new_parts": parts, "new_text": text,
                                             "new_mentions": list(mentions), "new_not_before": now if full else hold})
+        self._note_fresh(now if full else hold)
         return merged.rowcount == 1  # type: ignore[attr-defined]
+
+    def _note_fresh(self, not_before: datetime) -> None:
+        if self._fresh is None or not_before < self._fresh:
+            self._fresh = not_before
 
     def wake(self) -> None:
         """Look at the queue again soon (call after committing new rows)."""
@@ -181,7 +195,9 @@ class Outbox:
         if self._busy:
             self._again = True
             return
-        self._schedule(self._clock.now())
+        # nothing new can go before the account's limits and its own time allow: look then, not at every commit
+        fresh, self._fresh = self._fresh, None
+        self._schedule(self._gate() if fresh is None else max(self._gate(), fresh))
 
     # --- life cycle -------------------------------------------------------------
 
@@ -303,7 +319,7 @@ class Outbox:
             self._idle.set()
         if self._again:
             self._again = False
-            next_time = self._clock.now() if next_time is None else min(next_time, self._clock.now())
+            next_time = self._gate() if next_time is None else min(next_time, self._gate())
         if next_time is not None:
             self._schedule(next_time)
 
@@ -315,12 +331,8 @@ class Outbox:
         if self._offline or (self.lease is not None and not self.lease.held()):
             return None  # woken again by `resume` / the lease keeper
         with Session(self._engine, expire_on_commit=False) as session:
-            rows = session.exec(
-                select(OutboxMessage)
-                .where(OutboxMessage.account == self.account, OutboxMessage.status == "pending")
-                .order_by(col(OutboxMessage.priority), col(OutboxMessage.id)).limit(_SCAN)
-            ).all()
-            best: tuple[tuple[datetime, int, int], OutboxMessage] | None = None
+            rows = session.execute(self._scan).all()  # only what choosing needs: no texts, no JSON
+            best: tuple[tuple[datetime, int, int], Any] | None = None
             seen: set[tuple[str, int]] = set()
             newest: dict[str, int] = {}
             for row in rows:
@@ -333,18 +345,18 @@ class Outbox:
                 seen.add((lane, row.priority))
                 # a merged reply waits for others to join only while nothing is queued behind it in its room
                 closed = row.merge_key is not None and row.id != newest[lane]
-                order = (self._allowed_at(row, lane, closed=closed), row.priority, row.id or 0)
+                order = (self._allowed_at(row, lane, now, closed=closed), row.priority, row.id or 0)
                 if best is None or order < best[0]:
                     best = (order, row)
             if best is None:
                 return None
             (allowed, _, _), row = best
             if row.expires_at is not None and max(now, allowed) > row.expires_at:
-                row.status = "skipped"
-                row.last_error = f"late: could not go out before {row.expires_at.isoformat()}"
-                log.warning("outbox %s: skipped %s to %s (%s)", self.account, row.key, row.room_id or row.to,
-                            row.last_error)
-                session.add(row)
+                error = f"late: could not go out before {row.expires_at.isoformat()}"
+                log.warning("outbox %s: skipped %s to %s (%s)", self.account, row.key, row.room_id or row.to, error)
+                session.execute(update(OutboxMessage).where(col(OutboxMessage.id) == row.id,
+                                                            OutboxMessage.status == "pending")
+                                .values(status="skipped", last_error=error))
                 session.commit()
                 return now
             if allowed > now:
@@ -358,9 +370,9 @@ class Outbox:
             session.commit()
             if claimed.rowcount != 1:  # type: ignore[attr-defined]
                 return now
-            if row.merge_key is not None:
-                session.refresh(row)  # replies merged in after it was read go out with it
-            await self._deliver(session, row, now, attempts)
+            message = session.get(OutboxMessage, row.id)  # read after the claim: replies merged in go with it
+            assert message is not None
+            await self._deliver(session, message, now, attempts)
         return self._clock.now()
 
     async def _deliver(self, session: Session, row: OutboxMessage, now: datetime, attempts: int) -> None:
@@ -420,16 +432,21 @@ class Outbox:
                  len(self._unrecorded))
         self._unrecorded.clear()
 
-    def _allowed_at(self, row: OutboxMessage, lane: str, *, closed: bool = False) -> datetime:
+    def _allowed_at(self, row: Any, lane: str, now: datetime, *, closed: bool = False) -> datetime:
         start = row.not_before.astimezone(self._clock.tz)
-        times = [min(start, self._clock.now()) if closed else start]
-        if self._account_next is not None:
-            times.append(self._account_next)
+        times = [min(start, now) if closed else start, self._gate(now)]
         if lane in self._room_last:
             times.append(self._room_last[lane] + timedelta(seconds=self._pacing.room_interval))
+        return max(times)
+
+    def _gate(self, now: datetime | None = None) -> datetime:
+        """The earliest any message of the account may go: now, or later by its interval, cool-down, hourly cap."""
+        now = now or self._clock.now()
+        times = [now]
+        if self._account_next is not None:
+            times.append(self._account_next)
         if self._cooldown_until is not None:
             times.append(self._cooldown_until)
-        now = self._clock.now()
         while self._hour and self._hour[0] <= now - _HOUR:
             self._hour.popleft()
         if len(self._hour) >= self._pacing.hourly_cap:
