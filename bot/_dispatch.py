@@ -102,6 +102,7 @@ class Dispatcher:
             else:
                 for event_type in matcher.trigger.event_types:
                     self._events[event_type].append(matcher)
+        self._memo: tuple[Event, str, list[_Candidate]] | None = None
         self._at_once: set[Callable[..., Any]] = set()
         """Handlers seen to finish without waiting: they may run inside a group commit."""
         for entries in self._commands.values():
@@ -113,6 +114,9 @@ class Dispatcher:
 
     def candidates(self, event: Event, text: str) -> list[_Candidate]:
         """Matchers whose trigger fits, ordered by (priority, load order); rules not yet checked."""
+        memo = self._memo  # the runtime asks twice per event: to route it, then to run it
+        if memo is not None and memo[0] is event and memo[1] == text:
+            return memo[2]
         found: dict[int, _Candidate] = {}
         if isinstance(event, RoomMessage | DirectMessage):
             for matcher in self._fullmatch.get(text, ()):
@@ -138,7 +142,9 @@ class Dispatcher:
             for event_type in type(event).__mro__:
                 for matcher in self._events.get(event_type, ()):
                     found.setdefault(id(matcher), _Candidate(matcher))
-        return sorted(found.values(), key=lambda c: self._rank[id(c.matcher)])
+        ordered = sorted(found.values(), key=lambda c: self._rank[id(c.matcher)])
+        self._memo = (event, text, ordered)
+        return ordered
 
 
     def finishes_at_once(self, handler: Callable[..., Any]) -> bool:
