@@ -35,6 +35,7 @@ from bot._rules import (
 )
 from bot._templates import Rendered, TemplateError
 from bot._unique import insert_unique
+from bot._watched import WatchedFile
 from bot._yaml import YamlDoc, YamlError, load_yaml, pydantic_error_to_yaml_error
 
 __version__ = "0.1.0"
@@ -69,6 +70,7 @@ __all__ = [
     "TemplateError",
     "TimerFired",
     "UTCDateTime",
+    "WatchedFile",
     "YamlDoc",
     "YamlError",
     "dialect_insert",

@@ -122,6 +122,9 @@ class VirtualClock(Clock):
         self._now = start.astimezone(self.tz)
         self._heap: list[_Timer] = []
         self._seq = itertools.count()
+        self.settle: Callable[[], Awaitable[None]] | None = None
+        """Awaited before each step: lets work running outside the clock (a plugin's background HTTP call)
+        finish first, so a simulation stays deterministic however long that work really takes."""
 
     def now(self) -> datetime:
         return self._now
@@ -137,7 +140,11 @@ class VirtualClock(Clock):
 
     async def advance_to(self, when: datetime) -> None:
         """Run every callback due up to `when`, in time order, then set the clock to `when`."""
-        while self._heap and self._heap[0].when <= when:
+        while True:
+            if self.settle is not None:
+                await self.settle()
+            if not (self._heap and self._heap[0].when <= when):
+                break
             timer = heapq.heappop(self._heap)
             if timer.cancelled:
                 continue
@@ -151,5 +158,10 @@ class VirtualClock(Clock):
     async def run_until_idle(self, *, limit: timedelta = timedelta(days=60)) -> None:
         """Run foreground work (sends, plugin timers) until only background schedules remain."""
         horizon = self._now + limit
-        while (due := self.next_due(include_background=False)) is not None and due <= horizon:
+        while True:
+            if self.settle is not None:
+                await self.settle()
+            due = self.next_due(include_background=False)
+            if due is None or due > horizon:
+                break
             await self.advance_to(due)

@@ -96,6 +96,8 @@ class AccountSettings(_Strict):
     adapter: Literal["simulated", "wechaty"] = "simulated"
     token_env: str = "WECHATY_PUPPET_SERVICE_TOKEN"
     endpoint_env: str = "WECHATY_PUPPET_SERVICE_ENDPOINT"
+    authority_env: str = "WECHATY_PUPPET_SERVICE_AUTHORITY"
+    """Wechaty: where a token-only account's service is looked up when the endpoint variable is unset."""
     pacing: PacingSettings | None = None
 
 

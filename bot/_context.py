@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -27,6 +27,7 @@ from bot._outbox import MergeInto
 if TYPE_CHECKING:
     from bot._plugin import Plugin
     from bot._runtime import Runtime
+    from bot.adapters._base import Capabilities
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +170,16 @@ class Context:
         who = member_id or self.member_id
         return room is not None and who is not None and self._rt.members.is_admin(room, who)
 
+    def room_admins(self, room_id: str | None = None) -> list[str]:
+        """Member ids of the room's admins (the owner included), e.g. to tell them what the bot cannot do."""
+        room = room_id or self.room_id
+        return [] if room is None else self._rt.members.admins(room)
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """What this account's transport can do: ask this, never which adapter it is."""
+        return self._rt.adapters[self.account].capabilities
+
     def member_info(self, member_id: str, room_id: str | None = None) -> MemberInfo:
         return self._rt.members.member_info(member_id, room_id or self.room_id)
 
@@ -207,6 +218,10 @@ class Context:
     def config(self) -> Any:
         """This plugin's validated config for this room (`[plugins.x]` merged with room overrides)."""
         return self._rt.plugin_config(self.plugin.name, self.room_id)
+
+    def config_of(self, plugin_name: str) -> Any:
+        """Another enabled plugin's validated config for this room (e.g. the guard's rules, for the FAQ)."""
+        return self._rt.plugin_config(plugin_name, self.room_id)
 
     @property
     def project(self) -> Path:
@@ -336,6 +351,24 @@ class Context:
 
     def _key_base(self) -> str:
         return f"{self.event.id}:{self.plugin.name}"
+
+    def in_background(self, work: Awaitable[Mapping[str, Any] | None], *, then: str, key: str | None = None) -> None:
+        """Run slow outside work (an HTTP call) off the event path, so other messages are not kept waiting.
+
+        When `work` finishes, its result (a dict; None for nothing more) becomes the params of this plugin's
+        `@plugin.action(then)`, run in this room. `work` must not use this context's `db` (it is closed by then).
+        """
+        if then not in self.plugin.actions:
+            raise ValueError(f"plugin {self.plugin.name} has no action named {then!r}")
+        self._rt.run_in_background(work, account=self.account, plugin_name=self.plugin.name, then=then,
+                                   room_id=self.room_id, key=key or f"{self._key_base()}:{then}")
+
+    def render_string(self, source: str, /, *, name: str = "<inline>", **variables: Any) -> Any:
+        """Render template text an admin wrote in a data file (e.g. an FAQ answer), with the standard variables."""
+        base: dict[str, Any] = {"member": self.member, "room": self.room, "now": self.now, "config": self.config,
+                                "bot_name": self.bot_name}
+        base.update(variables)
+        return self._rt.renderer.render_string(source, name=name, **base)
 
     # --- durable timers -----------------------------------------------------------
 

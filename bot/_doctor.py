@@ -59,7 +59,23 @@ async def _diagnose_one(project: Path, config: ProjectConfig, settings: AccountS
         report.bad(str(err).removeprefix(f"account {settings.id}: "),
                    "export the variables in the shell or service unit that runs qunbot (docs/wechaty.md)")
         return report
-    report.good(f"settings: endpoint {adapter.endpoint}")
+    if adapter.authority is None:
+        report.good(f"settings: endpoint {adapter.endpoint}")
+    else:
+        from bot.adapters._wechaty_discovery import UnknownToken, discovery_base
+
+        base = discovery_base(adapter.authority)
+        report.good(f"settings: token only (${settings.endpoint_env} unset): asking the discovery service {base}")
+        try:
+            await adapter.resolve_endpoint()
+        except AdapterError as err:
+            hint = (f"ask your puppet provider for a valid token and put it in ${settings.token_env}"
+                    if isinstance(err, UnknownToken) else
+                    f"is {base} reachable from this machine? set ${settings.authority_env} to your provider's "
+                    f"discovery service, or ${settings.endpoint_env} to the service's host:port")
+            report.bad(str(err).removeprefix(f"account {settings.id}: "), hint)
+            return report
+        report.good(f"discovery: the token's puppet service is at {adapter.endpoint}")
     try:
         await adapter.check_reachable()
     except AdapterError as err:
@@ -87,6 +103,9 @@ async def _diagnose_one(project: Path, config: ProjectConfig, settings: AccountS
         elif "did not log in" in message:
             report.good("the service accepted the token")
             report.bad(message, "log the WeChat account in on the puppet service (scan its QR code), then retry")
+        elif "speaks only TLS" in message:
+            report.bad(message, "run the TLS-opening proxy from docs/wechaty.md (\"TLS\") and set "
+                                f"${settings.endpoint_env} to its host:port")
         else:
             report.bad(message, "the endpoint answers but does not speak the Wechaty puppet protocol as expected: "
                                 "check the port, and that TLS is off or terminated before qunbot")

@@ -41,6 +41,8 @@ class RoomMessage(Event):
     mentions: tuple[str, ...] = ()
     mentions_bot: bool = False
     file: str | None = None
+    kind: str = "text"
+    """What the adapter saw: text, image, file, video, voice, sticker, link, mini_program, contact_card, share."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

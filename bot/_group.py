@@ -41,7 +41,9 @@ class GroupCommit:
         self._session: Session | None = None
         self._open: list[SessionTransaction] = []
         self.after: list[Any] = []
-        """What to do once the group committed (wake outboxes, arm timers), in order."""
+        """What to do once the group committed (wake outboxes, arm timers, start background work), in order."""
+        self.dropped: list[Any] = []
+        """What to do if it did not (close background work that never started)."""
         self.active = True
         self.handler: Any = None
         """The handler running now, so a stop at its first wait can be pinned on it."""
@@ -245,6 +247,8 @@ class EventGroups:
                             str(err).splitlines()[0])
             failed, left = True, min(left, len(ready) - 1)
         if failed:  # nothing of the group happened: those events again, each on its own
+            for drop in group.dropped:
+                drop()
             for event, done, progress in ready[:left + 1]:
                 if not done.done():
                     await _finish(done, self._alone(event, progress.restart()))

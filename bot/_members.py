@@ -105,6 +105,10 @@ class Members:
             return True
         return member_id in self._admins.get(room_id, ())
 
+    def admins(self, room_id: str) -> list[str]:
+        """The room's admins as WeChat reports them (owner included) plus those named in qunbot.toml."""
+        return sorted(set(self._admins.get(room_id, ())) | set(self._config.room(room_id).admins))
+
     def with_mentions(self, text: str, mentions: Iterable[str], room_id: str | None) -> str:
         """Prepend `@name ` for each mentioned member whose @-name the text does not show yet."""
         missing = [f"@{self.display_name(m, room_id)}" for m in mentions]

@@ -87,6 +87,8 @@ class Runtime:
         self.command_limit = MemberRateLimit(config.bot.command_limit, config.bot.command_window, clock.now)
         self._room_locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._held: deque[tuple[Event, Progress]] = deque()
+        self._background: set[asyncio.Task[None]] = set()
+        """Slow outside work plugins started off the event path (`Context.in_background`)."""
         """Events that came while the database was unreachable, in arrival order; see `_hold`."""
         self._held_dropped = 0
         self._outage_since: datetime | None = None
@@ -152,6 +154,8 @@ class Runtime:
         if self._hold_retry is not None:
             self._hold_retry.cancel()
             self._hold_retry = None
+        for task in list(self._background):  # outside work in flight (an AI answer) is given up, not waited for
+            task.cancel()
         self.members.flush_speakers()
         for outbox in self._outboxes.values():
             outbox.stop()
@@ -310,6 +314,38 @@ class Runtime:
     def held_count(self) -> int:
         """Events waiting for the database to answer."""
         return len(self._held)
+
+    def run_in_background(self, work: Awaitable[Mapping[str, Any] | None], *, account: str, plugin_name: str,
+                          then: str, room_id: str | None, key: str) -> None:
+        """Await `work` in its own task; its result (params, or None for nothing more) starts action `then`.
+
+        In a group commit the task starts once the group committed: a group that does not commit runs its
+        events again, and the work must not start twice."""
+        group = current_group()
+        if group is not None:
+            group.after.append(partial(self.run_in_background, work, account=account, plugin_name=plugin_name,
+                                       then=then, room_id=room_id, key=key))
+            group.dropped.append(getattr(work, "close", lambda: None))
+            return
+
+        async def finish() -> None:
+            try:
+                params = await work
+            except Exception:
+                log.exception("background work of plugin %s failed (%s)", plugin_name, key)
+                return
+            if params is not None:
+                await self.invoke_action(account, plugin_name, then, room_id=room_id, params=params, key=key,
+                                         source="background")
+
+        task = asyncio.get_running_loop().create_task(finish(), name=f"{plugin_name}.{then}:{key}")
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def background_idle(self) -> None:
+        """Wait until no background work is running (simulations and tests: deterministic replies)."""
+        while self._background:
+            await asyncio.gather(*list(self._background), return_exceptions=True)
 
     async def invoke_action(self, account: str, plugin_name: str, action_name: str, *, room_id: str | None,
                             params: Mapping[str, Any] | None = None, key: str, source: str = "") -> bool:

@@ -55,6 +55,7 @@ class ScenarioEvent:
     alias: str | None = None
     topic: str | None = None
     file: str | None = None  # an image or file sent with say/private
+    share: str | None = None  # extension: a card sent with say (mini_program, contact_card, link, channel)
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +112,8 @@ class Say(_Model):
     text: str | None = None
     mentions: list[str] = []
     file: str | None = None
+    share: Literal["mini_program", "contact_card", "link", "channel"] | None = None
+    """Extension: the message is a shared card of this kind (`text` is its title)."""
 
 
 class Private(_Model):
@@ -256,7 +259,7 @@ class _Builder:
         match action:
             case Say():
                 return ScenarioEvent(at, line, kind, room=room, sender=action.from_, text=action.text,
-                                     mentions=tuple(action.mentions), file=action.file)
+                                     mentions=tuple(action.mentions), file=action.file, share=action.share)
             case Private():
                 return ScenarioEvent(at, line, kind, sender=action.from_, text=action.text, file=action.file)
             case Join():

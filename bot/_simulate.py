@@ -63,7 +63,8 @@ def _refuse_invalid_components(sim: Simulation) -> None:
 
 async def _apply(adapter: SimulatedAdapter, event: ScenarioEvent) -> None:
     if event.kind == "say":
-        await adapter.say(event.room, event.sender, event.text or "", mentions=event.mentions, file=event.file)  # type: ignore[arg-type]
+        await adapter.say(event.room, event.sender, event.text or "", mentions=event.mentions,  # type: ignore[arg-type]
+                          file=event.file, kind=event.share)
     elif event.kind == "private":
         await adapter.private(event.sender, event.text or "", file=event.file)  # type: ignore[arg-type]
     elif event.kind == "join":

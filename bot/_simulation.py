@@ -70,6 +70,7 @@ class Simulation:
 
     async def start(self) -> Runtime:
         self.runtime = self.make_runtime()
+        self.clock.settle = self.runtime.background_idle
         await self.runtime.start()
         self._components = build_components(self.runtime)
         for component in self._components:
@@ -108,6 +109,7 @@ class Simulation:
     async def drain(self) -> None:
         """Write what is batched and send everything queued, moving the clock only as far as pacing requires."""
         assert self.runtime is not None
+        await self.runtime.background_idle()
         self.runtime.members.flush_speakers()
         outbox = self.runtime.outbox(self.account)
         while outbox.pending_count():

@@ -121,6 +121,31 @@ def lottery_verify(obj: _Obj, draw_id: int, db_url: str | None) -> None:
         sys.exit(1)
 
 
+@main.group()
+def faq() -> None:
+    """Questions and answers of the faq plugin (data/faq.yaml)."""
+
+
+@faq.command("test")
+@click.argument("question")
+@click.option("--room", "topic", default="", help="Answer as in a room with this topic (entries limited by rooms:).")
+@click.pass_obj
+def faq_test(obj: _Obj, question: str, topic: str) -> None:
+    """Which entry would answer QUESTION, with what score; the runner-up entries too."""
+    from bot._loader import load_plugins, plugin_configs
+
+    try:
+        config = load_config(obj.project)
+        plugins = {p.name: p for p in load_plugins(obj.project, config)}
+        if "faq" not in plugins:
+            _fail("faq 插件没有启用（qunbot.toml 的 [plugins] enabled）")
+        settings = plugin_configs(obj.project, config, [plugins["faq"]])[("faq", None)]
+    except ConfigError as err:
+        _fail(str(err))
+    for line in plugins["faq"].service.explain(obj.project, settings, question, topic=topic):
+        click.echo(line)
+
+
 @main.command()
 @click.option("--account", help="Only this account id (default: every account in qunbot.toml).")
 @click.option("--login-timeout", default=20.0, show_default=True, help="Seconds to wait for the account's login.")

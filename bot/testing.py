@@ -118,8 +118,9 @@ class BotHarness:
     # --- what members do ------------------------------------------------------------------
 
     async def say(self, room: str, member: str, text: str, *, mentions: Iterable[str] = (),
-                  drain: bool = True) -> None:
-        await self.sim.adapter.say(room, member, text, mentions=mentions)
+                  file: str | None = None, kind: str | None = None, drain: bool = True) -> None:
+        """A member speaks; `file` (a path in the project) sends an image, `kind` a card ("mini_program" …)."""
+        await self.sim.adapter.say(room, member, text, mentions=mentions, file=file, kind=kind)
         if drain:
             await self.drain()
 

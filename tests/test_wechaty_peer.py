@@ -14,6 +14,7 @@ import logging
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import pytest
 from sqlmodel import Session
+from wechaty_peer.discovery import Discovery
 from wechaty_peer.driver import Peer, missing_packages, unavailable
 
 from bot._clock import RealClock
@@ -29,6 +31,7 @@ from bot._events import DirectMessage, Event, Outgoing, RoomMessage
 from bot._models import Membership
 from bot._runtime import Runtime
 from bot.adapters import AdapterError, Disconnected, make_adapter
+from bot.adapters import _wechaty_compat as compat
 
 if reason := unavailable():
     pytest.skip(reason, allow_module_level=True)
@@ -216,15 +219,13 @@ async def test_a_group_over_a_real_puppet_service(peer_line, tmp_path, monkeypat
         await peer.cmd("say", **{"from": "owner1"}, room=ROOM, text="踢 u2")
         removal = await peer.wait_for(lambda r: r["event"] == "action")
         assert removal == {"event": "action", "action": "remove_member", "room": ROOM, "member": "u2"}
-        # ... setting the topic does not on the 1.x service line: python-wechaty's request arrives as a read
+        # ... and so does setting the topic, on both lines (python-wechaty's own request is a read on 1.x)
         mark = len(peer.records)
         await peer.cmd("say", **{"from": "owner1"}, room=ROOM, text="改群名 新群名")
         topic_call = await peer.wait_for(lambda r: r.get("room") == ROOM and r["event"] in ("action", "read"),
                                          start=mark)
-        if peer.versions["wechaty-puppet-service"].startswith("1."):
-            assert topic_call == {"event": "read", "what": "topic", "room": ROOM}
-        else:
-            assert topic_call == {"event": "action", "action": "set_topic", "room": ROOM, "topic": "新群名"}
+        assert topic_call == {"event": "action", "action": "set_topic", "room": ROOM, "topic": "新群名"}
+        assert adapter.capabilities.set_topic
 
         # a group nickname: WeChat sends no event; the adapter notices it on the member's next message
         await peer.cmd("rename", room=ROOM, member="u1", alias="上海-Alice")
@@ -272,7 +273,8 @@ async def test_reconnects_after_the_service_restarts(tmp_path, monkeypatch):
     watch = Watch()
     logger = logging.getLogger("qunbot.wechaty")
     logger.addHandler(watch)
-    monkeypatch.setattr(logger, "level", logging.INFO)
+    level = logger.level
+    logger.setLevel(logging.INFO)  # setLevel, not an attribute: the logger caches isEnabledFor() answers
     heard = {"你好": asyncio.Event(), "又见面了": asyncio.Event()}
 
     async def sink(event: Event) -> None:
@@ -308,6 +310,7 @@ async def test_reconnects_after_the_service_restarts(tmp_path, monkeypatch):
         await adapter.stop()
         await second.close()
         logger.removeHandler(watch)
+        logger.setLevel(level)
     assert any(m.startswith("account wx1: lost the puppet service at 127.0.0.1:") and "reconnecting in 0.25 s" in m
                for m in logged)
 
@@ -358,8 +361,8 @@ def test_missing_environment_variables_are_named(tmp_path, monkeypatch):
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1] == (
-        "error: account wx1: set QB_NO_ENDPOINT and QB_NO_TOKEN (the puppet service's host:port and token "
-        "from your puppet provider or gateway)")
+        "error: account wx1: set QB_NO_TOKEN (the token from your puppet provider or gateway; and QB_NO_ENDPOINT, "
+        "the service's host:port, unless the token is found through discovery)")
     assert not (project / ".wechaty").exists() and not Path(".wechaty").exists()
 
 
@@ -488,3 +491,154 @@ async def test_two_accounts_in_one_process_each_with_its_own_service(tmp_path, m
     finally:
         for peer in peers:
             await peer.close()
+
+
+async def test_a_token_only_account_connects_through_discovery_with_qunbot_run(peer, tmp_path):
+    """No endpoint, only a token: doctor and `qunbot run` ask a discovery service where the service runs.
+
+    The discovery service is down when `qunbot run` starts: it retries with back-off and connects once
+    the service is up (started when the first failed try is logged: no sleeps).
+    """
+    project = write_project(tmp_path / "proj")
+    toml = (project / "qunbot.toml").read_text(encoding="utf-8")
+    toml = toml.replace('endpoint_env = "QB_TEST_ENDPOINT"',
+                        'endpoint_env = "QB_TEST_ENDPOINT"\nauthority_env = "QB_TEST_AUTHORITY"')
+    (project / "qunbot.toml").write_text(toml.replace("[pacing]", "[pacing]\nreconnect_min = 0.2\nreconnect_max = 1"),
+                                         encoding="utf-8")
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("QB_TEST_")}
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**environment, "QB_TEST_TOKEN": peer.token, "QB_TEST_AUTHORITY": f"http://127.0.0.1:{port}"}
+
+    async with Discovery({peer.token: peer.endpoint}, port=port) as service:
+        code, out, _ = await _qunbot(project, "doctor", env=env)
+        assert code == 0, out
+        assert f"ok    discovery: the token's puppet service is at {peer.endpoint}" in out
+        assert "ok    logged in as 小完子 (bot)" in out and "ok    in 1 room(s)" in out
+    assert service.requests == [peer.token] * 2  # doctor's own look-up, then the adapter's on connect
+
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot.cli", "--project", str(project), "--log-json", "run", env=env,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+    assert proc.stderr is not None
+    messages: list[str] = []
+
+    async def until(prefix: str) -> None:
+        async with asyncio.timeout(120):
+            while not any(m.startswith(prefix) for m in messages):
+                line = await proc.stderr.readline()
+                assert line, f"qunbot run exited early: {messages}"
+                if line.startswith(b"{"):
+                    messages.append(json.loads(line)["message"])
+
+    try:
+        await until(f"account wx1: token discovery at http://127.0.0.1:{port} failed")
+        async with Discovery({peer.token: peer.endpoint}, port=port) as service:
+            await until("running")
+            await peer.cmd("say", **{"from": "u2"}, room=ROOM, text="ping")
+            await peer.wait_for(sent_to_room("pong"), timeout=60)
+        assert service.requests == [peer.token]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(60):
+            await proc.stderr.read()
+            code = await proc.wait()
+    assert code == 0
+    assert f"account wx1: the discovery service http://127.0.0.1:{port} gives the token's puppet service at " \
+           f"{peer.endpoint}" in messages
+    assert "account wx1: logged in as 小完子 (bot)" in messages
+
+
+async def test_a_tls_only_service_is_named_with_what_to_put_in_front(tmp_path):
+    """1.x services speak TLS unless told not to; python-wechaty's client cannot: doctor and run say what to do."""
+    peer = await Peer.start(tls=True)
+    try:
+        await script_group(peer)
+        project = write_project(tmp_path / "proj")
+        env = {"QB_TEST_TOKEN": peer.token, "QB_TEST_ENDPOINT": peer.endpoint}
+        code, out, _ = await _qunbot(project, "doctor", env=env)
+        assert code == 1, out
+        assert "ok    the endpoint answers" in out
+        assert f"FAIL  {peer.endpoint}: the service speaks only TLS, and python-wechaty's client" in out
+        assert '→ run the TLS-opening proxy from docs/wechaty.md ("TLS") and set $QB_TEST_ENDPOINT to its' in out
+        code, _, err = await _qunbot(project, "run", env=env)
+        assert code == 2
+        assert err.strip().splitlines()[-1] == (
+            f"error: account wx1: {peer.endpoint}: the service speaks only TLS, and python-wechaty's client "
+            "(wechaty-puppet-service 0.8.10) speaks only plaintext gRPC: ask the provider for a plaintext endpoint, "
+            'or run a TLS-opening gRPC proxy beside qunbot and set the endpoint to it (docs/wechaty.md, "TLS")')
+    finally:
+        await peer.close()
+
+
+TLS_PROXY = """\
+server {
+    listen 127.0.0.1:8788 http2;                # qunbot connects here, in plaintext
+    location / {
+        grpc_pass grpcs://SERVICE_HOST:SERVICE_PORT;
+        grpc_ssl_server_name on;
+        grpc_ssl_name SNI;                      # the token up to its last "_"
+        grpc_ssl_verify on;
+        grpc_ssl_trusted_certificate CA_FILE;
+        grpc_set_header Authorization "Wechaty $http_host";   # the token qunbot sends as :authority
+        grpc_read_timeout 1d;                   # the event stream stays open
+        grpc_send_timeout 1d;
+    }
+}
+"""
+"""The proxy docs/wechaty.md shows (keep the two the same)."""
+
+
+def wechaty_root_ca() -> str:
+    """The Wechaty community CA certificate, as the 1.x client trusts it (wechaty-puppet-service's auth/ca.js)."""
+    source = (REPO / "tests/wechaty_peer/node_modules/wechaty-puppet-service/dist/esm/src/auth/ca.js").read_text()
+    start = source.index("-----BEGIN CERTIFICATE-----", source.index("TLS_CA_CERT"))
+    return source[start:source.index("-----END CERTIFICATE-----", start)] + "-----END CERTIFICATE-----\n"
+
+
+@pytest.mark.skipif(shutil.which("nginx") is None, reason="nginx is not installed (the TLS proxy of docs/wechaty.md)")
+async def test_the_documented_tls_proxy_reaches_a_tls_only_service(tmp_path, monkeypatch):
+    token = "insecure_QunbotTLS42"  # SNI "insecure": the name in the certificate 1.x services use by default
+    peer = await Peer.start(tls=True, token=token)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    (tmp_path / "ca.pem").write_text(wechaty_root_ca())
+    host, service_port = peer.endpoint.rsplit(":", 1)
+    server = (TLS_PROXY.replace("127.0.0.1:8788", f"127.0.0.1:{port}").replace("SERVICE_HOST", host)
+              .replace("SERVICE_PORT", service_port).replace("SNI", token.rsplit("_", 1)[0])
+              .replace("CA_FILE", str(tmp_path / "ca.pem")))
+    (tmp_path / "nginx.conf").write_text(f"pid {tmp_path}/nginx.pid;\nerror_log {tmp_path}/error.log;\nevents {{}}\n"
+                                         f"http {{\naccess_log off;\nclient_body_temp_path {tmp_path};\n{server}}}\n")
+    nginx = await asyncio.create_subprocess_exec("nginx", "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf"),
+                                                 "-g", "daemon off;")
+    adapter = None
+    try:
+        await script_group(peer)
+        async with asyncio.timeout(30):  # until nginx listens
+            while True:
+                try:
+                    await compat.reachable(f"127.0.0.1:{port}")
+                    break
+                except AdapterError:
+                    await asyncio.sleep(0.05)
+        adapter = _adapter(tmp_path, peer, monkeypatch, endpoint=f"127.0.0.1:{port}")
+        heard = asyncio.Event()
+
+        async def sink(event: Event) -> None:
+            if getattr(event, "text", "") == "你好":
+                heard.set()
+
+        await adapter.start(sink)
+        assert (await adapter.self_member()).name == "小完子"
+        await peer.cmd("say", **{"from": "u1"}, room=ROOM, text="你好")
+        await asyncio.wait_for(heard.wait(), 60)
+        await adapter.send(Outgoing(account="wx1", room_id=ROOM, text="经过 TLS 代理"))
+        assert (await peer.wait_for(lambda r: r["event"] == "sent"))["text"] == "经过 TLS 代理"
+    finally:
+        if adapter is not None:
+            await adapter.stop()
+        nginx.terminate()
+        await nginx.wait()
+        await peer.close()

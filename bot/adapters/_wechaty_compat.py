@@ -16,10 +16,14 @@ still does wrong is fixed here:
 - it checks the endpoint with a blocking telnet call (3 s on the event loop):
   replaced by `reachable()`, an asyncio connect;
 - without an endpoint it looks the token up on the internet with a blocking
-  `requests.get`: qunbot never starts it without an endpoint;
+  `requests.get` (python-wechaty has no TLS either, and no authority setting):
+  qunbot never starts it without an endpoint; `_wechaty_discovery` looks up;
 - `FileBox.from_url` without a name blocks on `requests.get`, and URL file
   boxes do not survive the trip to 1.x services: `file_box()` downloads with
-  httpx and sends the bytes.
+  httpx and sends the bytes;
+- its `room_topic()` sends the new topic where only 0.x services read it (1.x
+  services take the request for a read and answer with the old topic):
+  `set_room_topic()` sends a request both lines read (`_wechaty_proto`).
 """
 
 from __future__ import annotations
@@ -58,6 +62,18 @@ class _Redact(logging.Filter):
         return True
 
 
+_REDACT = _Redact()
+
+
+def mask_in_logs(secret: str, *loggers: str) -> None:
+    """Never let `secret` reach the log through these loggers (and python-wechaty's, once loaded)."""
+    _secrets.add(secret)
+    for name in loggers:
+        logger = logging.getLogger(name)
+        if _REDACT not in logger.filters:
+            logger.addFilter(_REDACT)
+
+
 @contextlib.contextmanager
 def _working_directory(path: Path) -> Iterator[None]:
     path.mkdir(parents=True, exist_ok=True)
@@ -84,7 +100,6 @@ def load(cache_dir: Path) -> tuple[ModuleType, ModuleType]:
     except ImportError as err:
         raise AdapterError(f"python-wechaty is not installed ({err.name}): {_INSTALL_HINT}") from None
     service_module.ping_endpoint = lambda _endpoint: True  # the blocking telnet check; we use reachable()
-    redact = _Redact()
     for name in _WECHATY_LOGGERS:
         logger = logging.getLogger(name)
         for handler in list(logger.handlers):
@@ -92,7 +107,7 @@ def load(cache_dir: Path) -> tuple[ModuleType, ModuleType]:
             handler.close()
         logger.propagate = True
         logger.setLevel(logging.ERROR if name == "FileBox" else logging.WARNING)
-        logger.addFilter(redact)
+        logger.addFilter(_REDACT)
     # One line at WARNING on every start: "there are endpoint<…> and token<…>"; it says nothing useful.
     logging.getLogger("PuppetService").setLevel(logging.ERROR)
     _modules = (wechaty_puppet, wechaty_puppet_service)
@@ -123,6 +138,14 @@ async def open_stream(puppet: Any, timeout: float) -> asyncio.Task[None]:
     return asyncio.create_task(puppet._listen_for_event())
 
 
+async def set_room_topic(puppet: Any, room_id: str, topic: str) -> None:
+    """Set a room's topic on a 0.x or 1.x service (python-wechaty's own call is a no-op on 1.x)."""
+    from bot.adapters._wechaty_proto import RoomTopicAnswer, RoomTopicSet
+
+    request = RoomTopicSet(id=room_id, topic_0x=topic, topic=topic)
+    await puppet.puppet_stub._unary_unary("/wechaty.Puppet/RoomTopic", request, RoomTopicAnswer)
+
+
 def split_endpoint(endpoint: str) -> tuple[str, int]:
     """`host:port` (a scheme is tolerated) → (host, port); clear error otherwise."""
     parts = urlsplit(endpoint if "//" in endpoint else f"//{endpoint}")
@@ -147,6 +170,51 @@ async def reachable(endpoint: str, timeout: float = 5.0) -> None:
     writer.close()
     with contextlib.suppress(OSError):
         await writer.wait_closed()
+
+
+TLS_ONLY = ("the service speaks only TLS, and python-wechaty's client (wechaty-puppet-service 0.8.10) speaks "
+            "only plaintext gRPC: ask the provider for a plaintext endpoint, or run a TLS-opening gRPC proxy "
+            "beside qunbot and set the endpoint to it (docs/wechaty.md, \"TLS\")")
+
+
+async def speaks_tls(endpoint: str, timeout: float = 5.0) -> bool:
+    """Does a TLS handshake (ALPN h2, as gRPC clients offer it) succeed at the endpoint? Certificate not checked:
+    this only tells a TLS-only service from one that speaks plaintext gRPC or something else."""
+    import ssl
+
+    host, port = split_endpoint(endpoint)
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    context.set_alpn_protocols(["h2"])
+    try:
+        async with asyncio.timeout(timeout):
+            _reader, writer = await asyncio.open_connection(host, port, ssl=context)
+    except (OSError, TimeoutError, ssl.SSLError):
+        return False
+    writer.close()
+    with contextlib.suppress(OSError, ssl.SSLError):
+        await writer.wait_closed()
+    return True
+
+
+def is_refusal(err: BaseException) -> bool:
+    """The service answered the call (a gRPC status): it speaks the protocol, whatever it said."""
+    try:
+        from grpclib.exceptions import GRPCError
+    except ImportError:  # pragma: no cover
+        return False
+    return isinstance(err, GRPCError)
+
+
+def is_unimplemented(err: BaseException) -> bool:
+    """The service does not implement the call (retrying cannot help)."""
+    try:
+        from grpclib.const import Status
+        from grpclib.exceptions import GRPCError
+    except ImportError:  # pragma: no cover
+        return False
+    return isinstance(err, GRPCError) and err.status == Status.UNIMPLEMENTED
 
 
 def explain(err: BaseException) -> str:

@@ -167,11 +167,12 @@ class SimulatedAdapter(Adapter):
         return ref
 
     async def say(self, room_id: str, member_id: str, text: str, *, mentions: Iterable[str] = (),
-                  file: str | None = None) -> RoomMessage:
+                  file: str | None = None, kind: str | None = None) -> RoomMessage:
         mentions = tuple(mentions)
         event = RoomMessage(account=self.account, id=self._next_id(), time=self.clock.now(), room_id=room_id,
                             sender=self.member(room_id, member_id), text=text, mentions=mentions,
-                            mentions_bot=self.bot.id in mentions or f"@{self.bot.name}" in text, file=file)
+                            mentions_bot=self.bot.id in mentions or f"@{self.bot.name}" in text, file=file,
+                            kind=kind or _kind_of(file))
         await self._push(event)
         return event
 
@@ -235,3 +236,9 @@ class SimulatedAdapter(Adapter):
         if self._sink is None:
             raise RuntimeError("the simulated adapter is not started")
         await self._sink(event)
+
+
+def _kind_of(file: str | None) -> str:
+    if file is None:
+        return "text"
+    return "image" if file.lower().endswith((".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp")) else "file"

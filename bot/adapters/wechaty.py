@@ -1,8 +1,9 @@
 """Real WeChat through a Wechaty puppet service (python-wechaty's gRPC client).
 
 One `WechatyAdapter` is one account: it connects to the endpoint named by the
-account's `endpoint_env` with the token in `token_env`, turns puppet events
-into qunbot events, and sends what the outbox hands it. The event stream runs
+account's `endpoint_env` with the token in `token_env` (with only a token, it asks
+the discovery authority for the endpoint on every connect: `_wechaty_discovery`),
+turns puppet events into qunbot events, and sends what the outbox hands it. The event stream runs
 as a supervised task: when it drops, it is re-opened with back-off (`[pacing]`
 reconnect_min doubling to reconnect_max) and each attempt is logged. A send
 while the connection is down raises `Disconnected`, so the outbox holds its
@@ -14,12 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from bot._events import (
     DirectMessage,
@@ -34,7 +36,16 @@ from bot._events import (
     RoomTopicChanged,
 )
 from bot.adapters import _wechaty_compat as compat
-from bot.adapters._base import Adapter, AdapterError, Disconnected, EventSink, RateLimited, SendError
+from bot.adapters import _wechaty_discovery as discovery
+from bot.adapters._base import (
+    Adapter,
+    AdapterError,
+    Capabilities,
+    Disconnected,
+    EventSink,
+    RateLimited,
+    SendError,
+)
 
 if TYPE_CHECKING:
     from bot._clock import Clock
@@ -51,11 +62,23 @@ _CALL_TIMEOUT = 30.0
 class WechatyAdapter(Adapter):
     """One WeChat account behind a Wechaty puppet service."""
 
+    capabilities = Capabilities(read_room_messages=True, reply_at_will=True, mention=True, send_files=True,
+                                remove_members=True, set_topic=True, direct_messages=True,
+                                posts_need_confirmation=False, welcome_by_template=False, room_quota=None)
+    """Measured on both service lines (docs/wechaty.md). Per instance, a service that answers UNIMPLEMENTED to a
+    room action or a file send loses that capability (and the send fails loudly)."""
+
     def __init__(self, account: str, clock: Clock, *, endpoint: str, token: str, project: Path, bot_name: str,
-                 data_dir: Path, connect_timeout: float = 20.0, login_timeout: float | None = None) -> None:
+                 data_dir: Path, connect_timeout: float = 20.0, login_timeout: float | None = None,
+                 authority: str | None = None, token_env: str = "") -> None:
         super().__init__(account)
         self.clock = clock
         self.endpoint = endpoint
+        """`host:port`; with `authority` set, filled in by discovery on every connect."""
+        self.authority = authority
+        """The discovery authority for a token-only account (None: the endpoint is configured)."""
+        self.discovery_attempts = discovery.ATTEMPTS
+        self.token_env = token_env
         self.project = project
         self.bot_name = bot_name
         self.cache_dir = data_dir / ".wechaty"
@@ -77,17 +100,28 @@ class WechatyAdapter(Adapter):
     @classmethod
     def from_settings(cls, settings: AccountSettings, *, clock: Clock, project: Path,
                       config: ProjectConfig) -> WechatyAdapter:
-        """Read token and endpoint from the environment variables the account names."""
+        """Read token and endpoint from the environment variables the account names.
+
+        Without an endpoint, the token is looked up at the discovery authority (its own variable, else
+        Wechaty's default) when the adapter connects.
+        """
         endpoint = os.environ.get(settings.endpoint_env, "").strip()
         token = os.environ.get(settings.token_env, "").strip()
-        missing = [name for name, value in ((settings.endpoint_env, endpoint), (settings.token_env, token))
-                   if not value]
-        if missing:
-            raise AdapterError(f"account {settings.id}: set {' and '.join(missing)} (the puppet service's "
-                               "host:port and token from your puppet provider or gateway)")
-        compat.split_endpoint(endpoint)
+        if not token:
+            raise AdapterError(f"account {settings.id}: set {settings.token_env} (the token from your puppet "
+                               f"provider or gateway; and {settings.endpoint_env}, the service's host:port, "
+                               "unless the token is found through discovery)")
+        authority = None
+        if endpoint:
+            compat.split_endpoint(endpoint)
+        else:
+            authority = os.environ.get(settings.authority_env, "").strip() or discovery.DEFAULT_AUTHORITY
+            try:
+                discovery.discovery_base(authority)
+            except AdapterError as err:
+                raise AdapterError(f"account {settings.id}: ${settings.authority_env}: {err}") from None
         adapter = cls(settings.id, clock, endpoint=endpoint, token=token, project=project, bot_name=config.bot.name,
-                      data_dir=project / config.data_dir)
+                      data_dir=project / config.data_dir, authority=authority, token_env=settings.token_env)
         pacing = config.pacing_for(settings.id)
         adapter.reconnect_delay = (pacing.reconnect_min, pacing.reconnect_max)
         return adapter
@@ -128,6 +162,25 @@ class WechatyAdapter(Adapter):
         self._tasks = []
         self._close()
 
+    async def resolve_endpoint(self, attempts: int | None = None) -> str:
+        """The configured endpoint, or the one the discovery authority gives for the token (asked anew each
+        time: a provider may move the service). UnknownToken / DiscoveryUnavailable (AdapterErrors) if not."""
+        if self.authority is None:
+            return self.endpoint
+        try:
+            endpoint = await discovery.discover(self._token, self.authority, account=self.account,
+                                                attempts=attempts or self.discovery_attempts,
+                                                delays=self.reconnect_delay, timeout=self.connect_timeout)
+            compat.split_endpoint(endpoint)
+        except AdapterError as err:
+            where = f" (the token in ${self.token_env})" if self.token_env else ""
+            raise type(err)(f"account {self.account}: {err}{where}") from None
+        if endpoint != self.endpoint:
+            log.info("account %s: the discovery service %s gives the token's puppet service at %s", self.account,
+                     discovery.discovery_base(self.authority), endpoint)
+        self.endpoint = endpoint
+        return endpoint
+
     async def check_reachable(self) -> None:
         """AdapterError unless something accepts TCP connections at the endpoint."""
         try:
@@ -136,8 +189,9 @@ class WechatyAdapter(Adapter):
             raise AdapterError(f"account {self.account}: {err}: is the gateway running and the endpoint right?"
                                ) from None
 
-    async def _connect(self) -> asyncio.Task[None]:
-        """Open one connection: reachable, authenticated, event stream flowing. AdapterError otherwise."""
+    async def _connect(self, discovery_attempts: int | None = None) -> asyncio.Task[None]:
+        """Open one connection: found, reachable, authenticated, event stream flowing. AdapterError otherwise."""
+        await self.resolve_endpoint(discovery_attempts)
         await self.check_reachable()
         puppet = compat.new_puppet(self.cache_dir, self.endpoint, self._token)
         for name in _EVENTS:
@@ -147,10 +201,15 @@ class WechatyAdapter(Adapter):
             return await compat.open_stream(puppet, self.connect_timeout)
         except TimeoutError:
             reason = (f"no answer within {self.connect_timeout:g} s: something listens there, but not a "
-                      "Wechaty puppet service (or it is TLS-only)")
+                      "Wechaty puppet service")
         except Exception as err:
             reason = compat.explain(err)
+            if compat.is_refusal(err):
+                self._close()
+                raise AdapterError(f"account {self.account}: {self.endpoint}: {reason}") from None
         self._close()
+        if await compat.speaks_tls(self.endpoint, timeout=min(self.connect_timeout, 10.0)):
+            reason = compat.TLS_ONLY
         raise AdapterError(f"account {self.account}: {self.endpoint}: {reason}")
 
     def _listener(self, name: str) -> Any:
@@ -180,7 +239,7 @@ class WechatyAdapter(Adapter):
                     return
                 delay = min(delay * 2, max_delay)
                 try:
-                    runner = await self._connect()
+                    runner = await self._connect(discovery_attempts=1)  # this loop is the back-off
                 except AdapterError as err:
                     log.warning("account %s: reconnecting failed (%s); next try in %g s", self.account,
                                 str(err).removeprefix(f"account {self.account}: "), delay)
@@ -348,9 +407,9 @@ class WechatyAdapter(Adapter):
                     raise SendError("remove_member needs a room and a member")
                 await self._call(puppet.room_delete(message.room_id, message.member_id))
             elif message.action == "set_topic":
-                if not message.room_id:
-                    raise SendError("set_topic needs a room")
-                await self._call(puppet.room_topic(message.room_id, message.text))
+                if not message.room_id or not message.text:
+                    raise SendError("set_topic needs a room and a topic that is not empty")
+                await self._call(compat.set_room_topic(puppet, message.room_id, message.text))
             elif message.action is not None:
                 raise SendError(f"the Wechaty adapter cannot {message.action}")
             else:
@@ -363,9 +422,22 @@ class WechatyAdapter(Adapter):
         except SendError:
             raise
         except Exception as err:
+            if compat.is_unimplemented(err):
+                self._cannot(message, err)
             error = (RateLimited if compat.is_rate_limited(err) else Disconnected if compat.is_connection_lost(err)
                      else SendError)
             raise error(f"account {self.account}: {compat.explain(err)}") from err
+
+    def _cannot(self, message: Outgoing, err: BaseException) -> NoReturn:
+        """The service does not implement what this send needs: say so from now on (capabilities), fail loudly."""
+        kind = (message.action if message.action else "send_file" if message.file else "send_text")
+        field = {"remove_member": "remove_members", "set_topic": "set_topic", "send_file": "send_files"}.get(kind)
+        if field and getattr(self.capabilities, field):
+            self.capabilities = dataclasses.replace(self.capabilities, **{field: False})
+            log.error("account %s: the puppet service at %s cannot %s (%s); this account no longer offers it",
+                      self.account, self.endpoint, kind.replace("_", " "), compat.explain(err))
+        raise SendError(f"account {self.account}: the puppet service at {self.endpoint} cannot "
+                        f"{kind.replace('_', ' ')} ({compat.explain(err)})") from err
 
     # --- helpers --------------------------------------------------------------------------
 

@@ -47,8 +47,13 @@ class Peer:
         self._reader = asyncio.create_task(self._read())
 
     @classmethod
-    async def start(cls, *, line: str = "1.x", token: str = "qunbot-test-token", timeout: float = 60) -> Peer:
+    async def start(cls, *, line: str = "1.x", token: str = "qunbot-test-token", timeout: float = 60,
+                    tls: bool = False) -> Peer:
+        """`tls=True`: the service speaks only TLS, as 1.x services do unless told not to."""
         env = {**os.environ, "PEER_TOKEN": token, "PEER_PACKAGES": str(LINES[line])}
+        env.pop("PEER_TLS", None)
+        if tls:
+            env["PEER_TLS"] = "1"
         process = await asyncio.create_subprocess_exec(
             "node", str(PEER_SCRIPT), cwd=PEER_DIR, env=env, stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,

@@ -1,6 +1,6 @@
 // A real Wechaty puppet service for qunbot's end-to-end test.
 //
-// wechaty-puppet-mock, served by wechaty-puppet-service's PuppetServer on 127.0.0.1 (TLS off),
+// wechaty-puppet-mock, served by wechaty-puppet-service's PuppetServer on 127.0.0.1 (TLS off unless PEER_TLS=1),
 // scripted through the mock's Mocker. It talks to its driver over stdin/stdout, one JSON object per line:
 //   out {"event": "ready", "endpoint": "127.0.0.1:PORT", "token": "...", "versions": {...}}
 //   in  {"cmd": "contact", "id": "u1", "name": "Alice"}             create a contact
@@ -89,7 +89,8 @@ puppet.roomMemberPayload = async (roomId, contactId) => {
 const token = process.env.PEER_TOKEN || 'qunbot-test-token'
 const port = Number(process.env.PEER_PORT || 0) || await freePort()
 const endpoint = `127.0.0.1:${port}`
-const server = new PuppetServer({ endpoint, puppet, token, tls: { disable: true } })
+// PEER_TLS=1 serves TLS as 1.x services do by default (the Wechaty community's built-in certificate)
+const server = new PuppetServer({ endpoint, puppet, token, tls: { disable: !process.env.PEER_TLS } })
 await server.start()
 
 const contact = (id) => mocker.ContactMock.load(id)

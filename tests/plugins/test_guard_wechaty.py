@@ -1,0 +1,91 @@
+"""guard over a real Wechaty puppet service: an ad-poster is warned, then removed on the service itself."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from wechaty_peer.driver import Peer, missing_packages, unavailable
+
+from bot._clock import RealClock
+from bot._config import load_config
+from bot._runtime import Runtime
+from bot.adapters import make_adapter
+
+if reason := unavailable():
+    pytest.skip(reason, allow_module_level=True)
+pytest.importorskip("wechaty_puppet_service", reason="install the wechaty extra: pip install -e '.[wechaty]'")
+if reason := missing_packages():
+    pytest.fail(reason, pytrace=False)
+
+pytestmark = pytest.mark.filterwarnings("ignore:The 'warn' method is deprecated:DeprecationWarning")
+
+ROOM = "g1@chatroom"
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _project(path: Path) -> Path:
+    path.mkdir(parents=True)
+    shutil.copytree(REPO / "scripts_templates", path / "scripts_templates")
+    (path / "data").mkdir()
+    (path / "data" / "guard.yaml").write_text("banned_words: [兼职刷单]\n", encoding="utf-8")
+    (path / "qunbot.toml").write_text(f'''
+[bot]
+name = "小完子"
+
+[database]
+url = "sqlite:///data/bot.db"
+
+[[accounts]]
+id = "wx1"
+adapter = "wechaty"
+token_env = "QB_TEST_TOKEN"
+endpoint_env = "QB_TEST_ENDPOINT"
+
+[pacing]
+min_interval = 0
+jitter = 0
+room_interval = 0
+
+[plugins]
+dirs = ["{(REPO / "plugins").as_posix()}"]
+enabled = ["guard"]
+
+[plugins.guard]
+remove_after = 2
+newcomer_remove_after = 0
+''', encoding="utf-8")
+    return path
+
+
+async def test_an_ad_poster_is_warned_then_removed_on_the_service(tmp_path, monkeypatch):
+    peer = await Peer.start()
+    try:
+        for contact_id, name in [("bot", "小完子"), ("owner1", "群主"), ("u1", "Alice"), ("u2", "Bob")]:
+            await peer.cmd("contact", id=contact_id, name=name)
+        await peer.cmd("room", id=ROOM, topic="测试群", members=["bot", "owner1", "u1", "u2"], owner="owner1",
+                       admins=["owner1"])
+        await peer.cmd("login", id="bot")
+        project = _project(tmp_path / "proj")
+        monkeypatch.setenv("QB_TEST_TOKEN", peer.token)
+        monkeypatch.setenv("QB_TEST_ENDPOINT", peer.endpoint)
+        config = load_config(project)
+        clock = RealClock(config.bot.tz)
+        runtime = Runtime(project, config, clock=clock,
+                          adapters={"wx1": make_adapter(config.accounts[0], clock, project=project, config=config)})
+        await runtime.start()
+        try:
+            await peer.cmd("say", **{"from": "owner1"}, room=ROOM, text="新品上架 https://t.cn/new")  # exempt
+            await peer.cmd("say", **{"from": "u2"}, room=ROOM, text="兼职刷单，日结")
+            warning = await peer.wait_for(lambda r: r["event"] == "sent" and "请勿" in r.get("text", ""))
+            assert warning["text"].startswith("@Bob ⚠️ 请勿在群里发违禁词") and warning["mentions"] == ["u2"]
+            await peer.cmd("say", **{"from": "u2"}, room=ROOM, text="加我 138 1234 5678 领券")
+            removal = await peer.wait_for(lambda r: r["event"] == "action")
+            assert removal == {"event": "action", "action": "remove_member", "room": ROOM, "member": "u2"}
+            assert not [r for r in peer.records if r["event"] == "sent" and "t.cn" in r.get("text", "")]
+        finally:
+            await runtime.stop()
+            await clock.aclose()
+    finally:
+        await peer.close()
