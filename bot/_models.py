@@ -58,6 +58,7 @@ class OutboxMessage(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("account", "key", name="uq_outbox_account_key"),
         Index("ix_outbox_pending", "account", "status", "id"),
+        Index("ix_outbox_merge", "room_id", "merge_key", "status"),
     )
 
     id: int | None = Field(default=None, primary_key=True)

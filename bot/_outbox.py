@@ -70,6 +70,7 @@ def _add_merge_columns(conn: Connection) -> None:
     conn.execute(text("ALTER TABLE core_outbox ADD COLUMN priority INTEGER NOT NULL DEFAULT 0"))
     conn.execute(text("ALTER TABLE core_outbox ADD COLUMN merge_key VARCHAR"))
     conn.execute(text("ALTER TABLE core_outbox ADD COLUMN parts JSON NOT NULL DEFAULT '[]'"))
+    conn.execute(text("CREATE INDEX ix_outbox_merge ON core_outbox (room_id, merge_key, status)"))
 
 
 MIGRATIONS = [Migration(2, "outbox: send priority and merged replies", _add_merge_columns)]
