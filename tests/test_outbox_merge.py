@@ -180,6 +180,7 @@ def _old_outbox_database(url: str) -> None:
     engine = make_engine(url)
     upgrade(engine, {"core": []})
     with engine.begin() as conn:
+        conn.execute(text("DROP INDEX ix_outbox_merge"))
         for column in ("priority", "merge_key", "parts"):
             conn.execute(text(f"ALTER TABLE core_outbox DROP COLUMN {column}"))
         conn.execute(text("INSERT INTO core_outbox (account, key, room_id, text, mentions, source, status, attempts, "
