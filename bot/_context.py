@@ -395,6 +395,13 @@ class Context:
 
     # --- runtime hooks --------------------------------------------------------
 
+    def _release(self) -> None:
+        """Close the session if only a rule or permission check used it (a group's shared one stays open)."""
+        session, self._session = self._session, None
+        group = current_group()
+        if session is not None and self._savepoint is None and not (group is not None and group.shares(session)):
+            session.close()
+
     def _begin(self) -> None:
         """Before a handler runs: in a group commit, open its savepoint (its own session otherwise)."""
         group = current_group()

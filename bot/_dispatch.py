@@ -184,26 +184,14 @@ async def run_event(runtime: Runtime, event: Event, text: str, progress: Progres
         ctx = Context(runtime, plugin, event, room_id=room_id, member_id=member_id, text=text,
                       args=candidate.args, match=candidate.match)
         try:
-            if not await matcher.rule(ctx):
-                continue
-            if matcher.trigger.kind in _COMMAND_KINDS and member_id is not None:
-                if progress.allowed is None:  # decided at the first command that would run
-                    progress.allowed = ctx.is_operator() or runtime.command_limit.allow(room_id, member_id)
-                if not progress.allowed:
-                    continue
-            if not await matcher.permission(ctx):
-                if (id(matcher), -1) not in progress.done:
-                    await _deny(runtime, ctx, matcher)
-                    progress.done.add((id(matcher), -1))
-                if matcher.block:
-                    blocked_at = matcher.priority
-                continue
-        except DatabaseUnreachable:
+            verdict = await _admit(runtime, ctx, matcher, progress)
+        except BaseException:
+            ctx._release()
             raise
-        except Exception as err:
-            if database_unreachable(err):
-                raise DatabaseUnreachable(str(err).splitlines()[0]) from err
-            log.exception("plugin %s: rule or permission check failed for %r", plugin.name, matcher)
+        if verdict != "run":
+            ctx._release()  # a session only a rule or permission check opened: no handler will commit it
+            if verdict == "block":
+                blocked_at = matcher.priority
             continue
         for index, handler in enumerate(matcher.handlers):
             if (id(matcher), index) in progress.done:
@@ -225,6 +213,32 @@ async def run_event(runtime: Runtime, event: Event, text: str, progress: Progres
             progress.sends[id(matcher)] = ctx._sends
         if matcher.block:
             blocked_at = matcher.priority
+
+
+async def _admit(runtime: Runtime, ctx: Context, matcher: Matcher, progress: Progress,
+                 ) -> Literal["run", "skip", "block"]:
+    """Rule, command limit and permission for one matcher: run it, skip it, or skip it and block lower ones."""
+    try:
+        if not await matcher.rule(ctx):
+            return "skip"
+        if matcher.trigger.kind in _COMMAND_KINDS and ctx.member_id is not None:
+            if progress.allowed is None:  # decided at the first command that would run
+                progress.allowed = ctx.is_operator() or runtime.command_limit.allow(ctx.room_id, ctx.member_id)
+            if not progress.allowed:
+                return "skip"
+        if not await matcher.permission(ctx):
+            if (id(matcher), -1) not in progress.done:
+                await _deny(runtime, ctx, matcher)
+                progress.done.add((id(matcher), -1))
+            return "block" if matcher.block else "skip"
+    except DatabaseUnreachable:
+        raise
+    except Exception as err:
+        if database_unreachable(err):
+            raise DatabaseUnreachable(str(err).splitlines()[0]) from err
+        log.exception("plugin %s: rule or permission check failed for %r", matcher.plugin.name, matcher)
+        return "skip"
+    return "run"
 
 
 async def run_isolated(runtime: Runtime, ctx: Context, call: Callable[..., Awaitable[Any]] | Any,

@@ -58,6 +58,10 @@ class GroupCommit:
                 self._session.connection().exec_driver_sql("BEGIN")
         return self._session
 
+    def shares(self, session: Session) -> bool:
+        """Whether `session` is this group's shared one (not to be closed by a handler run)."""
+        return session is self._session
+
     def begin(self) -> tuple[Session, SessionTransaction]:
         savepoint = self.session.begin_nested()
         self._open.append(savepoint)
