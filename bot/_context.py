@@ -292,18 +292,25 @@ class Context:
         """`say` for synchronous code (a service called from a handler): the message commits with the handler."""
         if (text is None) == (template is None):
             raise ValueError("say() takes exactly one of text or template")
-        found: tuple[str, ...] = ()
-        if template is not None:
-            rendered = self.render(template, **variables)
-            text, found = rendered.text, rendered.mentions
         if room is None and to is None:
             room = self.room_id
             if room is None:
                 to = self.member_id
+        outbox = self._rt.outbox(self.account)
+        merge_into = self._merge_into(merge, room, tuple(mentions)) if merge is not None and room else None
+        merge_key = key or f"{self._key_base()}:{self._sends + 1}"
+        if merge_into is not None and room is not None and file is None \
+                and outbox.merge(self.db, key=merge_key, room_id=room, merge=merge_into):
+            self._sends += 1
+            return  # it joined a queued message: its own text is never needed
+        found: tuple[str, ...] = ()
+        if template is not None:
+            rendered = self.render(template, **variables)
+            text, found = rendered.text, rendered.mentions
         all_mentions = tuple(dict.fromkeys([*mentions, *found])) if room else ()
         body = self._rt.members.with_mentions(text or "", all_mentions, room)
         self._sends += 1
-        self._rt.outbox(self.account).enqueue(
+        outbox.enqueue(
             self.db,
             key=key or f"{self._key_base()}:{self._sends}",
             text=body,
@@ -313,7 +320,7 @@ class Context:
             file=file,
             source=self.plugin.name,
             expires_at=expires_at,
-            merge=self._merge_into(merge, room, all_mentions) if merge is not None and room else None,
+            merge=merge_into,
         )
 
     def _merge_into(self, merge: Merge, room: str, mentions: tuple[str, ...]) -> MergeInto | None:

@@ -137,16 +137,14 @@ class Outbox:
                 action: str | None = None, member_id: str | None = None, merge: MergeInto | None = None) -> None:
         """Add a message inside the caller's transaction; a second add with the same key is ignored.
 
-        With `merge`, the reply joins the queued message of the same merge key in the room if there is
-        one with room for another @-mention; otherwise it starts one, held briefly so others can join.
+        With `merge` (after `merge` found no queued message to join), it starts a merged message, held
+        briefly so others can join.
         """
         if (room_id is None) == (to is None):
             raise ValueError("a message goes to exactly one of room_id or to")
         now = self._clock.now()
         merge_key, parts = None, []
         if merge is not None and room_id is not None:
-            if self._merge_into_open(session, key, room_id, merge, now):
-                return
             merge_key, parts = merge.key, [{"key": key, **merge.part}]
             not_before = max(not_before or now, now + timedelta(seconds=self._pacing.merge_quiet))
         self._note_fresh(not_before or now)
@@ -158,8 +156,10 @@ class Outbox:
             "expires_at": expires_at, "priority": BULK if source.startswith("sop:") else MEMBERS,
             "merge_key": merge_key, "parts": parts})
 
-    def _merge_into_open(self, session: Session, key: str, room_id: str, merge: MergeInto, now: datetime) -> bool:
-        """Add the reply to the room's queued message of its merge key; False if it must start its own."""
+    def merge(self, session: Session, *, key: str, room_id: str, merge: MergeInto) -> bool:
+        """Add a reply to the room's queued message of its merge key, inside the caller's transaction; False if
+        there is none with room for another @-mention (or it went to WeChat already): then `enqueue` it."""
+        now = self._clock.now()
         conn = session.connection()
         row = conn.execute(self._open_merge, {"room_id": room_id, "merge_key": merge.key}).first()
         if row is None:
