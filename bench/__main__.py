@@ -8,6 +8,7 @@ ratio measured side by side in the same run, because absolute times on shared ma
     python -m bench --quick              # tiny sizes, a smoke run
     python -m bench --only dispatch sop  # some of them
     python -m bench --sop-virtual        # add the virtual-clock SOP figures (minutes more)
+    python -m bench --only fleet         # real processes on PostgreSQL (not in the default run)
 """
 
 from __future__ import annotations
@@ -24,12 +25,15 @@ from typing import Any
 from bench._common import machine
 
 ORDER = ("dispatch", "sop", "accounts", "signin", "burst")
+EXTRA = ("fleet",)
+"""Run only when named: the fleet benchmark needs PostgreSQL and starts real processes."""
 FULL: dict[str, dict[str, Any]] = {
     "dispatch": {"events": 100_000, "nonebot_events": 3_000, "rooms": 20, "members": 100},
     "sop": {"rooms": 10_000, "files": 100, "burst": 1_000},
     "accounts": {"accounts": 100, "rooms": 20, "members": 500},
     "signin": {"rooms": 200, "members": 100},
     "burst": {"cases": [["signin", 100], ["signin", 500], ["lottery", 300], ["poll", 300]]},
+    "fleet": {"accounts": 40, "rooms": 30},
 }
 QUICK: dict[str, dict[str, Any]] = {
     "dispatch": {"events": 2_000, "nonebot_events": 100, "rooms": 4, "members": 10},
@@ -37,6 +41,7 @@ QUICK: dict[str, dict[str, Any]] = {
     "accounts": {"accounts": 5, "rooms": 4, "members": 50},
     "signin": {"rooms": 10, "members": 20},
     "burst": {"cases": [["signin", 30], ["lottery", 20], ["poll", 20]]},
+    "fleet": {"accounts": 8, "rooms": 20},
 }
 
 
@@ -49,6 +54,8 @@ async def run_one(name: str, sizes: dict[str, Any]) -> dict[str, Any]:
         from bench.bench_accounts import run
     elif name == "burst":
         from bench.bench_burst import run
+    elif name == "fleet":
+        from bench.bench_fleet import run
     else:
         from bench.bench_signin import run
 
@@ -76,7 +83,7 @@ def table(results: dict[str, Any]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--only", nargs="+", choices=ORDER, default=list(ORDER))
+    parser.add_argument("--only", nargs="+", choices=ORDER + EXTRA, default=list(ORDER))
     parser.add_argument("--quick", action="store_true", help="tiny sizes: checks the benchmarks run, not speed")
     parser.add_argument("--sop-virtual", action="store_true", help="add the virtual-clock SOP figures")
     parser.add_argument("--json", type=Path, default=Path(__file__).parent / "results.json")
@@ -88,7 +95,7 @@ def main() -> None:
         return
     results: dict[str, Any] = {}
     began = time.time()
-    for name in (n for n in ORDER if n in args.only):
+    for name in (n for n in ORDER + EXTRA if n in args.only):
         print(f"running {name} ...", file=sys.stderr, flush=True)
         child_sizes = dict(sizes[name], **({"virtual": True} if name == "sop" and args.sop_virtual else {}))
         done = subprocess.run([sys.executable, "-m", "bench", "--child", name], input=json.dumps(child_sizes),

@@ -21,6 +21,7 @@ from bot._events import (
     TimerFired,
 )
 from bot._migrations import Migration
+from bot._models import OutboxMessage
 from bot._plugin import Matcher, Plugin
 from bot._rules import (
     EVERYONE,
@@ -37,6 +38,7 @@ from bot._templates import Rendered, TemplateError
 from bot._unique import insert_unique
 from bot._watched import WatchedFile
 from bot._yaml import YamlDoc, YamlError, load_yaml, pydantic_error_to_yaml_error
+from bot.adapters._base import Capabilities, RoomQuota
 
 __version__ = "0.1.0"
 
@@ -45,6 +47,7 @@ __all__ = [
     "OPERATOR",
     "ROOM_ADMIN",
     "ActionInvoked",
+    "Capabilities",
     "ConfigError",
     "Context",
     "DirectMessage",
@@ -58,6 +61,7 @@ __all__ = [
     "MembershipInfo",
     "Merge",
     "Migration",
+    "OutboxMessage",
     "Outgoing",
     "Permission",
     "Plugin",
@@ -65,6 +69,7 @@ __all__ = [
     "Rendered",
     "RoomInfo",
     "RoomMessage",
+    "RoomQuota",
     "RoomTopicChanged",
     "Rule",
     "TemplateError",

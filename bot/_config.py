@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+from datetime import time, timedelta
 from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -16,6 +17,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 CONFIG_FILE = "qunbot.toml"
+_MAX_BYTES = 1_000_000
+_MAX_DEPTH = 64
 
 
 class ConfigError(Exception):
@@ -91,14 +94,70 @@ class PacingSettings(_Strict):
     """… but at most this long after its first member; it goes at once when it holds `max_mentions`."""
 
 
+class RoomQuotaSettings(_Strict):
+    """`[accounts.room_quota]`: how many posts each room of the account may receive per period."""
+
+    per: Literal["month", "week", "day", "none"] = "month"
+    """The WeCom console's 群发规则: month (default), week or day; "none" switches the quota off."""
+    limit: int | None = Field(None, gt=0)
+    """Posts per period; unset means as many as the period has days (month: 28-31, week: 7, day: 1)."""
+
+
+class WecomSettings(_Strict):
+    """`[accounts.wecom]`: a WeCom (企业微信) corp's customer groups through the official API (docs/wecom.md).
+
+    Secrets stay out of the file: each `*_env` names the environment variable that holds one.
+    """
+
+    corp_id_env: str = "WECOM_CORP_ID"
+    secret_env: str = "WECOM_SECRET"
+    """The 客户联系 secret (管理后台 → 客户与上下游 → 客户联系 → API), not an app's secret."""
+    callback_token_env: str = "WECOM_CALLBACK_TOKEN"
+    aes_key_env: str = "WECOM_ENCODING_AES_KEY"
+    api_base: str = "https://qyapi.weixin.qq.com/cgi-bin"
+    """Where the API is; a proxy (or the test mock) goes here."""
+    callback_host: str = "127.0.0.1"
+    callback_port: int = Field(8471, ge=0, lt=65536)
+    callback_path: str = "/wecom/callback"
+    public_url: str = ""
+    """The callback URL as WeCom reaches it (behind your HTTPS proxy); `qunbot doctor` checks it answers."""
+    callback_max_age: float = Field(300.0, gt=0)
+    """Seconds a callback's timestamp may be off; older ones are refused as replays."""
+    poll_interval: float = Field(60.0, gt=0)
+    """Seconds between two looks at the group-message tasks waiting for the owner."""
+    remind_every: float = Field(3600.0, gt=0)
+    """Seconds between reminders to an owner who has not confirmed a task (at most 3 in 24 h)."""
+    confirm_within: float = Field(86400.0, gt=0)
+    """Seconds a task without a deadline of its own (not from an SOP step) waits for the owner."""
+    batch_window: float = Field(2.0, ge=0)
+    """Seconds a post's rooms wait for the rest of its fan-out before each owner's rooms become one task."""
+    welcome_template: bool = True
+    """Make the welcome plugin's greeting the corp's 入群欢迎语 template."""
+
+
 class AccountSettings(_Strict):
     id: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
-    adapter: Literal["simulated", "wechaty"] = "simulated"
+    adapter: Literal["simulated", "wechaty", "wecom"] = "simulated"
     token_env: str = "WECHATY_PUPPET_SERVICE_TOKEN"
     endpoint_env: str = "WECHATY_PUPPET_SERVICE_ENDPOINT"
     authority_env: str = "WECHATY_PUPPET_SERVICE_AUTHORITY"
     """Wechaty: where a token-only account's service is looked up when the endpoint variable is unset."""
     pacing: PacingSettings | None = None
+    emulate: Literal["wechaty", "workpro", "wecom"] | None = None
+    """A simulated account that can do only what this kind of account can (docs/adapters.md)."""
+    room_quota: RoomQuotaSettings | None = None
+    """Replaces the adapter's own per-room post quota (WeCom: as many a month as the month has days)."""
+    max_rooms_per_post: int | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _emulate_simulated_only(self) -> AccountSettings:
+        if self.emulate is not None and self.adapter != "simulated":
+            raise ValueError(f"emulate only works with adapter = \"simulated\" (account {self.id} uses "
+                             f"{self.adapter!r}, which is a real connection)")
+        return self
+
+
+    wecom: WecomSettings = WecomSettings()
 
 
 class PluginsSettings(BaseModel):
@@ -116,6 +175,8 @@ class PluginsSettings(BaseModel):
 
 
 class RoomSettings(_Strict):
+    account: str | None = None
+    """The account that serves this room (needed for checks only when there are several accounts)."""
     tags: tuple[str, ...] = ()
     admins: tuple[str, ...] = ()
     plugins_disabled: tuple[str, ...] = ()
@@ -145,6 +206,62 @@ class SopSettings(_Strict):
     marketing_share: float = Field(0.2, ge=0, le=1)
 
 
+class RetentionSettings(_Strict):
+    """`[retention]`: how long finished work is kept (bot/_retention.py). Durations like "30d", "12h"."""
+
+    enabled: bool = True
+    sent_texts: str = "30d"
+    """Texts of sent (or failed, skipped) messages are blanked after this; the row and its key stay."""
+    outbox: str = "90d"
+    """Finished outbox rows are deleted after this (counted per day first)."""
+    deliveries: str = "180d"
+    """Finished SOP delivery rows are deleted after this (counted per day first)."""
+    tasks: str = "30d"
+    """Finished plugin timers are deleted after this."""
+    keep_sources: tuple[str, ...] = ("lottery",)
+    """Outbox rows of these plugins are never pruned (a draw is verified against what was posted)."""
+    at: str = "04:30"
+    """Local time of the daily run."""
+    batch: int = Field(2000, ge=100, le=100_000)
+    """Rows per transaction: small, so pruning never holds the database for long."""
+
+    @model_validator(mode="after")
+    def _sane(self) -> RetentionSettings:
+        ages = {name: _age(getattr(self, name)) for name in ("sent_texts", "outbox", "deliveries", "tasks")}
+        if ages["outbox"] < ages["sent_texts"]:
+            raise ValueError("outbox must be at least as long as sent_texts")
+        if min(ages.values()) < timedelta(days=8):
+            raise ValueError("keep finished work at least 8 days (keys must outlive redelivery and catch-up windows)")
+        time.fromisoformat(self.at)
+        return self
+
+    @property
+    def sent_texts_age(self) -> timedelta:
+        return _age(self.sent_texts)
+
+    @property
+    def outbox_age(self) -> timedelta:
+        return _age(self.outbox)
+
+    @property
+    def deliveries_age(self) -> timedelta:
+        return _age(self.deliveries)
+
+    @property
+    def tasks_age(self) -> timedelta:
+        return _age(self.tasks)
+
+    @property
+    def at_time(self) -> time:
+        return time.fromisoformat(self.at)
+
+
+def _age(value: str) -> timedelta:
+    from bot._durations import parse_duration
+
+    return parse_duration(value)
+
+
 class DashboardSettings(_Strict):
     """`qunbot dashboard`: a read-only web page for operators, on this machine only by default."""
 
@@ -153,6 +270,22 @@ class DashboardSettings(_Strict):
     password_env: str = "QUNBOT_DASHBOARD_PASSWORD"
     """The environment variable holding the login password; the dashboard refuses to start without one."""
     session_hours: float = Field(12.0, gt=0)
+
+
+class LimitSettings(_Strict):
+    """Bounds on what admins' files can make the bot do (see docs/security.md)."""
+
+    template_loop_iterations: int = Field(100_000, gt=0)
+    """Per render: loop iterations, calls and collection items read or built, together."""
+    template_output_chars: int = Field(200_000, gt=0)
+    """Per render: characters written, read or built by filters, methods and operators, together."""
+    template_seconds: float = Field(5.0, gt=0)
+    """Per render: wall-clock backstop."""
+    download_bytes: int = Field(20_000_000, gt=0)
+    """Largest file an SOP step's `file:` URL may download."""
+    download_seconds: float = Field(30.0, gt=0)
+    private_hosts: tuple[str, ...] = ()
+    """Hosts, addresses or networks (`10.0.0.0/8`) that `file:` URLs may reach although they are not public."""
 
 
 class ProjectConfig(_Strict):
@@ -165,6 +298,8 @@ class ProjectConfig(_Strict):
     sop: SopSettings = SopSettings()
     cluster: ClusterSettings = ClusterSettings()
     dashboard: DashboardSettings = DashboardSettings()
+    limits: LimitSettings = LimitSettings()
+    retention: RetentionSettings = RetentionSettings()
     templates_dir: str = "scripts_templates"
     data_dir: str = "data"
 
@@ -173,7 +308,17 @@ class ProjectConfig(_Strict):
         ids = [a.id for a in self.accounts]
         if len(ids) != len(set(ids)):
             raise ValueError(f"account ids must be unique, got {ids}")
+        for room_id, room in self.rooms.items():
+            if room.account is not None and room.account not in ids:
+                raise ValueError(f"rooms.{room_id}.account: no account {room.account!r} (accounts: {', '.join(ids)})")
         return self
+
+    def room_account(self, room_id: str) -> str | None:
+        """The account serving a room as configured: its `account`, or the only account there is."""
+        pinned = self.room(room_id).account
+        if pinned is not None:
+            return pinned
+        return self.accounts[0].id if len(self.accounts) == 1 else None
 
     def pacing_for(self, account: str) -> PacingSettings:
         for settings in self.accounts:
@@ -193,13 +338,50 @@ def load_config(project: Path) -> ProjectConfig:
     path = project / CONFIG_FILE
     if not path.exists():
         return ProjectConfig()
-    text = path.read_text(encoding="utf-8")
+    with path.open("rb") as stream:
+        data = stream.read(_MAX_BYTES + 1)
+    if len(data) > _MAX_BYTES:
+        raise ConfigError(str(path), None, f"文件太大：超过 {_MAX_BYTES} 字节")
+    text = data.decode("utf-8")
+    too_deep = _too_deep(text)
+    if too_deep is not None:  # tomllib recurses per level: refuse before it does, whatever the recursion limit
+        raise ConfigError(str(path), too_deep, f"嵌套太深（数组和内联表最多 {_MAX_DEPTH} 层）")
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         match = re.search(r"line (\d+)", str(err))
         raise ConfigError(str(path), int(match.group(1)) if match else None, str(err)) from None
+    except RecursionError:
+        raise ConfigError(str(path), None, "嵌套太深") from None
     return parse_config(raw, file=str(path), text=text)
+
+
+def _too_deep(text: str) -> int | None:
+    """The line where arrays and inline tables first nest deeper than _MAX_DEPTH (strings and comments skipped)."""
+    depth, line, quote, index = 0, 1, "", 0
+    while index < len(text):
+        char = text[index]
+        if char == "\n":
+            line, quote = line + 1, "" if len(quote) == 1 else quote
+        elif quote:
+            if char == "\\" and quote.startswith('"'):
+                index += 1
+            elif text.startswith(quote, index):
+                index, quote = index + len(quote) - 1, ""
+        elif char == "#":
+            while index + 1 < len(text) and text[index + 1] != "\n":
+                index += 1
+        elif char in "\"'":
+            quote = char * 3 if text.startswith(char * 3, index) else char
+            index += len(quote) - 1
+        elif char in "[{":
+            depth += 1
+            if depth > _MAX_DEPTH:
+                return line
+        elif char in "]}":
+            depth -= 1
+        index += 1
+    return None
 
 
 def parse_config(raw: dict[str, Any], *, file: str = CONFIG_FILE, text: str = "") -> ProjectConfig:

@@ -7,6 +7,7 @@ commits its state and its messages together.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 from collections.abc import Awaitable, Mapping
@@ -19,10 +20,12 @@ from pydantic import BaseModel
 from sqlalchemy.orm import SessionTransaction
 from sqlmodel import Session
 
+from bot._entropy import secret_hex
 from bot._events import DirectMessage, Event, MemberRef, RoomMessage, TimerFired
 from bot._group import current_group
 from bot._models import Membership
 from bot._outbox import MergeInto
+from bot.adapters._base import Capabilities
 
 if TYPE_CHECKING:
     from bot._plugin import Plugin
@@ -264,31 +267,34 @@ class Context:
         return self._rt.renderer.render(template, **base)
 
     async def reply(self, text: str | None = None, *, template: str | None = None, mention: bool = True,
-                    file: str | None = None, merge: Merge | None = None, **variables: Any) -> None:
+                    file: str | None = None, merge: Merge | None = None, **variables: Any) -> bool:
         """Answer where the event came from: in the room with an @ of the sender, or privately.
 
         With `merge`, a room reply joins others of its kind still queued in the room (see `Merge`).
-        """
+        False if the account cannot send it (a file on an account that cannot send files): see `say`."""
         if self.room_id is None and self.member_id is None:
             raise RuntimeError("this context has no room or member to reply to")
         mentions = (self.member_id,) if mention and self.room_id and self.member_id else ()
-        self.queue(text, template=template, mentions=mentions, file=file,
-                   merge=merge if mentions and file is None else None, **variables)
+        return self.queue(text, template=template, mentions=mentions, file=file,
+                          merge=merge if mentions and file is None else None, **variables)
 
     async def say(self, text: str | None = None, *, template: str | None = None, room: str | None = None,
                   to: str | None = None, mentions: tuple[str, ...] | list[str] = (), file: str | None = None,
-                  key: str | None = None, expires_at: datetime | None = None, **variables: Any) -> None:
+                  key: str | None = None, expires_at: datetime | None = None, merge: Merge | None = None,
+                  **variables: Any) -> bool:
         """Queue a message to a room (default: this room) or a member (`to`), paced by the outbox.
 
         Give `text` or a `template`; @-names for `mentions` missing from the text are prepended.
+        False if this account cannot send it at all (the reason is logged and kept with the message).
+        With `merge` and a mention, it may join others of its kind still queued in the room (see `Merge`).
         """
-        self.queue(text, template=template, room=room, to=to, mentions=mentions, file=file, key=key,
-                   expires_at=expires_at, **variables)
+        return self.queue(text, template=template, room=room, to=to, mentions=mentions, file=file, key=key,
+                          expires_at=expires_at, merge=merge, **variables)
 
     def queue(self, text: str | None = None, *, template: str | None = None, room: str | None = None,
               to: str | None = None, mentions: tuple[str, ...] | list[str] = (), file: str | None = None,
               key: str | None = None, expires_at: datetime | None = None, merge: Merge | None = None,
-              **variables: Any) -> None:
+              **variables: Any) -> bool:
         """`say` for synchronous code (a service called from a handler): the message commits with the handler."""
         if (text is None) == (template is None):
             raise ValueError("say() takes exactly one of text or template")
@@ -302,7 +308,7 @@ class Context:
         if merge_into is not None and room is not None and file is None \
                 and outbox.merge(self.db, key=merge_key, room_id=room, merge=merge_into):
             self._sends += 1
-            return  # it joined a queued message: its own text is never needed
+            return True  # it joined a queued message: its own text is never needed
         found: tuple[str, ...] = ()
         if template is not None:
             rendered = self.render(template, **variables)
@@ -310,7 +316,7 @@ class Context:
         all_mentions = tuple(dict.fromkeys([*mentions, *found])) if room else ()
         body = self._rt.members.with_mentions(text or "", all_mentions, room)
         self._sends += 1
-        outbox.enqueue(
+        refused = outbox.enqueue(
             self.db,
             key=key or f"{self._key_base()}:{self._sends}",
             text=body,
@@ -322,6 +328,7 @@ class Context:
             expires_at=expires_at,
             merge=merge_into,
         )
+        return refused is None
 
     def _merge_into(self, merge: Merge, room: str, mentions: tuple[str, ...]) -> MergeInto | None:
         """The outbox's view of a mergeable reply: the member it answers, its values, the merged form."""
@@ -338,26 +345,44 @@ class Context:
 
         return MergeInto(merge.key, part, render)
 
-    async def remove_member(self, member_id: str, *, room: str | None = None, key: str | None = None) -> None:
-        """Remove a member from a room (default: this room), paced like a message."""
-        await self._room_action("remove_member", room, key, member_id=member_id)
+    async def remove_member(self, member_id: str, *, room: str | None = None, key: str | None = None) -> bool:
+        """Remove a member from a room (default: this room), paced like a message.
 
-    async def set_topic(self, topic: str, *, room: str | None = None, key: str | None = None) -> None:
-        """Change a room's name (topic), paced like a message."""
-        await self._room_action("set_topic", room, key, text=topic)
+        False if this account cannot remove members (WeCom's official API): nothing is done, and it says so."""
+        return await self._room_action("remove_member", room, key, member_id=member_id)
+
+    async def set_topic(self, topic: str, *, room: str | None = None, key: str | None = None) -> bool:
+        """Change a room's name (topic), paced like a message. False if this account cannot."""
+        return await self._room_action("set_topic", room, key, text=topic)
 
     async def _room_action(self, action: str, room: str | None, key: str | None, *, text: str = "",
-                           member_id: str | None = None) -> None:
+                           member_id: str | None = None) -> bool:
         room = room or self.room_id
         if room is None:
             raise ValueError(f"{action} needs a room")
         self._sends += 1
-        self._rt.outbox(self.account).enqueue(
+        refused = self._rt.outbox(self.account).enqueue(
             self.db, key=key or f"{self._key_base()}:{self._sends}", text=text, room_id=room, action=action,
             member_id=member_id, source=self.plugin.name)
+        return refused is None
+
+    def set_welcome_template(self, text: str) -> None:
+        """Make `text` the account's platform-side welcome (where `capabilities.welcome_by_template`).
+
+        WeCom: the corp's 入群欢迎语 template, `%NICKNAME%` standing for the newcomer. Queued through the
+        outbox once per text (a changed text edits the template).
+        """
+        digest = hashlib.sha1(text.encode()).hexdigest()[:16]
+        self._rt.outbox(self.account).enqueue(self.db, key=f"welcome_template:{digest}", text=text, to=self.account,
+                                              action="welcome_template", source=self.plugin.name)
 
     def _key_base(self) -> str:
         return f"{self.event.id}:{self.plugin.name}"
+
+    def secret_hex(self, label: str) -> str:
+        """A secret of 32 random bytes in hex: OS randomness under `qunbot run`; in a simulation (which has a
+        scenario `seed`) derived from that seed and `label`, so a rerun repeats it. Labels must differ per value."""
+        return secret_hex(self._rt.seed, label)
 
     def in_background(self, work: Awaitable[Mapping[str, Any] | None], *, then: str, key: str | None = None) -> None:
         """Run slow outside work (an HTTP call) off the event path, so other messages are not kept waiting.

@@ -1,5 +1,7 @@
 """`qunbot doctor`: can each account in qunbot.toml actually connect? Plain words for what is wrong.
 
+A WeCom account is checked in `bot/adapters/wecom/_doctor.py` (token, 客户联系 permission, groups, callback URL).
+
 For a Wechaty account it checks, in order: the environment variables are set,
 something answers at the endpoint, the service accepts the token, an account is
 logged in, and how many rooms it is in. It stops at the first failing step and
@@ -45,6 +47,11 @@ async def diagnose(project: Path, *, account: str | None = None, login_timeout: 
 async def _diagnose_one(project: Path, config: ProjectConfig, settings: AccountSettings,
                         login_timeout: float) -> AccountReport:
     report = AccountReport(settings.id)
+    if settings.adapter == "wecom":
+        from bot.adapters.wecom._doctor import diagnose_wecom
+
+        await diagnose_wecom(project, config, settings, report)
+        return report
     if settings.adapter != "wechaty":
         report.lines.append(f"account {settings.id}: simulated (a dry run: `qunbot run` only logs what it would send)")
         return report

@@ -43,6 +43,9 @@ class RoomMessage(Event):
     file: str | None = None
     kind: str = "text"
     """What the adapter saw: text, image, file, video, voice, sticker, link, mini_program, contact_card, share."""
+    content: str | None = None
+    """A received image's bytes saved under the project while the event is handled (for the guard's QR check);
+    the adapter deletes it afterwards. `file` is the name the sender gave."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -85,6 +88,29 @@ class RoomTopicChanged(Event):
     changer_id: str | None = None
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RoomCreated(Event):
+    """A room the account can see came into being (WeCom: a customer group was created)."""
+
+    room_id: str
+    topic: str = ""
+    owner_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RoomOwnerChanged(Event):
+    room_id: str
+    owner_id: str
+    old_owner_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RoomDismissed(Event):
+    """The room is gone (WeCom: the owner dismissed the customer group): every membership ends."""
+
+    room_id: str
+
+
 MessageEvent = RoomMessage | DirectMessage
 """Events that carry text a member typed."""
 
@@ -107,6 +133,10 @@ class Outgoing:
     action: str | None = None
     """Not a message but a room action: "remove_member" (`member_id`) or "set_topic" (`text` is the topic)."""
     member_id: str | None = None
+    key: str = ""
+    """The outbox key: names the message to adapters that settle it later (`Receipt`)."""
+    expires_at: datetime | None = None
+    """Past this, the message must not go out (an SOP step's grace): a task not confirmed by then is cancelled."""
 
     def __post_init__(self) -> None:
         if (self.room_id is None) == (self.to is None):

@@ -11,6 +11,7 @@ message only while the lease row still names this owner and epoch and has not ex
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import ColumnElement, exists, func, select, text, update
@@ -40,7 +41,6 @@ class Lease:
         self.epoch: int | None = None
         """Set while this process believes it holds the lease (it may have lapsed: see `held`)."""
         self._deadline = 0.0
-        self._insert = dialect_insert(engine.dialect.name)
 
     def held(self) -> bool:
         """True while this process may act for the account."""
@@ -53,22 +53,15 @@ class Lease:
     def acquire(self) -> bool:
         """Take the lease if nobody holds it or the holder let it expire. True if this process holds it now."""
         asked = time.monotonic()
-        with self._engine.begin() as conn:
-            now = db_now(conn)
-            stmt = self._insert(_TABLE).values(account=self.account, owner=self.owner, epoch=1, acquired_at=now,
-                                               renewed_at=now, expires_at=now + timedelta(seconds=self.ttl))
-            stmt = stmt.on_conflict_do_update(
-                index_elements=["account"],
-                set_={"owner": stmt.excluded.owner, "epoch": _TABLE.c.epoch + 1,
-                      "acquired_at": stmt.excluded.acquired_at, "renewed_at": stmt.excluded.renewed_at,
-                      "expires_at": stmt.excluded.expires_at},
-                where=_TABLE.c.expires_at < now,
-            ).returning(_TABLE.c.epoch)
-            epoch = conn.execute(stmt).scalar_one_or_none()
-        if epoch is None:
+        taken = claim(self._engine, self.owner, [self.account], limit=1, ttl=self.ttl)
+        if self.account not in taken:
             return False
-        self.epoch, self._deadline = epoch, asked + self.ttl
+        self.adopt(taken[self.account], asked)
         return True
+
+    def adopt(self, epoch: int, asked: float) -> None:
+        """Hold the lease a batch `claim` took for this process (`asked`: monotonic time of the claim)."""
+        self.epoch, self._deadline = epoch, asked + self.ttl
 
     def renew(self) -> bool:
         """Extend the lease; False if another process took it over (this one must stop the account)."""
@@ -108,3 +101,34 @@ class Lease:
 
     def _mine(self) -> tuple[ColumnElement[bool], ...]:
         return (_TABLE.c.account == self.account, _TABLE.c.owner == self.owner, _TABLE.c.epoch == self.epoch)
+
+
+def claim(engine: Engine, owner: str, accounts: Iterable[str], *, limit: int, ttl: float) -> dict[str, int]:
+    """Take up to `limit` of `accounts` whose leases nobody holds, in one transaction; returns account -> epoch.
+
+    Read `time.monotonic()` before calling and pass it to `Lease.adopt` for each account taken.
+
+    As APScheduler 4's SQLAlchemy store acquires schedules: the free rows are locked with
+    `FOR UPDATE SKIP LOCKED`, so processes claiming at once take disjoint batches instead of queueing
+    on the same rows, and the update re-checks expiry, so a lease is never taken while it is live.
+    """
+    wanted = sorted(set(accounts))
+    if limit <= 0 or not wanted:
+        return {}
+    insert = dialect_insert(engine.dialect.name)
+    with engine.begin() as conn:
+        now = db_now(conn)
+        known = set(conn.execute(select(_TABLE.c.account).where(_TABLE.c.account.in_(wanted))).scalars())
+        if missing := [a for a in wanted if a not in known]:  # a first row (free, epoch 0), to lock like the others
+            past = now - timedelta(seconds=1)
+            conn.execute(insert(_TABLE).values([
+                {"account": a, "owner": "", "epoch": 0, "acquired_at": past, "renewed_at": past, "expires_at": past}
+                for a in missing]).on_conflict_do_nothing(index_elements=["account"]))
+        free = (select(_TABLE.c.account).where(_TABLE.c.account.in_(wanted), _TABLE.c.expires_at < now)
+                .order_by(_TABLE.c.account).limit(limit).with_for_update(skip_locked=True))
+        rows = conn.execute(
+            update(_TABLE).where(_TABLE.c.account.in_(free.scalar_subquery()), _TABLE.c.expires_at < now)
+            .values(owner=owner, epoch=_TABLE.c.epoch + 1, acquired_at=now, renewed_at=now,
+                    expires_at=now + timedelta(seconds=ttl))
+            .returning(_TABLE.c.account, _TABLE.c.epoch)).all()
+    return {account: epoch for account, epoch in rows}

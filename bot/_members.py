@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import bindparam, insert, update
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from bot._config import ProjectConfig
 from bot._context import MemberInfo, RoomInfo
@@ -26,7 +26,10 @@ from bot._events import (
     MemberRenamed,
     MembersJoined,
     MembersLeft,
+    RoomCreated,
+    RoomDismissed,
     RoomMessage,
+    RoomOwnerChanged,
     RoomSnapshot,
     RoomTopicChanged,
 )
@@ -239,6 +242,17 @@ class Members:
         elif isinstance(event, RoomTopicChanged):
             with session_scope(self._engine) as session:
                 self._upsert_room(session, event.account, event.room_id, event.topic, None, event.time)
+        elif isinstance(event, RoomCreated | RoomOwnerChanged):
+            with session_scope(self._engine) as session:
+                self._upsert_room(session, event.account, event.room_id, getattr(event, "topic", None) or None,
+                                  event.owner_id, event.time)
+            if event.owner_id:
+                self._admins.setdefault(event.room_id, set()).add(event.owner_id)
+        elif isinstance(event, RoomDismissed):
+            with session_scope(self._engine) as session:
+                session.execute(update(Membership).where(Membership.room_id == event.room_id,
+                                                         col(Membership.left_at).is_(None))
+                                .values(left_at=event.time))
 
     def _record_speaker(self, event: RoomMessage) -> None:
         key = (event.room_id, event.sender.id)

@@ -72,7 +72,9 @@ class OutboxMessage(SQLModel, table=True):
     action: str | None = None
     member_id: str | None = None
     source: str = ""
-    status: str = Field(default="pending")  # pending | sending | sent | failed | skipped | uncertain
+    status: str = Field(default="pending")
+    """pending | sending | sent | failed | skipped | uncertain | awaiting_confirmation (a task a person
+    confirms: settled to sent | cancelled | failed)"""
     attempts: int = 0
     created_at: datetime = Field(sa_type=UTCDateTime)
     not_before: datetime = Field(sa_type=UTCDateTime)
@@ -127,3 +129,18 @@ class AccountLease(SQLModel, table=True):
     acquired_at: datetime = Field(sa_type=UTCDateTime)
     renewed_at: datetime = Field(sa_type=UTCDateTime)
     expires_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class ClusterNode(SQLModel, table=True):
+    """A live `qunbot run` process, so each can work out its fair share of the accounts (`bot/_balance.py`)."""
+
+    __tablename__ = "core_cluster_node"
+
+    node: str = Field(primary_key=True)
+    """The process's lease owner name."""
+    started_at: datetime = Field(sa_type=UTCDateTime)
+    heartbeat_at: datetime = Field(sa_type=UTCDateTime)
+    expires_at: datetime = Field(sa_type=UTCDateTime)
+    """Past this (database clock) the process counts as gone: its share goes to the others."""
+    draining: bool = False
+    """Handing every account to the others before it stops (SIGUSR1 or `qunbot run --drain`)."""

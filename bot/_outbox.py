@@ -40,14 +40,14 @@ from bot._db import dialect_insert
 from bot._events import Outgoing
 from bot._migrations import Migration
 from bot._models import OutboxMessage
-from bot.adapters._base import Disconnected, RateLimited
+from bot.adapters._base import Capabilities, Disconnected, RateLimited, Receipt
 
 if TYPE_CHECKING:
     from bot._lease import Lease
 
 log = logging.getLogger("qunbot.outbox")
 
-Sender = Callable[[Outgoing], Awaitable[None]]
+Sender = Callable[[Outgoing], Awaitable[Receipt | None]]
 Confirm = Callable[[Outgoing], Awaitable[bool | None]]
 _HOUR = timedelta(hours=1)
 _SCAN = 500
@@ -76,13 +76,19 @@ def _add_merge_columns(conn: Connection) -> None:
 MIGRATIONS = [Migration(2, "outbox: send priority and merged replies", _add_merge_columns)]
 """The outbox's changes to the core schema (version 1 is the first release's tables)."""
 
+QUOTA_COUNTED = ("sent", "uncertain", "awaiting_confirmation")
+"""Statuses of a room post that used up the room's quota: a post waiting for the owner's confirmation counts
+until it is cancelled, so the quota is never overrun by tasks confirmed late."""
+
 
 class Outbox:
     """Queue, pace and send one account's messages."""
 
     def __init__(self, account: str, engine: Engine, clock: Clock, pacing: PacingSettings, sender: Sender,
-                 *, rng: random.Random | None = None) -> None:
+                 *, rng: random.Random | None = None,
+                 capabilities: Capabilities | Callable[[], Capabilities] | None = None) -> None:
         self.account = account
+        self._capabilities = capabilities if callable(capabilities) else lambda: capabilities or Capabilities()
         self._engine = engine
         self._clock = clock
         self._pacing = pacing
@@ -129,20 +135,32 @@ class Outbox:
                     not_before=bindparam("new_not_before"))
         )
 
+    @property
+    def capabilities(self) -> Capabilities:
+        """What the account can do now (an adapter may lose a capability its service turns out not to have):
+        a message it cannot send is refused, never recorded as sent."""
+        return self._capabilities()
+
     # --- queueing -------------------------------------------------------------
 
     def enqueue(self, session: Session, *, key: str, text: str, room_id: str | None = None, to: str | None = None,
                 mentions: tuple[str, ...] = (), file: str | None = None, source: str = "",
                 not_before: datetime | None = None, expires_at: datetime | None = None,
-                action: str | None = None, member_id: str | None = None, merge: MergeInto | None = None) -> None:
+                action: str | None = None, member_id: str | None = None, merge: MergeInto | None = None,
+                ) -> str | None:
         """Add a message inside the caller's transaction; a second add with the same key is ignored.
 
+        Returns why the account cannot send it at all (the row is then stored as failed), else None.
         With `merge` (after `merge` found no queued message to join), it starts a merged message, held
         briefly so others can join.
         """
         if (room_id is None) == (to is None):
             raise ValueError("a message goes to exactly one of room_id or to")
         now = self._clock.now()
+        refused = self.capabilities.refusal(Outgoing(account=self.account, text=text, room_id=room_id, to=to,
+                                                     file=file, action=action, member_id=member_id))
+        if refused:
+            log.warning("outbox %s: not sending %s to %s: %s", self.account, key, room_id or to, refused)
         merge_key, parts = None, []
         if merge is not None and room_id is not None:
             merge_key, parts = merge.key, [{"key": key, **merge.part}]
@@ -152,9 +170,10 @@ class Outbox:
         session.connection().execute(self._enqueue, {
             "account": self.account, "key": key, "room_id": room_id, "to": to, "text": text,
             "mentions": list(mentions), "file": file, "action": action, "member_id": member_id, "source": source,
-            "status": "pending", "attempts": 0, "created_at": now, "not_before": not_before or now,
-            "expires_at": expires_at, "priority": BULK if source.startswith("sop:") else MEMBERS,
-            "merge_key": merge_key, "parts": parts})
+            "status": "failed" if refused else "pending", "attempts": 0, "created_at": now,
+            "not_before": not_before or now, "expires_at": expires_at, "last_error": refused,
+            "priority": BULK if source.startswith("sop:") else MEMBERS, "merge_key": merge_key, "parts": parts})
+        return refused
 
     def merge(self, session: Session, *, key: str, room_id: str, merge: MergeInto) -> bool:
         """Add a reply to the room's queued message of its merge key, inside the caller's transaction; False if
@@ -280,6 +299,11 @@ class Outbox:
                         self.account, timeout)
 
     @property
+    def idle(self) -> bool:
+        """No send is in flight (a lease may be handed over only then)."""
+        return self._idle.is_set()
+
+    @property
     def next_wakeup(self) -> datetime | None:
         """When the pacing loop looks at the queue next (None when idle)."""
         return None if self._timer is None else self._timer.when
@@ -362,7 +386,18 @@ class Outbox:
                 return now
             if allowed > now:
                 return allowed
-            attempts = row.attempts + 1
+            message = session.get(OutboxMessage, row.id)  # the whole row, only for the one that goes
+            if message is None or message.status != "pending":
+                return now
+            refused = self._refusal(session, message, now)
+            if refused is not None:
+                message.status, message.last_error = refused
+                log.warning("outbox %s: %s %s to %s: %s", self.account, message.status, message.key,
+                            message.room_id or message.to, message.last_error)
+                session.add(message)
+                session.commit()
+                return now
+            attempts = message.attempts + 1
             fence = (self.lease.fence(),) if self.lease is not None else ()
             claimed = session.execute(
                 update(OutboxMessage).where(col(OutboxMessage.id) == row.id, OutboxMessage.status == "pending", *fence)
@@ -371,15 +406,14 @@ class Outbox:
             session.commit()
             if claimed.rowcount != 1:  # type: ignore[attr-defined]
                 return now
-            message = session.get(OutboxMessage, row.id)  # read after the claim: replies merged in go with it
-            assert message is not None
+            session.refresh(message)  # read again after the claim: replies merged in meanwhile go with it
             await self._deliver(session, message, now, attempts)
         return self._clock.now()
 
     async def _deliver(self, session: Session, row: OutboxMessage, now: datetime, attempts: int) -> None:
         lane = row.room_id or f"dm:{row.to}"
         try:
-            await self._send(_outgoing(row))
+            receipt = await self._send(_outgoing(row))
         except Disconnected as err:
             self._offline = True
             log.error("outbox %s: connection lost (%s); %s stays queued until the account reconnects",
@@ -405,18 +439,58 @@ class Outbox:
         else:
             sent_at = self._clock.now()
             self._note_sent(sent_at, lane, jitter=True)
+            if isinstance(receipt, Receipt):  # a person confirms it: `settle` records the outcome
+                # only from `sending`: a settle that came first (a confirmation faster than this) wins
+                self._finish(session, row, status="awaiting_confirmation", attempts=attempts, only_from="sending")
+                log.info("%s to %s is task %s, waiting for confirmation", row.key, row.room_id or row.to,
+                         receipt.task_id)
+                return
             self._finish(session, row, status="sent", attempts=attempts, sent_at=sent_at)
             log.info("sent %s to %s", row.key, row.room_id or row.to)
 
+    def _refusal(self, session: Session, row: OutboxMessage, now: datetime) -> tuple[str, str] | None:
+        """(status, reason) if the row must not go out: the account cannot do it, or the room's quota is used up."""
+        refused = self.capabilities.refusal(_outgoing(row))
+        if refused:
+            return "failed", refused
+        quota = self.capabilities.room_quota
+        if quota is None or row.room_id is None or row.action is not None:
+            return None
+        since = quota.period_start(now)
+        used = session.exec(select(func.count()).select_from(OutboxMessage).where(
+            OutboxMessage.account == self.account, OutboxMessage.room_id == row.room_id,
+            col(OutboxMessage.action).is_(None), col(OutboxMessage.status).in_(QUOTA_COUNTED),
+            func.coalesce(OutboxMessage.sent_at, OutboxMessage.not_before) >= since)).one()
+        if used < quota.allowed(now):
+            return None
+        return "skipped", (f"超出配额：{self.capabilities.subject}的群{quota.describe(now)}，群 {row.room_id} "
+                           f"从 {since:%m-%d} 起已经收到 {used} 条，这一条不发")
+
+    def settle(self, key: str, status: str, detail: str | None = None) -> None:
+        """A message that waited for confirmation ended: `sent`, `cancelled` or `failed` (called by the adapter).
+
+        Also settles a row a crash left `sending`/`uncertain` whose task the adapter knows about.
+        """
+        values: dict[str, object] = {"status": status, "last_error": detail}
+        if status == "sent":
+            values["sent_at"] = self._clock.now()
+        with Session(self._engine) as session:
+            session.execute(update(OutboxMessage).where(
+                OutboxMessage.account == self.account, OutboxMessage.key == key,
+                col(OutboxMessage.status).in_(("awaiting_confirmation", "sending", "uncertain"))).values(**values))
+            session.commit()
+
     def _finish(self, session: Session, row: OutboxMessage, *, status: str, attempts: int, error: str | None = None,
-                sent_at: datetime | None = None, not_before: datetime | None = None) -> None:
+                sent_at: datetime | None = None, not_before: datetime | None = None,
+                only_from: str | None = None) -> None:
         values: dict[str, object] = {"status": status, "attempts": attempts, "last_error": error}
         if sent_at is not None:
             values["sent_at"] = sent_at
         if not_before is not None:
             values["not_before"] = not_before
+        current = (OutboxMessage.status == only_from,) if only_from else ()
         try:
-            session.execute(update(OutboxMessage).where(col(OutboxMessage.id) == row.id).values(**values))
+            session.execute(update(OutboxMessage).where(col(OutboxMessage.id) == row.id, *current).values(**values))
             session.commit()
         except SQLAlchemyError as err:  # the send happened (or failed) all the same: record it once the db is back
             assert row.id is not None
@@ -436,7 +510,7 @@ class Outbox:
     def _allowed_at(self, row: Any, lane: str, now: datetime, *, closed: bool = False) -> datetime:
         start = row.not_before.astimezone(self._clock.tz)
         times = [min(start, now) if closed else start, self._gate(now)]
-        if lane in self._room_last:
+        if self._chat_paced() and lane in self._room_last:
             times.append(self._room_last[lane] + timedelta(seconds=self._pacing.room_interval))
         return max(times)
 
@@ -444,17 +518,26 @@ class Outbox:
         """The earliest any message of the account may go: now, or later by its interval, cool-down, hourly cap."""
         now = now or self._clock.now()
         times = [now]
-        if self._account_next is not None:
-            times.append(self._account_next)
         if self._cooldown_until is not None:
             times.append(self._cooldown_until)
+        if not self._chat_paced():
+            return max(times)
+        if self._account_next is not None:
+            times.append(self._account_next)
         while self._hour and self._hour[0] <= now - _HOUR:
             self._hour.popleft()
         if len(self._hour) >= self._pacing.hourly_cap:
             times.append(self._hour[len(self._hour) - self._pacing.hourly_cap] + _HOUR)
         return max(times)
 
+    def _chat_paced(self) -> bool:
+        """Pacing imitates a person chatting, for WeChat's risk control. Where each post is a task a person
+        confirms (WeCom), a send is an API call with its own rate limits (`RateLimited` cools down)."""
+        return not self.capabilities.posts_need_confirmation
+
     def _note_sent(self, when: datetime, lane: str, *, jitter: bool) -> None:
+        if not self._chat_paced():
+            return
         gap = self._pacing.min_interval + (self._rng.uniform(0, self._pacing.jitter) if jitter else 0.0)
         self._account_next = when + timedelta(seconds=gap)
         self._room_last[lane] = when
@@ -463,4 +546,5 @@ class Outbox:
 
 def _outgoing(row: OutboxMessage) -> Outgoing:
     return Outgoing(account=row.account, text=row.text, room_id=row.room_id, to=row.to, mentions=tuple(row.mentions),
-                    file=row.file, action=row.action, member_id=row.member_id)
+                    file=row.file, action=row.action, member_id=row.member_id, key=row.key,
+                    expires_at=row.expires_at)

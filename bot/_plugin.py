@@ -18,6 +18,7 @@ from pydantic import BaseModel
 from bot._events import Event
 from bot._migrations import Migration
 from bot._rules import EVERYONE, Check, Permission, Rule
+from bot.adapters._base import CAPABILITY_NAMES, Capabilities
 
 if TYPE_CHECKING:
     from bot._context import Context
@@ -86,6 +87,7 @@ class Plugin:
         config: type[BaseModel] | None = None,
         requires: Sequence[str] = (),
         migrations: Sequence[Migration] = (),
+        needs: Iterable[str | tuple[str, ...]] = (),
     ) -> None:
         if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
             raise ValueError(f"plugin name {name!r} must be lowercase letters, digits and _")
@@ -95,6 +97,9 @@ class Plugin:
         self.config = config
         self.requires = tuple(requires)
         self.migrations = tuple(migrations)
+        self.needs = _needs(name, needs)
+        """Capabilities the account must have for this plugin to work; a tuple is "any one of these"
+        (welcome: `("reply_at_will", "welcome_by_template")`). `qunbot check` names what an account lacks."""
         self.matchers: list[Matcher] = []
         self.timers: dict[str, Handler] = {}
         self.actions: dict[str, Action] = {}
@@ -105,6 +110,10 @@ class Plugin:
 
     def __repr__(self) -> str:
         return f"<Plugin {self.name}>"
+
+    def unmet_needs(self, capabilities: Capabilities) -> list[tuple[str, ...]]:
+        """The needs (each a tuple of alternatives) that an account with these capabilities does not meet."""
+        return [need for need in self.needs if not any(capabilities.has(name) for name in need)]
 
     # --- matchers -----------------------------------------------------------
 
@@ -208,3 +217,15 @@ def _words(words: Sequence[str]) -> tuple[str, ...]:
     if not cleaned:
         raise ValueError("give at least one non-empty word")
     return cleaned
+
+
+def _needs(plugin: str, needs: Iterable[str | tuple[str, ...]]) -> tuple[tuple[str, ...], ...]:
+    out = []
+    for need in needs:
+        options = (need,) if isinstance(need, str) else tuple(need)
+        unknown = [name for name in options if name not in CAPABILITY_NAMES]
+        if unknown or not options:
+            raise ValueError(f"plugin {plugin}: needs {', '.join(unknown) or '()'} is not a capability "
+                             f"(known: {', '.join(CAPABILITY_NAMES)})")
+        out.append(options)
+    return tuple(sorted(out))

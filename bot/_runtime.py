@@ -18,11 +18,12 @@ from typing import Any
 
 from sqlalchemy import update
 from sqlalchemy.exc import SQLAlchemyError
-from sqlmodel import Session, col
+from sqlmodel import Session, col, select
 
 from bot._clock import Clock
 from bot._config import ProjectConfig
 from bot._context import Context
+from bot._coverage import FIX_HINT, KnownRoom, lack_sentence, plugin_findings, plugin_label
 from bot._db import database_unreachable, make_engine, session_scope
 from bot._dispatch import DatabaseUnreachable, Dispatcher, Progress, run_event, run_isolated, strip_bot_mention
 from bot._events import ActionInvoked, DirectMessage, Event, RoomMessage, TimerFired
@@ -31,13 +32,15 @@ from bot._limits import MemberRateLimit
 from bot._loader import load_plugins, plugin_configs
 from bot._members import Members
 from bot._migrations import upgrade
-from bot._models import ScheduledTask
+from bot._models import Room, ScheduledTask
 from bot._outbox import MIGRATIONS as OUTBOX_MIGRATIONS
 from bot._outbox import Outbox
 from bot._plugin import Matcher, Plugin
+from bot._sandbox import render_budget
 from bot._tasks import Tasks
 from bot._templates import Renderer
 from bot.adapters._base import Adapter
+from bot.adapters._profiles import account_capabilities
 
 log = logging.getLogger("qunbot.runtime")
 
@@ -59,13 +62,15 @@ class Runtime:
         self.project = project
         self.config = config
         self.clock = clock
+        self.seed = seed
+        """The scenario seed of a simulation; None under `qunbot run` (see `bot._entropy`)."""
         self.adapters = dict(adapters)
         self.engine = make_engine(db_url or config.database.url, base_dir=project)
         self.plugins: dict[str, Plugin] = {p.name: p for p in (plugins if plugins is not None
                                                                 else load_plugins(project, config))}
         self.renderer = Renderer(
             [project / config.templates_dir, DEFAULT_TEMPLATES], timezone=config.bot.tz,
-            globals={"bot_name": config.bot.name},
+            globals={"bot_name": config.bot.name}, budget=render_budget(config.limits),
         )
         self.members = Members(self.engine, config, clock.now,
                                defer=lambda callback: clock.call_at(clock.now(), callback, name="members.flush"))
@@ -76,11 +81,12 @@ class Runtime:
         rng = random.Random(seed)
         self._outboxes = {
             account: Outbox(account, self.engine, clock, config.pacing_for(account), adapter.send,
-                            rng=random.Random(rng.random()))
+                            rng=random.Random(rng.random()), capabilities=partial(getattr, adapter, "capabilities"))
             for account, adapter in self.adapters.items()
         }
         for account, outbox in self._outboxes.items():
             outbox.on_disconnect = partial(self._connection_lost, account)
+            self.adapters[account].bind(self.engine, outbox.settle)
         self._reconnecting: set[str] = set()
         self.active: set[str] = set()
         """Accounts this process runs now (all of them, unless leases hand some to other processes)."""
@@ -112,6 +118,7 @@ class Runtime:
         for account in self.adapters if accounts is None else accounts:
             await self.start_account(account)
         self.started = True
+        self.report_capabilities()
         log.info("qunbot started: %d plugins (%s), %d of %d accounts running here", len(self.plugins),
                  ", ".join(self.plugins), len(self.active), len(self.adapters))
 
@@ -123,6 +130,9 @@ class Runtime:
         await adapter.start(self.dispatch)
         self.members.sync_rooms(account, await adapter.rooms())
         outbox = self._outboxes[account]
+        settings = next((a for a in self.config.accounts if a.id == account), None)
+        if settings is not None:  # an adapter may learn what it can do once connected; qunbot.toml has the last word
+            adapter.capabilities = account_capabilities(settings, adapter.capabilities)
         await outbox.reconcile(adapter.was_sent)
         outbox.start()
         armed = self.tasks.arm_pending(account)
@@ -169,6 +179,23 @@ class Runtime:
                 log.exception("adapter %s did not stop cleanly", adapter.account)
         self.engine.dispose()
         self.started = False
+
+    def known_rooms(self) -> list[KnownRoom]:
+        """Every synced room with the account serving it and its topic (what checks match SOP targets on)."""
+        with Session(self.engine) as session:
+            rows = session.exec(select(Room.id, Room.account, Room.topic)).all()
+        return [KnownRoom(room_id, account, self.config.room(room_id).tags, topic) for room_id, account, topic in rows]
+
+    def report_capabilities(self) -> None:
+        """Say at start, per account, which enabled plugins it cannot serve (the SOP engine adds its steps)."""
+        capabilities = {account: adapter.capabilities for account, adapter in self.adapters.items()}
+        findings = plugin_findings(self.config, list(self.plugins.values()), capabilities, self.known_rooms())
+        for account, sentences in findings.items():
+            for sentence in sentences:
+                log.warning("账号 %s：%s%s", account, sentence, FIX_HINT)
+        for account, caps in capabilities.items():
+            if caps.posts_need_confirmation:
+                log.info("账号 %s（%s）：每条群消息是一个群发任务，群主在企业微信里确认后才发出", account, caps.subject)
 
     # --- events in --------------------------------------------------------------------
 
@@ -356,6 +383,11 @@ class Runtime:
             raise LookupError(f"no action {plugin_name}.{action_name} (is the plugin enabled?)")
         if room_id is not None and not self.plugin_enabled(plugin_name, room_id):
             log.info("action %s.%s skipped: plugin disabled in room %s", plugin_name, action_name, room_id)
+            return False
+        unmet = plugin.unmet_needs(self.adapters[account].capabilities)
+        if unmet:  # e.g. a quiz on an account that cannot read the answers: not started, and said so
+            log.warning("action %s.%s not started in %s: %s", plugin_name, action_name, room_id or account,
+                        lack_sentence(self.adapters[account].capabilities, unmet[0], [plugin_label(plugin)]))
             return False
         parsed = action.params.model_validate(dict(params or {})) if action.params else dict(params or {})
         event = ActionInvoked(account=account, id=key, time=self.clock.now(), plugin=plugin_name,

@@ -18,6 +18,7 @@ from bot._config import ProjectConfig, load_config
 from bot._events import DEFAULT_BOT, MemberRef
 from bot._plugin import Plugin
 from bot._runtime import Runtime
+from bot.adapters._profiles import account_capabilities
 from bot.adapters.simulated import SentMessage, SimulatedAdapter
 
 
@@ -53,7 +54,8 @@ class Simulation:
         self.config = config if config is not None else load_config(project)
         self.clock = VirtualClock(start.astimezone(self.config.bot.tz))
         self.account = self.config.accounts[0].id
-        self.adapter = SimulatedAdapter(self.account, self.clock, bot=bot, on_send=on_send)
+        self.adapter = SimulatedAdapter(self.account, self.clock, bot=bot, on_send=on_send,
+                                        capabilities=account_capabilities(self.config.accounts[0]))
         self._tmp: str | None = None
         if db_url is None:
             self._tmp = tempfile.mkdtemp(prefix="qunbot-sim-")
@@ -121,4 +123,5 @@ class Simulation:
     async def settle(self) -> None:
         """Let queued sends and one-shot timers finish (background schedules stay pending)."""
         await self.clock.run_until_idle()
+import bot._retention  # noqa: E402  (attaches the daily pruning of finished work)
 import bot.sop  # noqa: E402, F401  (attaches the SOP engine; it imports this module)

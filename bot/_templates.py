@@ -1,9 +1,10 @@
 """Scripts (话术) in jinja2: written by group admins, rendered by plugins and the SOP engine.
 
 Admins are not programmers and templates are not trusted code, so the
-environment is sandboxed (no attribute games reach Python internals), an
-undefined variable is an error rather than an empty string, and every error
-names the template file and line.
+environment is sandboxed (no attribute games reach Python internals, no mutating
+method is reachable, variables arrive as plain data), every render runs within a
+budget, an undefined variable is an error rather than an empty string, and every
+error names the template file and line.
 """
 
 from __future__ import annotations
@@ -20,7 +21,17 @@ from zoneinfo import ZoneInfo
 import jinja2
 import jinja2.meta
 from jinja2 import nodes
-from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from bot._files import inside
+from bot._sandbox import (
+    BudgetedEnvironment,
+    BudgetExceeded,
+    RenderBudget,
+    metering,
+    static_overrun,
+    stop_metering,
+)
+from bot._template_data import template_data
 
 _WEEKDAYS = "一二三四五六日"
 _COMPILED_CACHE = 256
@@ -38,10 +49,12 @@ class Rendered:
 
 
 class TemplateError(Exception):
-    """A template cannot be loaded, parsed or rendered; `str()` reads `file:line: message`."""
+    """A template cannot be loaded, parsed or rendered; `str()` reads `file:line: message`.
 
-    def __init__(self, file: str, line: int | None, message: str) -> None:
-        self.file, self.line, self.message = file, line, message
+    `over_budget` marks a render stopped by its budget (`check` reports those too)."""
+
+    def __init__(self, file: str, line: int | None, message: str, *, over_budget: bool = False) -> None:
+        self.file, self.line, self.message, self.over_budget = file, line, message, over_budget
         super().__init__(f"{file}: {message}" if line is None else f"{file}:{line}: {message}")
 
 
@@ -49,11 +62,12 @@ class Renderer:
     """Load templates from search paths (earlier paths override later ones) and render them."""
 
     def __init__(self, search_paths: Sequence[Path], *, timezone: ZoneInfo,
-                 globals: Mapping[str, Any] | None = None) -> None:
+                 globals: Mapping[str, Any] | None = None, budget: RenderBudget | None = None) -> None:
         self._paths = [Path(p) for p in search_paths]
         self._tz = timezone
-        self._loader = jinja2.ChoiceLoader([jinja2.FileSystemLoader(p) for p in self._paths])
-        self._env = ImmutableSandboxedEnvironment(
+        self.budget = budget or RenderBudget()
+        self._loader = jinja2.ChoiceLoader([_ContainedLoader(p) for p in self._paths])
+        self._env = BudgetedEnvironment(
             loader=self._loader,
             undefined=jinja2.StrictUndefined,
             autoescape=False,
@@ -92,16 +106,18 @@ class Renderer:
     def _render(self, template: jinja2.Template, name: str, variables: dict[str, Any]) -> Rendered:
         collected: list[str] = []
         token = _mentions.set(collected)
+        budget = metering(self.budget)
         try:
-            text = template.render(**variables)
+            text = template.render(**{key: template_data(value) for key, value in variables.items()})
         except TemplateError:
             raise  # from a nested render: it already names its own file and line
         except jinja2.TemplateSyntaxError as err:  # an included template that does not parse
             raise self._syntax_error(err, err.name or name) from None
         except Exception as err:
             file, line = self._where(err)
-            raise TemplateError(file or name, line, _plain(err)) from None
+            raise TemplateError(file or name, line, _plain(err), over_budget=isinstance(err, BudgetExceeded)) from None
         finally:
+            stop_metering(budget)
             _mentions.reset(token)
         return Rendered(text.strip(), tuple(dict.fromkeys(collected)))
 
@@ -120,9 +136,14 @@ class Renderer:
     def check(self, name: str) -> None:
         """Parse and compile a template, without rendering, so `qunbot check` reports it before it is sent.
 
-        Compiling also catches unknown filters and tests, which parsing alone lets through.
+        Compiling also catches unknown filters and tests, which parsing alone lets through; loops and
+        repetition that are over the render budget whatever the data are reported here too.
         """
         self._load(name)
+        found = static_overrun(self._parse(name), self.budget)
+        if found is not None:
+            source = self._loader.get_source(self._env, name)[1]
+            raise TemplateError(self._display(source) or name, found[0], found[1], over_budget=True)
 
     def undeclared_variables(self, name: str) -> set[str]:
         """Variables a template (and what it includes) needs from the caller, for SOP validation.
@@ -251,7 +272,20 @@ def _cn_duration(value: timedelta | float) -> str:
     return sign + "".join(parts[:2]) if parts else "0秒"
 
 
+class _ContainedLoader(jinja2.FileSystemLoader):
+    """A FileSystemLoader that refuses a template whose real path (symlinks resolved) leaves its folder:
+    `{% include %}` must not read server files through a symlink under scripts_templates/."""
+
+    def get_source(self, environment: jinja2.Environment, template: str) -> tuple[str, str, Any]:
+        source, filename, uptodate = super().get_source(environment, template)
+        if not any(inside(Path(folder), Path(filename)) for folder in self.searchpath):
+            raise TemplateError(template, None, f"模板 {template} 是指向模板文件夹之外的符号链接，不能使用")
+        return source, filename, uptodate
+
+
 def _plain(err: Exception) -> str:
+    if isinstance(err, BudgetExceeded):
+        return str(err)
     if isinstance(err, jinja2.TemplateNotFound):
         return f"template not found: {err.name}"
     if isinstance(err, jinja2.TemplateError):  # UndefinedError, SecurityError: jinja2's words are plain

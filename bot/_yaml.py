@@ -2,6 +2,11 @@
 
 Admins edit these files by hand, so every error must say `file:line: problem`. Parsing is YAML 1.2
 (`08:00` and `yes` stay strings) and timestamps stay the strings the admin wrote; callers parse them.
+
+A broken edit must never stop the bot, so size is bounded before anything is built: the file's bytes,
+its nesting depth (checked on the token stream, before the recursive composer sees it) and the number
+of values after aliases are expanded (a few hundred bytes of `&a [*b, *b, ...]` would otherwise expand
+into gigabytes).
 """
 
 from __future__ import annotations
@@ -17,8 +22,26 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq, TaggedScalar
 from ruamel.yaml.constructor import DuplicateKeyError, RoundTripConstructor
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.resolver import VersionedResolver
+from ruamel.yaml.tokens import (
+    BlockEndToken,
+    BlockMappingStartToken,
+    BlockSequenceStartToken,
+    FlowMappingEndToken,
+    FlowMappingStartToken,
+    FlowSequenceEndToken,
+    FlowSequenceStartToken,
+)
 
 Path_ = tuple[str | int, ...]
+
+MAX_BYTES = 2_000_000
+"""Largest YAML file read: far more than any hand-written SOP file, scenario, catalog or bank."""
+MAX_DEPTH = 64
+"""Deepest nesting of mappings and lists."""
+MAX_VALUES = 200_000
+"""Most values (keys, items, scalars) in one file once aliases are expanded."""
+_OPEN = (BlockMappingStartToken, BlockSequenceStartToken, FlowMappingStartToken, FlowSequenceStartToken)
+_CLOSE = (BlockEndToken, FlowMappingEndToken, FlowSequenceEndToken)
 
 
 class YamlError(Exception):
@@ -63,18 +86,27 @@ class _Resolver(VersionedResolver):
 def load_yaml(path: Path | str) -> YamlDoc:
     """Read and parse a YAML file; any problem (unreadable, bad syntax, duplicate key) is a YamlError."""
     try:
-        text = Path(path).read_text(encoding="utf-8-sig")
+        with Path(path).open("rb") as stream:
+            data = stream.read(MAX_BYTES + 1)
+        text = data.decode("utf-8-sig")
     except (OSError, UnicodeDecodeError) as err:
         raise YamlError(str(path), None, f"cannot read file: {err}") from None
+    if len(data) > MAX_BYTES:
+        raise YamlError(str(path), None, f"文件太大：超过 {MAX_BYTES} 字节，请拆成几个小文件")
     return load_yaml_text(text, str(path))
 
 
 def load_yaml_text(text: str, file: str = "<string>") -> YamlDoc:
     """Parse YAML text; `file` names it in errors."""
+    if len(text) > MAX_BYTES:
+        raise YamlError(file, None, f"文件太大：超过 {MAX_BYTES} 字符，请拆成几个小文件")
     yaml = YAML(typ="rt")
     yaml.Constructor, yaml.Resolver = _Constructor, _Resolver
     try:
+        _check_depth(yaml, text, file)
         raw = yaml.load(text)
+    except RecursionError:  # the depth check should make this unreachable; never a traceback for an admin
+        raise YamlError(file, None, f"嵌套太深（最多 {MAX_DEPTH} 层）") from None
     except MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
         line = mark.line + 1 if mark else None
@@ -91,27 +123,51 @@ def load_yaml_text(text: str, file: str = "<string>") -> YamlDoc:
     root_line = getattr(getattr(raw, "lc", None), "line", None)
     if root_line is not None:
         lines[()] = root_line + 1
-    return YamlDoc(file, _plain(raw, (), lines), lines)
+    return YamlDoc(file, _Plain(file, lines).convert(raw, ()), lines)
 
 
-def _plain(node: Any, path: Path_, lines: dict[Path_, int]) -> Any:
-    """Convert ruamel's round-trip types to plain Python, recording each child's line under its path."""
-    if isinstance(node, CommentedMap):
-        result = {}
-        for key, value in node.items():
-            plain_key = _scalar(key)
-            if (pos := node.lc.data.get(key)) is not None:  # merged (`<<:`) keys have no position
-                lines[(*path, plain_key)] = pos[0] + 1
-            result[plain_key] = _plain(value, (*path, plain_key), lines)
-        return result
-    if isinstance(node, CommentedSeq):
-        items = []
-        for index, value in enumerate(node):
-            if (pos := node.lc.data.get(index)) is not None:
-                lines[(*path, index)] = pos[0] + 1
-            items.append(_plain(value, (*path, index), lines))
-        return items
-    return _scalar(node)
+def _check_depth(yaml: YAML, text: str, file: str) -> None:
+    """Refuse nesting deeper than MAX_DEPTH, from the scanner's tokens (the scanner does not recurse)."""
+    depth = 0
+    for token in yaml.scan(text):
+        if isinstance(token, _OPEN):
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise YamlError(file, token.start_mark.line + 1, f"嵌套太深（最多 {MAX_DEPTH} 层）")
+        elif isinstance(token, _CLOSE):
+            depth -= 1
+
+
+class _Plain:
+    """Convert ruamel's round-trip types to plain Python, recording each child's line under its path,
+    and counting every value made: aliases are expanded here, so here is where a bomb would go off."""
+
+    def __init__(self, file: str, lines: dict[Path_, int]) -> None:
+        self.file, self.lines, self.made = file, lines, 0
+
+    def convert(self, node: Any, path: Path_) -> Any:
+        self.made += 1
+        if self.made > MAX_VALUES:
+            line = next((self.lines[path[:end]] for end in range(len(path), -1, -1) if path[:end] in self.lines),
+                        None)
+            raise YamlError(self.file, line, f"内容太多：展开别名（*引用）后超过 {MAX_VALUES} 项"
+                            "，请不要用别名层层复制大块内容")
+        if isinstance(node, CommentedMap):
+            result = {}
+            for key, value in node.items():
+                plain_key = _scalar(key)
+                if (pos := node.lc.data.get(key)) is not None:  # merged (`<<:`) keys have no position
+                    self.lines.setdefault((*path, plain_key), pos[0] + 1)
+                result[plain_key] = self.convert(value, (*path, plain_key))
+            return result
+        if isinstance(node, CommentedSeq):
+            items = []
+            for index, value in enumerate(node):
+                if (pos := node.lc.data.get(index)) is not None:
+                    self.lines.setdefault((*path, index), pos[0] + 1)
+                items.append(self.convert(value, (*path, index)))
+            return items
+        return _scalar(node)
 
 
 def _scalar(value: Any) -> Any:

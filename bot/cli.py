@@ -91,12 +91,15 @@ def lottery() -> None:
 @lottery.command("verify")
 @click.argument("draw_id", type=int)
 @click.option("--db", "db_url", help="Database URL (default: [database] url in qunbot.toml).")
+@click.option("--posted", "posted_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="The draw's posts as copied from the chat (UTF-8 text), instead of the bot's own record of them.")
 @click.pass_obj
-def lottery_verify(obj: _Obj, draw_id: int, db_url: str | None) -> None:
-    """Recompute draw DRAW_ID from its stored seed and entrants; exit 1 if the winners do not match."""
+def lottery_verify(obj: _Obj, draw_id: int, db_url: str | None, posted_file: Path | None) -> None:
+    """Recompute draw DRAW_ID and hold it against what the room saw; exit 1 on any mismatch."""
     from sqlalchemy.exc import SQLAlchemyError
     from sqlmodel import Session
 
+    from bot._context import validate_config
     from bot._db import make_engine
     from bot._loader import load_plugins
 
@@ -107,10 +110,15 @@ def lottery_verify(obj: _Obj, draw_id: int, db_url: str | None) -> None:
         _fail(str(err))
     if "lottery" not in plugins:
         _fail("the lottery plugin is not enabled in qunbot.toml")
+    try:
+        settings = validate_config(plugins["lottery"].config, config.plugins.settings_for("lottery"))
+    except ValueError as err:
+        _fail(f"[plugins.lottery] in qunbot.toml: {err}")
     engine = make_engine(db_url or config.database.url, base_dir=obj.project)
     try:
         with Session(engine) as session:
-            result = plugins["lottery"].service.verify(session, draw_id)
+            posted = [posted_file.read_text(encoding="utf-8")] if posted_file else None
+            result = plugins["lottery"].service.verify(session, draw_id, posted=posted, beacon=settings.beacon)
     except SQLAlchemyError as err:
         _fail(f"cannot read the lottery history: {type(err).__name__}: {str(err).splitlines()[0]}")
     finally:
@@ -168,12 +176,18 @@ def doctor(obj: _Obj, account: str | None, login_timeout: float) -> None:
 @main.command()
 @click.option("--dashboard", "with_dashboard", is_flag=True,
               help="Also serve the operator dashboard (docs/dashboard.md).")
+@click.option("--drain", metavar="NODE",
+              help="Do not run: ask the running processes whose name starts with NODE (host name, host/pid) to "
+                   "hand their accounts to the others and stop, and wait until they have (docs/scaling.md).")
 @click.pass_obj
-def run(obj: _Obj, with_dashboard: bool) -> None:
-    """Run the bot for every account in qunbot.toml until stopped (Ctrl-C / SIGTERM)."""
+def run(obj: _Obj, with_dashboard: bool, drain: str | None) -> None:
+    """Run the bot for every account in qunbot.toml until stopped (Ctrl-C / SIGTERM; SIGUSR1 drains)."""
     from bot.dashboard import DashboardError
     from bot.dashboard._cli import run_with_dashboard
 
+    if drain is not None:
+        _drain(obj.project, drain)
+        return
     try:
         if with_dashboard:
             asyncio.run(run_with_dashboard(obj.project, lambda: _run_forever(obj.project)))
@@ -203,6 +217,7 @@ async def _run_forever(project: Path) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGUSR1, node.drain)
     await node.start()
     log.info("running; press Ctrl-C to stop")
     try:
@@ -211,6 +226,33 @@ async def _run_forever(project: Path) -> None:
         log.info("stopping")
         await node.stop()
         await clock.aclose()
+
+
+def _drain(project: Path, prefix: str) -> None:
+    import time
+
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from bot._balance import live_nodes, request_drain
+    from bot._db import make_engine
+
+    try:
+        config = load_config(project)
+        engine = make_engine(config.database.url, base_dir=project)
+        names = request_drain(engine, prefix)
+    except ConfigError as err:
+        _fail(str(err))
+    except SQLAlchemyError as err:
+        _fail(f"cannot reach the database: {str(err).splitlines()[0]}")
+    if not names:
+        _fail(f"no running process whose name starts with {prefix!r} (see core_cluster_node)")
+    click.echo(f"draining {', '.join(names)}; waiting until they have handed their accounts over and stopped")
+    deadline = time.monotonic() + max(120.0, 4 * config.cluster.lease_ttl)
+    while remaining := sorted(set(names) & set(live_nodes(engine))):
+        if time.monotonic() > deadline:
+            _fail(f"still running after the wait: {', '.join(remaining)} (see its log)")
+        time.sleep(0.5)
+    click.echo("drained: " + ", ".join(names))
 
 
 from bot.sop._cli import sop as _sop_commands  # noqa: E402  (the `qunbot sop` group lives with the engine)

@@ -64,7 +64,11 @@ class BotHarness:
         if bot_name is not None:
             overrides["bot"] = {"name": bot_name}
         raw = _merge(_merge(raw, overrides), settings or {})
-        raw.pop("accounts", None)
+        accounts = raw.pop("accounts", None)  # one simulated account, emulating what the first one can do
+        kept = {key: value for key, value in (accounts or [{}])[0].items()
+                if key in ("emulate", "room_quota", "max_rooms_per_post")}
+        if kept:
+            raw["accounts"] = [{"id": "default", **kept}]
         self.config: ProjectConfig = parse_config(raw)
         when = datetime.fromisoformat(start) if isinstance(start, str) else start
         self.sim = Simulation(self.project, start=when, config=self.config, db_url=db_url,

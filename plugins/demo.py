@@ -18,6 +18,7 @@ plugin = Plugin(
     description="菜单与 @ 应答：告诉群友机器人能做什么",
     usage="发送「菜单」查看功能；@机器人 打个招呼",
     config=DemoConfig,
+    needs={"read_room_messages"},
 )
 
 menu = plugin.on_fullmatch("菜单", "帮助", "help", words_from="menu_words", priority=5)

@@ -210,3 +210,26 @@ async def test_configurable_words_replace_defaults(project):
 def test_plugin_names_are_checked():
     with pytest.raises(ValueError):
         Plugin("Bad Name")
+
+
+async def test_a_rule_that_reads_the_database_and_declines_holds_no_connection(project):
+    """A rule may look in the database (the guard's whitelist); declining must give the connection back,
+    or a busy room exhausts the pool (seen in the soak benchmark: QueuePool limit reached)."""
+    from sqlmodel import select
+
+    from bot._models import Member
+    from bot.testing import BotHarness
+
+    plugin = Plugin("picky", description="test")
+
+    def never(ctx) -> bool:
+        ctx.db.exec(select(Member)).all()
+        return False
+
+    plugin.on_message(rule=never).handle(lambda ctx: None)
+    async with BotHarness(project, plugins=[plugin]) as bot:
+        bot.room("g1", members={"u1": "Alice"})
+        for i in range(40):
+            await bot.say("g1", "u1", f"hello {i}", drain=False)
+        await bot.drain()
+        assert bot.runtime.engine.pool.checkedout() == 0

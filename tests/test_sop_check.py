@@ -311,7 +311,7 @@ STEP = "targets: {rooms: [g1]}\nsteps:\n  - {id: m, at: '08:00', %s}\n"
     (STEP % "template: t.j2", {"t.j2": "早安 {% include 'gone.j2' %}"},
      "sop/x.yaml:3: steps.m: t.j2: gone.j2: template not found: gone.j2"),
     (STEP % "template: t.j2", {"t.j2": "{% include 't.j2' %}"},
-     "sop/x.yaml:3: steps.m: scripts_templates/t.j2:1: RecursionError"),
+     "sop/x.yaml:3: steps.m: scripts_templates/t.j2:1: 模板嵌套太深"),
     (STEP % "text: '{{ now|cn_dat }}'", {}, "sop/x.yaml:3: steps.m: sop/x.yaml:3:1: No filter named 'cn_dat'"),
     (STEP % "text: x, days: 星期八", {}, "sop/x.yaml:3: steps.m: unknown day '星期八': use mon…sun, 周一…周日"),
     ("targets: {rooms: [g1]}\nsteps:\n  - {id: 早 安, at: '08:00', text: x}\n", {},

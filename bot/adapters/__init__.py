@@ -6,13 +6,23 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bot.adapters._base import Adapter, AdapterError, Disconnected, EventSink, RateLimited, SendError
+from bot.adapters._base import (
+    Adapter,
+    AdapterError,
+    Capabilities,
+    Disconnected,
+    EventSink,
+    RateLimited,
+    RoomQuota,
+    SendError,
+)
 
 if TYPE_CHECKING:
     from bot._clock import Clock
     from bot._config import AccountSettings, ProjectConfig
 
-__all__ = ["Adapter", "AdapterError", "Disconnected", "EventSink", "RateLimited", "SendError", "make_adapter"]
+__all__ = ["Adapter", "AdapterError", "Capabilities", "Disconnected", "EventSink", "RateLimited", "RoomQuota",
+           "SendError", "make_adapter"]
 
 
 def make_adapter(settings: AccountSettings, clock: Clock, *, project: Path, config: ProjectConfig) -> Adapter:
@@ -20,12 +30,21 @@ def make_adapter(settings: AccountSettings, clock: Clock, *, project: Path, conf
 
     A `simulated` account under `qunbot run` is a dry run: what it would send is logged.
     """
+    from bot.adapters._profiles import account_capabilities
     from bot.adapters.simulated import SimulatedAdapter
 
+    adapter: Adapter
     if settings.adapter == "wechaty":
         from bot.adapters.wechaty import WechatyAdapter
 
-        return WechatyAdapter.from_settings(settings, clock=clock, project=project, config=config)
-    dry_run = logging.getLogger("qunbot.dry_run")
-    return SimulatedAdapter(settings.id, clock,
-                            on_send=lambda m: dry_run.info("[dry run] → %s: %s", m.room_id or m.to, m.text))
+        adapter = WechatyAdapter.from_settings(settings, clock=clock, project=project, config=config)
+    elif settings.adapter == "wecom":
+        from bot.adapters.wecom import WecomAdapter
+
+        adapter = WecomAdapter.from_settings(settings, clock=clock, project=project, config=config)
+    else:
+        dry_run = logging.getLogger("qunbot.dry_run")
+        adapter = SimulatedAdapter(settings.id, clock,
+                                   on_send=lambda m: dry_run.info("[dry run] → %s: %s", m.room_id or m.to, m.text))
+    adapter.capabilities = account_capabilities(settings, adapter.capabilities)  # `qunbot.toml` has the last word
+    return adapter

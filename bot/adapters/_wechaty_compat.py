@@ -40,6 +40,7 @@ from types import ModuleType
 from typing import Any
 from urllib.parse import urlsplit
 
+from bot._files import FilePolicy, read_source
 from bot.adapters._base import AdapterError
 
 _WECHATY_LOGGERS = ("PuppetService", "FileBox", "WechatyPuppet", "WechatyPuppet.Schemas.Event",
@@ -271,26 +272,15 @@ def is_rate_limited(err: BaseException) -> bool:
     return "频繁" in text or "too frequent" in text.lower() or "rate limit" in text.lower()
 
 
-async def file_box(cache_dir: Path, source: str, project: Path) -> Any:
-    """A FileBox for a file the bot sends: a project-relative path, an absolute path or an http(s) URL.
+async def file_box(cache_dir: Path, source: str, policy: FilePolicy) -> Any:
+    """A FileBox for a file the bot sends: a path inside the project or an http(s) URL to a public address.
 
-    URLs are downloaded here with httpx (python-wechaty would block the loop, and
+    Checked again here, at send time (bot._files): a file that passed `check` may since have become a
+    symlink out of the project. URLs are downloaded with httpx (python-wechaty would block the loop, and
     1.x services cannot open the URL boxes it builds); files go as base64.
     """
+    data, name = await read_source(source, policy)
     wechaty_puppet, _ = load(cache_dir)
-    if source.startswith(("http://", "https://")):
-        import httpx
-
-        async with httpx.AsyncClient(timeout=30, follow_redirects=True) as client:
-            response = await client.get(source)
-            response.raise_for_status()
-        data = response.content
-        name = Path(urlsplit(source).path).name or "file"
-    else:
-        path = Path(source)
-        path = path if path.is_absolute() else project / path
-        data = await asyncio.to_thread(path.read_bytes)
-        name = path.name
     with warnings.catch_warnings():  # FileBox calls the deprecated logger.warn
         warnings.simplefilter("ignore", DeprecationWarning)
         return wechaty_puppet.FileBox.from_base64(base64.b64encode(data), name=name)

@@ -26,7 +26,8 @@ from bot._events import (
     RoomSnapshot,
     RoomTopicChanged,
 )
-from bot.adapters._base import Adapter, AdapterError, Disconnected, EventSink, SendError
+from bot.adapters._base import Adapter, AdapterError, Capabilities, Disconnected, EventSink, SendError
+from bot.adapters._profiles import SIMULATED
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,9 +76,14 @@ class SimRoom:
 class SimulatedAdapter(Adapter):
     """One simulated account. Drive it with `say`, `join`, ...; read `sent`."""
 
+    capabilities = SIMULATED
+
     def __init__(self, account: str, clock: Clock, *, bot: MemberRef = DEFAULT_BOT,
-                 on_send: Callable[[SentMessage], None] | None = None) -> None:
+                 on_send: Callable[[SentMessage], None] | None = None,
+                 capabilities: Capabilities | None = None) -> None:
         super().__init__(account)
+        if capabilities is not None:  # emulating another kind (`emulate = "wecom"`): what that kind cannot read
+            self.capabilities = capabilities  # never reaches the bot, what it cannot send raises `SendError`
         self.clock = clock
         self.bot = bot
         self.sim_rooms: dict[str, SimRoom] = {}
@@ -145,13 +151,17 @@ class SimulatedAdapter(Adapter):
             raise self._failures.pop(0)
         if message.room_id is not None and message.room_id not in self.sim_rooms:
             raise SendError(f"the bot is not in room {message.room_id}")
+        refused = self.capabilities.refusal(message)
+        if refused:
+            raise SendError(refused)
         if message.action == "remove_member" and message.room_id and message.member_id:
             self.sim_rooms[message.room_id].members.pop(message.member_id, None)
         elif message.action == "set_topic" and message.room_id:
             self.sim_rooms[message.room_id].topic = message.text
         elif message.action is not None:
             raise SendError(f"the simulated WeChat cannot {message.action}")
-        sent = SentMessage(self.clock.now(), message.text, message.room_id, message.to, message.mentions,
+        mentions = message.mentions if self.capabilities.mention else ()  # the @names stay; nobody is notified
+        sent = SentMessage(self.clock.now(), message.text, message.room_id, message.to, mentions,
                            message.file, message.action, message.member_id)
         self.sent.append(sent)
         if self._on_send is not None:
@@ -173,7 +183,8 @@ class SimulatedAdapter(Adapter):
                             sender=self.member(room_id, member_id), text=text, mentions=mentions,
                             mentions_bot=self.bot.id in mentions or f"@{self.bot.name}" in text, file=file,
                             kind=kind or _kind_of(file))
-        await self._push(event)
+        if self.capabilities.read_room_messages:  # else the member spoke, but this kind of account never hears it
+            await self._push(event)
         return event
 
     async def private(self, member_id: str, text: str, *, name: str | None = None,
@@ -182,7 +193,8 @@ class SimulatedAdapter(Adapter):
                    MemberRef(member_id, name or member_id))
         event = DirectMessage(account=self.account, id=self._next_id(), time=self.clock.now(), sender=ref,
                               text=text, file=file)
-        await self._push(event)
+        if self.capabilities.direct_messages:
+            await self._push(event)
         return event
 
     async def join(self, room_id: str, members: Iterable[MemberRef], *, inviter: str | None = None) -> MembersJoined:

@@ -14,8 +14,11 @@ only speaks qunbot's events. Operator guide: docs/wechaty.md.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import dataclasses
+import hashlib
+import json
 import logging
 import os
 from collections.abc import Iterable
@@ -35,6 +38,7 @@ from bot._events import (
     RoomSnapshot,
     RoomTopicChanged,
 )
+from bot._files import FilePolicy, FileRefused, file_policy
 from bot.adapters import _wechaty_compat as compat
 from bot.adapters import _wechaty_discovery as discovery
 from bot.adapters._base import (
@@ -56,7 +60,11 @@ log = logging.getLogger("qunbot.wechaty")
 _EVENTS = ("login", "logout", "scan", "message", "room-join", "room-leave", "room-topic", "error", "heartbeat")
 _MEDIA = {"MESSAGE_TYPE_IMAGE": "image", "MESSAGE_TYPE_ATTACHMENT": "file", "MESSAGE_TYPE_VIDEO": "video",
           "MESSAGE_TYPE_AUDIO": "voice", "MESSAGE_TYPE_EMOTICON": "sticker"}
+_SHARES = {"MESSAGE_TYPE_URL": "link", "MESSAGE_TYPE_MINI_PROGRAM": "mini_program",
+           "MESSAGE_TYPE_CONTACT": "contact_card", "MESSAGE_TYPE_CHANNEL": "channel"}
 _CALL_TIMEOUT = 30.0
+MAX_INBOUND_IMAGE = 10 * 1024 * 1024
+"""Received images larger than this are not saved for checks (a QR poster is a few hundred KB)."""
 
 
 class WechatyAdapter(Adapter):
@@ -64,7 +72,8 @@ class WechatyAdapter(Adapter):
 
     capabilities = Capabilities(read_room_messages=True, reply_at_will=True, mention=True, send_files=True,
                                 remove_members=True, set_topic=True, direct_messages=True,
-                                posts_need_confirmation=False, welcome_by_template=False, room_quota=None)
+                                posts_need_confirmation=False, welcome_by_template=False, room_quota=None,
+                                label="Wechaty 账号")
     """Measured on both service lines (docs/wechaty.md). Per instance, a service that answers UNIMPLEMENTED to a
     room action or a file send loses that capability (and the send fails loudly)."""
 
@@ -82,6 +91,8 @@ class WechatyAdapter(Adapter):
         self.project = project
         self.bot_name = bot_name
         self.cache_dir = data_dir / ".wechaty"
+        self.files = FilePolicy(project)
+        """Where files it sends may come from; `from_settings` applies `[limits]`."""
         self.connect_timeout = connect_timeout
         self.login_timeout = login_timeout
         self.self_id: str | None = None
@@ -122,6 +133,7 @@ class WechatyAdapter(Adapter):
                 raise AdapterError(f"account {settings.id}: ${settings.authority_env}: {err}") from None
         adapter = cls(settings.id, clock, endpoint=endpoint, token=token, project=project, bot_name=config.bot.name,
                       data_dir=project / config.data_dir, authority=authority, token_env=settings.token_env)
+        adapter.files = file_policy(project, config.limits)
         pacing = config.pacing_for(settings.id)
         adapter.reconnect_delay = (pacing.reconnect_min, pacing.reconnect_max)
         return adapter
@@ -263,8 +275,12 @@ class WechatyAdapter(Adapter):
             name, payload = await self._events.get()
             try:
                 for event in await self._translate(name, payload):
-                    if self._sink is not None:
-                        await self._sink(event)
+                    try:
+                        if self._sink is not None:
+                            await self._sink(event)
+                    finally:
+                        if getattr(event, "content", None):
+                            (self.project / event.content).unlink(missing_ok=True)  # type: ignore[attr-defined]
             except Exception:
                 log.exception("account %s: could not handle Wechaty %s event %r", self.account, name, payload)
 
@@ -311,9 +327,11 @@ class WechatyAdapter(Adapter):
         payload = await self._call(self._require_puppet().message_payload(message_id))
         if payload.from_id and payload.from_id == self.self_id:
             return []  # our own message, echoed back by the service
-        kind = _MEDIA.get(getattr(payload.type, "name", str(payload.type)))
+        type_name = getattr(payload.type, "name", str(payload.type))
+        kind = _MEDIA.get(type_name)
         text = payload.text or ""
         file = await self._file_name(message_id, kind, payload) if kind else None
+        content = await self._save_image(message_id) if kind == "image" and payload.room_id else None
         if kind is not None and text.lstrip().startswith("<"):
             text = ""  # media messages carry the puppet's XML, not words
         if payload.room_id:
@@ -324,9 +342,36 @@ class WechatyAdapter(Adapter):
             mentions_bot = (self.self_id in mentions) or any(f"@{n}" in text for n in names)
             return [*renamed, RoomMessage(account=self.account, id=message_id, time=now, room_id=payload.room_id,
                                           sender=sender, text=text, mentions=mentions, mentions_bot=mentions_bot,
-                                          file=file)]
+                                          file=file, kind=kind or _SHARES.get(type_name, "text"), content=content)]
         sender = await self._contact(payload.from_id)
         return [DirectMessage(account=self.account, id=message_id, time=now, sender=sender, text=text, file=file)]
+
+    async def _save_image(self, message_id: str) -> str | None:
+        """A received image's bytes under data/.wechaty/inbox (project-relative), or None.
+
+        Only content the service hands over inline (a base64 file box) is saved: a URL box is not fetched from
+        here. `_pump` deletes the file once the event is handled, so members' images are not kept.
+        """
+        try:
+            response = await self._call(self._require_puppet().puppet_stub.message_file(id=message_id))
+            box = json.loads(response.filebox)
+        except Exception:
+            log.debug("account %s: image %s: no content from the service", self.account, message_id, exc_info=True)
+            return None
+        data = box.get("base64") if box.get("boxType") == 1 else None
+        if not isinstance(data, str) or len(data) > MAX_INBOUND_IMAGE * 4 // 3 + 4:
+            return None
+        suffix = Path(str(box.get("name") or "")).suffix.lower()
+        suffix = suffix if suffix in (".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp") else ".img"
+        inbox = self.cache_dir / "inbox"
+        inbox.mkdir(parents=True, exist_ok=True)
+        path = inbox / f"{hashlib.sha256(message_id.encode()).hexdigest()[:20]}{suffix}"
+        try:
+            path.write_bytes(base64.b64decode(data, validate=False))
+            return path.relative_to(self.project).as_posix()
+        except (OSError, ValueError):
+            log.debug("account %s: image %s could not be saved", self.account, message_id, exc_info=True)
+            return None
 
     async def _file_name(self, message_id: str, kind: str, payload: Any) -> str:
         name = getattr(payload, "filename", "") or ""
@@ -414,7 +459,10 @@ class WechatyAdapter(Adapter):
                 raise SendError(f"the Wechaty adapter cannot {message.action}")
             else:
                 if message.file:
-                    box = await compat.file_box(self.cache_dir, message.file, self.project)
+                    try:
+                        box = await compat.file_box(self.cache_dir, message.file, self.files)
+                    except FileRefused as err:
+                        raise SendError(f"account {self.account}: {err}") from None
                     await self._call(puppet.message_send_file(target, box))
                 if message.text:
                     mentions = list(message.mentions) if message.room_id else None

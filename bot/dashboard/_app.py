@@ -18,6 +18,7 @@ import jinja2
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.requests import Request
@@ -28,9 +29,11 @@ from starlette.staticfiles import StaticFiles
 from bot._config import ProjectConfig
 from bot._models import Member
 from bot._plugin import Plugin
+from bot._sandbox import render_budget
 from bot._templates import Renderer
 from bot.dashboard import _data
 from bot.dashboard._auth import COOKIE, Auth
+from bot.dashboard._body import LOGIN_LIMIT, BodyTooLarge, read_body
 from bot.dashboard._purchases import purchase_endpoint
 from bot.insight import InsightConfig, InsightService
 
@@ -55,9 +58,17 @@ class Dashboard:
 def _env() -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True,
                              undefined=jinja2.StrictUndefined)
-    env.filters["tojson_script"] = lambda value: jinja2.utils.markupsafe.Markup(
-        json.dumps(value, ensure_ascii=False).replace("</", "<\\/"))
+    env.filters["tojson_script"] = lambda value: jinja2.utils.markupsafe.Markup(json_for_script(value))
     return env
+
+
+def json_for_script(value: Any) -> str:
+    """JSON that cannot end or reopen a <script> element: `<`, `>`, `&` and the JS line separators escaped."""
+    text = json.dumps(value, ensure_ascii=False)
+    for char, escaped in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"),
+                          ("\u2028", "\\u2028"), ("\u2029", "\\u2029")):
+        text = text.replace(char, escaped)
+    return text
 
 
 class _LoginRequired(BaseHTTPMiddleware):
@@ -89,11 +100,16 @@ def create_app(dash: Dashboard, *, password: str, purchase_token: str | None = N
         next_path = request.query_params.get("next", "/")
         next_path = next_path if next_path.startswith("/") and not next_path.startswith("//") else "/"
         if request.method == "POST":
-            form = parse_qs((await request.body()).decode("utf-8", "replace"))
-            if auth.locked():
+            address = request.client.host if request.client else ""
+            if auth.locked(address):
                 return HTMLResponse(env.get_template("login.html").render(
                     error="密码错误次数太多，请 5 分钟后再试", next=next_path), status_code=429)
-            if auth.check_password(form.get("password", [""])[0]):
+            try:
+                form = parse_qs((await read_body(request, LOGIN_LIMIT)).decode("utf-8", "replace"))
+            except BodyTooLarge:
+                return HTMLResponse(env.get_template("login.html").render(error="请求太大", next=next_path),
+                                    status_code=413)
+            if auth.check_password(form.get("password", [""])[0], address):
                 response = RedirectResponse(next_path, status_code=303)
                 response.set_cookie(COOKIE, auth.new_session(), max_age=int(auth.session_seconds), httponly=True,
                                     samesite="strict")
@@ -103,6 +119,7 @@ def create_app(dash: Dashboard, *, password: str, purchase_token: str | None = N
         return HTMLResponse(env.get_template("login.html").render(error=None, next=next_path))
 
     async def logout(request: Request) -> Response:
+        auth.revoke(request.cookies.get(COOKIE))
         response = RedirectResponse("/login", status_code=303)
         response.delete_cookie(COOKIE)
         return response
@@ -120,13 +137,23 @@ def create_app(dash: Dashboard, *, password: str, purchase_token: str | None = N
         return page("room.html", request, title=data.topic or data.id, data=data, charts=data.charts)
 
     async def sop(request: Request) -> Response:
+        # Loading and rendering admins' files is synchronous: off the event loop, so /login and the other
+        # pages answer while it runs (each render is bounded by the render budget).
+        from bot.adapters.wecom._report import post_counts
+
+        calendar, problems, start = await run_in_threadpool(sop_calendar)
+        confirmations = post_counts(dash.engine)
+        return page("sop.html", request, title="SOP 日历", calendar=calendar, problems=problems, start=start,
+                    confirmations=confirmations)
+
+    def sop_calendar() -> tuple[list[dict[str, Any]], list[str], datetime]:
         from bot.sop._check import load_project
         from bot.sop._preview import _entries, _entry_lines
 
         start = dash.now().astimezone(dash.tz).replace(second=0, microsecond=0)
         files, problems = load_project(dash.project, dash.config, now=start)
         renderer = Renderer([dash.project / dash.config.templates_dir, _default_templates()], timezone=dash.tz,
-                            globals={"bot_name": dash.config.bot.name})
+                            globals={"bot_name": dash.config.bot.name}, budget=render_budget(dash.config.limits))
         days: dict[Any, list[dict[str, Any]]] = {}
         order = {name: index for index, name in enumerate(files)}
         entries = sorted((e for loaded in files.values() if loaded.sop.enabled
@@ -142,13 +169,16 @@ def create_app(dash: Dashboard, *, password: str, purchase_token: str | None = N
                 "kind": entry.step.effective_kind, "joined": entry.joined})
         calendar = [{"date": d, "label": f"{d.month}月{d.day}日 周{_WEEKDAYS[d.weekday()]}", "entries": e}
                     for d, e in sorted(days.items())]
-        return page("sop.html", request, title="SOP 日历", calendar=calendar, problems=problems, start=start)
+        return calendar, problems, start
 
     async def draws(request: Request) -> Response:
         lottery = dash.plugins.get("lottery")
+        beacon = None
+        if lottery is not None and lottery.config is not None:
+            beacon = getattr(lottery.config.model_validate(dash.config.plugins.settings_for("lottery")), "beacon", None)
         with Session(dash.engine) as session:
             names = dict(session.exec(select(Member.id, Member.name)).all())
-            draws = _data.draws(session, lottery.service if lottery else None, names)
+            draws = _data.draws(session, lottery.service if lottery else None, names, beacon)
             rounds = _data.quiz_rounds(session)
             polls = _data.polls(session)
         return page("draws.html", request, title="抽奖与答题", draws=draws, rounds=rounds, polls=polls,
@@ -157,7 +187,7 @@ def create_app(dash: Dashboard, *, password: str, purchase_token: str | None = N
     async def variants(request: Request) -> Response:
         from bot.sop._check import load_project
 
-        files, _ = load_project(dash.project, dash.config, now=dash.now())
+        files, _ = await run_in_threadpool(load_project, dash.project, dash.config, now=dash.now())
         with Session(dash.engine) as session:
             rows = _data.variant_stats(session, files)
         steps: dict[str, list[_data.VariantRow]] = {}

@@ -1,14 +1,13 @@
-"""Login for the dashboard: one password from the environment, then a signed session cookie.
+"""Login for the dashboard: one password from the environment, then a random session id the server keeps.
 
-The cookie carries its expiry and an HMAC of it under a key made fresh at each start, so a restart
-logs everyone out and nothing secret is stored. There is no way to run the pages without a password.
-Wrong passwords are throttled: after `MAX_FAILURES` in `FAILURE_WINDOW` seconds, attempts are refused
-until the oldest failure leaves the window, so the password cannot be guessed at machine speed.
+Sessions live in this process only (a restart logs everyone out, nothing secret is stored) and logout
+deletes the id, so a copied cookie dies with the session. Wrong passwords are throttled per client address:
+after `MAX_FAILURES` in `FAILURE_WINDOW` seconds that address is refused until its oldest failure leaves the
+window, so the password cannot be guessed at machine speed and one guesser never locks the operator out.
 """
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import secrets
 import time
@@ -16,6 +15,9 @@ import time
 COOKIE = "qunbot_dashboard"
 MAX_FAILURES = 5
 FAILURE_WINDOW = 300.0
+MAX_TRACKED = 10_000
+"""Addresses with recent failures kept at most; past it the stalest are dropped (memory stays bounded)."""
+MAX_SESSIONS = 1_000
 
 
 class Auth:
@@ -23,36 +25,46 @@ class Auth:
         if not password:
             raise ValueError("the dashboard needs a password")
         self._password = password.encode()
-        self._key = secrets.token_bytes(32)
         self.session_seconds = session_seconds
-        self._failures: list[float] = []
+        self._failures: dict[str, list[float]] = {}
+        self._sessions: dict[str, float] = {}
+        """session id -> expiry (wall-clock seconds)."""
 
-    def locked(self, now: float | None = None) -> bool:
-        """Too many wrong passwords lately: refuse attempts (even a right one) for now."""
+    def locked(self, address: str = "", now: float | None = None) -> bool:
+        """Too many wrong passwords lately from this address: refuse its attempts (even a right one) for now."""
         now = now if now is not None else time.monotonic()
-        self._failures = [t for t in self._failures if now - t < FAILURE_WINDOW]
-        return len(self._failures) >= MAX_FAILURES
+        recent = [t for t in self._failures.get(address, ()) if now - t < FAILURE_WINDOW]
+        if recent:
+            self._failures[address] = recent
+        else:
+            self._failures.pop(address, None)
+        return len(recent) >= MAX_FAILURES
 
-    def check_password(self, given: str, now: float | None = None) -> bool:
+    def check_password(self, given: str, address: str = "", now: float | None = None) -> bool:
         now = now if now is not None else time.monotonic()
-        if self.locked(now):
+        if self.locked(address, now):
             return False
         if hmac.compare_digest(given.encode(), self._password):
             return True
-        self._failures.append(now)
+        self._failures.setdefault(address, []).append(now)
+        if len(self._failures) > MAX_TRACKED:
+            stalest = min(self._failures, key=lambda a: self._failures[a][-1])
+            del self._failures[stalest]
         return False
 
     def new_session(self, now: float | None = None) -> str:
-        expires = int((now if now is not None else time.time()) + self.session_seconds)
-        return f"{expires}.{self._sign(str(expires))}"
+        now = now if now is not None else time.time()
+        self._sessions = {sid: exp for sid, exp in self._sessions.items() if exp > now}
+        if len(self._sessions) >= MAX_SESSIONS:
+            del self._sessions[min(self._sessions, key=self._sessions.__getitem__)]
+        session = secrets.token_urlsafe(32)
+        self._sessions[session] = now + self.session_seconds
+        return session
 
     def valid(self, cookie: str | None, now: float | None = None) -> bool:
-        if not cookie or "." not in cookie:
-            return False
-        expires, _, signature = cookie.partition(".")
-        if not hmac.compare_digest(signature, self._sign(expires)):
-            return False
-        return expires.isdigit() and int(expires) > (now if now is not None else time.time())
+        expires = self._sessions.get(cookie or "")
+        return expires is not None and expires > (now if now is not None else time.time())
 
-    def _sign(self, value: str) -> str:
-        return hmac.new(self._key, value.encode(), hashlib.sha256).hexdigest()
+    def revoke(self, cookie: str | None) -> None:
+        """Logout: the id stops working at once, wherever a copy of the cookie is."""
+        self._sessions.pop(cookie or "", None)

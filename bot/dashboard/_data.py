@@ -200,17 +200,23 @@ class DrawRow:
     winners: list[str]
     verified: bool | None
     problems: list[str]
+    number: int = 0
+    """第 N 期 in its room."""
+    mode: str = "seed"
 
 
-def draws(session: Session, lottery_service: Any | None, names: Mapping[str, str]) -> list[DrawRow]:
+def draws(session: Session, lottery_service: Any | None, names: Mapping[str, str],
+          beacon: Any = None) -> list[DrawRow]:
+    """Every draw with its verification; `beacon`: the project's pinned drand settings (default: mainnet)."""
     if lottery_service is None or "lottery_draw" not in existing_tables(session):
         return []
     out = []
     for draw in lottery_service.history(session, None, limit=200):
-        result = lottery_service.verify(session, draw.id) if draw.status == "drawn" else None
+        result = lottery_service.verify(session, draw.id, beacon=beacon) if draw.status == "drawn" else None
         out.append(DrawRow(draw.id, draw.room_id, draw.prize, draw.status, draw.opened_at, draw.deadline,
                            len(draw.entrants), [names.get(w, w) for w in draw.winners],
-                           None if result is None else result.ok, [] if result is None else result.problems))
+                           None if result is None else result.ok, [] if result is None else result.problems,
+                           getattr(draw, "number", 0), getattr(draw, "mode", "seed")))
     return out
 
 

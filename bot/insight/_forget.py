@@ -1,27 +1,36 @@
 """`qunbot member forget ID`: erase a member's personal data on request, keeping anonymous totals.
 
 Every table is read from the database itself, so plugin tables are covered without knowing them:
-- the member's name row is deleted, group nicknames cleared, their tags, stage and purchases deleted;
-- every id column (`member_id`, `inviter_id`, `actor_id`, …) and every JSON list (mentions, lottery
-  entrants and winners) holding the id gets a random pseudonym instead, so points ledger totals, sign-in
-  counts and message counts stay correct but point to nobody;
-- quiz answer texts are blanked, and the member's names are cut out of the bot's stored messages.
-All of it in one transaction: it completes or changes nothing.
+- the member's name row is deleted, group nicknames cleared, their tags, stage and purchases deleted,
+  their self-introductions and quiz answer texts blanked;
+- every text and JSON column of every table is then scrubbed: the id, wherever it stands (id columns,
+  keys such as `icebreak:intro:ID`, JSON lists), becomes one random pseudonym, so ledger totals,
+  sign-in counts and idempotency keys stay consistent but point to nobody; her names (two characters or
+  more everywhere, any length in messages addressed to or about her) and introductions become 某成员 /
+  （已删除） in every text (outbox messages, ledger reasons, timer data).
+All of it in one transaction: it completes or changes nothing. On SQLite `secure_delete` (set on every
+connection by `bot._db`) zeroes the old bytes, and the WAL is checkpointed and truncated afterwards.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import JSON, MetaData, String, Table, Text, delete, or_, select, update
 from sqlalchemy.engine import Connection, Engine
 
-ID_COLUMNS = ("member_id", "inviter_id", "actor_id", "opened_by", "started_by", "set_by", "owner_id", "to")
 DELETE_FROM = ("insight_tag", "insight_stage", "insight_purchase")
+PERSONAL_TEXT = {"icebreak_newcomer": "intro_text", "quiz_answer": "text"}
+"""Columns holding what the member wrote, blanked in her rows (and found and cut from other texts)."""
 PLACEHOLDER = "某成员"
+REMOVED = "（已删除）"
+MIN_TEXT = 4
+"""Shorter texts she wrote (a quiz answer "B") are blanked but not searched for elsewhere."""
 
 
 @dataclass
@@ -32,14 +41,6 @@ class ForgetReport:
     changed: dict[str, int] = field(default_factory=dict)
 
 
-def _replace(value: Any, member_id: str, pseudonym: str) -> Any:
-    if isinstance(value, list):
-        return [_replace(v, member_id, pseudonym) for v in value]
-    if isinstance(value, dict):
-        return {k: _replace(v, member_id, pseudonym) for k, v in value.items()}
-    return pseudonym if value == member_id else value
-
-
 def forget_member(engine: Engine, member_id: str) -> ForgetReport:
     pseudonym = f"forgotten-{secrets.token_hex(6)}"
     report = ForgetReport(member_id, pseudonym, False)
@@ -47,8 +48,9 @@ def forget_member(engine: Engine, member_id: str) -> ForgetReport:
     meta.reflect(bind=engine)
     with engine.begin() as conn:
         names = _names(conn, meta, member_id)
-        report.found = bool(names) or _mentioned(conn, meta, member_id)
-        _redact_outbox(conn, meta, member_id, names, report)
+        written = _written(conn, meta, member_id)
+        report.found = bool(names) or _appears(conn, meta, member_id)
+        _redact_about_her(conn, meta, member_id, names, report)
         for name in DELETE_FROM:
             if name in meta.tables:
                 table = meta.tables[name]
@@ -59,11 +61,19 @@ def forget_member(engine: Engine, member_id: str) -> ForgetReport:
         if "core_membership" in meta.tables:
             ms = meta.tables["core_membership"]
             conn.execute(update(ms).where(ms.c.member_id == member_id).values(alias=None))
-        if "quiz_answer" in meta.tables:
-            answers = meta.tables["quiz_answer"]
-            conn.execute(update(answers).where(answers.c.member_id == member_id).values(text=""))
+        for table_name, column in PERSONAL_TEXT.items():
+            if table_name in meta.tables:
+                table = meta.tables[table_name]
+                blank = None if table.c[column].nullable else ""
+                conn.execute(update(table).where(table.c.member_id == member_id).values({column: blank}))
+        scrub = _scrubber(member_id, pseudonym, [n for n in names if len(n) >= 2],
+                          [t for t in written if len(t) >= MIN_TEXT])
+        needles = [member_id, *(n for n in names if len(n) >= 2), *(t for t in written if len(t) >= MIN_TEXT)]
         for table in meta.sorted_tables:
-            _pseudonymise(conn, table, member_id, pseudonym, report)
+            _scrub_table(conn, table, needles, scrub, report)
+    if engine.dialect.name == "sqlite":
+        with engine.connect() as conn:
+            conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
     return report
 
 
@@ -83,18 +93,35 @@ def _names(conn: Connection, meta: MetaData, member_id: str) -> list[str]:
     return sorted(found, key=len, reverse=True)
 
 
-def _mentioned(conn: Connection, meta: MetaData, member_id: str) -> bool:
+def _written(conn: Connection, meta: MetaData, member_id: str) -> list[str]:
+    found: set[str] = set()
+    for table_name, column in PERSONAL_TEXT.items():
+        if table_name in meta.tables:
+            table = meta.tables[table_name]
+            found.update(t for (t,) in conn.execute(select(table.c[column]).where(
+                table.c.member_id == member_id)) if t)
+    return sorted(found, key=len, reverse=True)
+
+
+def _appears(conn: Connection, meta: MetaData, member_id: str) -> bool:
+    """The id stands somewhere on its own (not only inside a longer id or a pseudonym)."""
+    pattern = _id_pattern(member_id)
     for table in meta.sorted_tables:
-        for column in ID_COLUMNS:
-            if column in table.c and conn.execute(select(table.c[column]).where(
-                    table.c[column] == member_id).limit(1)).first():
+        for column in _text_columns(table):
+            candidates = conn.execute(select(column.cast(Text)).where(
+                column.cast(Text).contains(member_id, autoescape=True))).scalars()
+            if any(pattern.search(value) for value in candidates):
                 return True
     return False
 
 
-def _redact_outbox(conn: Connection, meta: MetaData, member_id: str, names: list[str],
-                   report: ForgetReport) -> None:
-    """Cut the member's names out of the messages the bot sent to them or about them."""
+def _id_pattern(member_id: str) -> re.Pattern[str]:
+    return re.compile(rf"(?<![0-9A-Za-z_]){re.escape(member_id)}(?![0-9A-Za-z_])")
+
+
+def _redact_about_her(conn: Connection, meta: MetaData, member_id: str, names: list[str],
+                      report: ForgetReport) -> None:
+    """In the messages sent to her or about her, every name of hers goes, even a one-character one."""
     if "core_outbox" not in meta.tables or not names:
         return
     outbox = meta.tables["core_outbox"]
@@ -110,21 +137,59 @@ def _redact_outbox(conn: Connection, meta: MetaData, member_id: str, names: list
             _count(report, "core_outbox", 1)
 
 
-def _pseudonymise(conn: Connection, table: Table, member_id: str, pseudonym: str, report: ForgetReport) -> None:
-    for column in ID_COLUMNS:
-        if column in table.c and isinstance(table.c[column].type, String | Text):
-            _count(report, table.name, conn.execute(update(table).where(
-                table.c[column] == member_id).values({column: pseudonym})).rowcount)
+def _scrubber(member_id: str, pseudonym: str, names: list[str], written: list[str]) -> Callable[[str], str]:
+    """Her id (not inside a longer id: `u1` leaves `u12` alone) -> pseudonym; her texts, then names, cut."""
+    id_pattern = _id_pattern(member_id)
+
+    def scrub(value: str) -> str:
+        if value == member_id:
+            return pseudonym
+        for piece in written:
+            value = value.replace(piece, REMOVED)
+        value = id_pattern.sub(pseudonym, value)
+        for name in names:
+            value = value.replace(name, PLACEHOLDER)
+        return value
+    return scrub
+
+
+def _walk(value: Any, scrub: Callable[[str], str]) -> Any:
+    if isinstance(value, list):
+        return [_walk(v, scrub) for v in value]
+    if isinstance(value, dict):
+        return {scrub(k): _walk(v, scrub) for k, v in value.items()}
+    return scrub(value) if isinstance(value, str) else value
+
+
+def _text_columns(table: Table) -> list[Any]:
+    return [c for c in table.c if isinstance(c.type, String | Text | JSON)]
+
+
+def _stored_forms(column: Any, needle: str) -> list[str]:
+    """JSON columns store non-ASCII text escaped (`\\u5f20`), so search for that form too."""
+    escaped = json.dumps(needle)[1:-1]
+    return [needle, escaped] if isinstance(column.type, JSON) and escaped != needle else [needle]
+
+
+def _scrub_table(conn: Connection, table: Table, needles: list[str], scrub: Callable[[str], str],
+                 report: ForgetReport) -> None:
     key = list(table.primary_key.columns)
-    for column in table.c:
-        if not isinstance(column.type, JSON) or not key:
-            continue
-        needle = json.dumps(member_id)
-        for row in conn.execute(select(*key, column).where(column.cast(Text).contains(needle))).all():
-            value = row[-1]
-            data = json.loads(value) if isinstance(value, str) else value
-            new = _replace(data, member_id, pseudonym)
-            if new != data:
-                conn.execute(update(table).where(*(k == row[i] for i, k in enumerate(key)))
-                             .values({column.name: new}))
-                _count(report, table.name, 1)
+    columns = _text_columns(table)
+    if not key or not columns:
+        return
+    hit = or_(*(c.cast(Text).contains(form, autoescape=True) for c in columns for n in needles
+                for form in _stored_forms(c, n)))
+    for row in conn.execute(select(*key, *columns).where(hit)).all():
+        where = [k == row[i] for i, k in enumerate(key)]
+        values: dict[str, Any] = {}
+        for offset, column in enumerate(columns, start=len(key)):
+            old = row[offset]
+            if isinstance(old, str) and isinstance(column.type, JSON):
+                old = json.loads(old)
+            new = _walk(old, scrub)
+            if new != old:
+                values[column.name] = new
+        if values:
+            conn.execute(update(table).where(*where).values(values))
+            _count(report, table.name, 1)
+

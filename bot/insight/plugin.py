@@ -15,6 +15,7 @@ plugin = Plugin(
     description="成员洞察：按规则和手动打标签，生命周期阶段（AIPL）",
     usage="管理员发送「打标签 @某人 标签」「删标签 @某人 标签」「查标签 @某人」",
     config=InsightConfig,
+    needs={"read_room_messages"},
 )
 service = InsightService()
 plugin.service = service

@@ -24,8 +24,11 @@ from bot._db import database_unreachable, dialect_insert
 from bot._events import Event, MembersJoined
 from bot._models import Membership, OutboxMessage, Room
 from bot._runtime import DEFAULT_TEMPLATES, Runtime
+from bot.sop._check import accounts_and_rooms
 from bot.sop._load import LoadedSop, load_all, render_step, variant_of
 from bot.sop._models import SopDelivery
+from bot.sop._needs import step_problems
+from bot.sop._quota import quota_problems
 from bot.sop._schema import Step, Targets, parse_duration
 from bot.sop._triggers import fire_times, occurrence
 
@@ -106,6 +109,17 @@ class SopEngine:
                 loaded[name] = self.files[name]
         changed = sorted(name for name in loaded if loaded[name] is not self.files.get(name))
         self.files, self.problems = loaded, problems
+        if changed:  # what an account cannot do for the steps that changed (a WeCom account removes nobody)
+            capabilities = {account: adapter.capabilities for account, adapter in self.rt.adapters.items()}
+            synced = self.rt.known_rooms()  # the rooms the accounts are in, with topics; then the configured ones
+            seen = {room.id for room in synced}
+            rooms = synced + [r for r in accounts_and_rooms(config, loaded.values())[1] if r.id not in seen]
+            for problem in step_problems([loaded[name] for name in changed], config, self.rt.plugins, capabilities,
+                                         rooms):
+                log.warning("SOP %s", problem)
+            for problem in quota_problems(loaded.values(), config, capabilities, rooms, start=self.rt.now(),
+                                          tz=self.tz):
+                log.warning("SOP %s（超出的消息不会发出）", problem)
         self._reschedule()
         if changed:
             log.info("SOP loaded: %s", ", ".join(changed))
@@ -292,10 +306,12 @@ class SopEngine:
         if member and step.mention and not to_member and member not in mentions:
             mentions = (member, *mentions)
         text = rendered.text if to_member else self.rt.members.with_mentions(rendered.text, mentions, room.id)
-        self.rt.outbox(account).enqueue(
+        refused = self.rt.outbox(account).enqueue(
             session, key=key, text=text, room_id=None if to_member else room.id, to=member if to_member else None,
             mentions=() if to_member else mentions, file=step.file, source=f"sop:{loaded.name}:{step.id}",
             not_before=self.rt.now(), expires_at=due + loaded.sop.grace_of(step))
+        if refused:  # the account cannot send this at all: the ledger says failed, with the reason
+            raise ValueError(refused)
 
     async def _run_action(self, loaded: LoadedSop, step: Step, account: str, room_id: str, key: str) -> None:
         assert step.action is not None
@@ -319,19 +335,28 @@ class SopEngine:
         """After the grace period: how the fan-out went and when the last room got it."""
         pattern = f"sop:{loaded.name}:{step.id}:%:{occurrence(step, fire, self.tz)}"
         with Session(self.rt.engine) as session:
-            rows = session.exec(select(OutboxMessage.status, OutboxMessage.sent_at)
+            rows = session.exec(select(OutboxMessage.status, OutboxMessage.sent_at, OutboxMessage.last_error)
                                 .where(col(OutboxMessage.key).like(pattern))).all()
         if not rows:
             return
-        sent = [at for status, at in rows if status == "sent" and at is not None]
-        skipped = sum(1 for status, _ in rows if status == "skipped")
+        sent = [at for status, at, _ in rows if status == "sent" and at is not None]
+        over = sum(1 for status, _, error in rows if status == "skipped" and (error or "").startswith("超出配额"))
+        skipped = sum(1 for status, _, _ in rows if status == "skipped") - over
         summary = f"{len(sent)} of {len(rows)} room(s) got it"
         if sent:
             summary += f", the last at {max(sent).astimezone(self.tz):%H:%M:%S}"
         if skipped:
             summary += f"; {skipped} skipped as late"
-        if len(rows) - len(sent) - skipped:
-            summary += f"; {len(rows) - len(sent) - skipped} failed or not sent"
+        if over:
+            summary += f"; {over} not sent: the room's quota was used up"
+        cancelled = sum(1 for status, _, _ in rows if status == "cancelled")  # a person did not confirm (WeCom)
+        waiting = sum(1 for status, _, _ in rows if status == "awaiting_confirmation")
+        if cancelled:
+            summary += f"; {cancelled} cancelled (not confirmed in time)"
+        if waiting:
+            summary += f"; {waiting} still waiting for confirmation"
+        if len(rows) - len(sent) - skipped - over - cancelled - waiting:
+            summary += f"; {len(rows) - len(sent) - skipped - over - cancelled - waiting} failed or not sent"
         log.info("SOP %s.%s (%s): %s", loaded.name, step.id, f"{fire.astimezone(self.tz):%m-%d %H:%M}", summary)
 
     # --- join-relative steps --------------------------------------------------------------

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, tzinfo
@@ -22,6 +21,7 @@ from apscheduler.triggers.base import BaseTrigger
 from pydantic import BaseModel, ValidationError
 
 from bot._context import MemberInfo, RoomInfo
+from bot._files import FileRefused, check_url_syntax, inside, is_url, project_file
 from bot._plugin import Plugin
 from bot._templates import Rendered, Renderer, TemplateError
 from bot._yaml import YamlDoc, YamlError, load_yaml
@@ -31,7 +31,6 @@ from bot.sop._triggers import anchor_of, trigger_for
 log = logging.getLogger("qunbot.sop")
 
 BASE_VARIABLES = ("room", "now", "today", "step", "sop")
-_URL = re.compile(r"^https?://", re.IGNORECASE)
 
 
 class _AnyFilter(dict[str, Any]):
@@ -121,9 +120,8 @@ def load_one(path: Path, project: Path, renderer: Renderer, templates: Sequence[
             except TemplateError as err:  # both places: the step that uses it and the template's own line
                 key = ("variants", index) if step.variants else ("template",)
                 raise YamlError(display, loaded.line(step, *key), f"steps.{step.id}: {err}") from None
-        if step.file is not None and not _URL.match(step.file) and not (project / step.file).is_file():
-            raise YamlError(display, loaded.line(step, "file"), f"steps.{step.id}.file: no file {step.file!r} in the "
-                            "project folder (give a path under the project, or an http(s) URL)")
+        if step.file is not None:
+            _check_file(loaded, step, project)
         if step.action is not None and plugins is not None:
             _check_action(loaded, step, plugins)
         if step.member_tags and plugins is not None and "insight" not in plugins:
@@ -142,15 +140,16 @@ def load_one(path: Path, project: Path, renderer: Renderer, templates: Sequence[
 
 
 def _trial_render(renderer: Renderer, loaded: LoadedSop, step: Step, variant: int, now: datetime) -> None:
-    """Render with a stand-in room and member: catches misspelt names and attributes. Errors that depend
-    on a real room's data (an empty tag list) are left to run time, where they fail that room only."""
+    """Render with a stand-in room and member: catches misspelt names and attributes, and renders over
+    budget. Errors that depend on a real room's data (an empty tag list) are left to run time, where they
+    fail that room only."""
     try:
         render_step(renderer, loaded, step, variant=variant, room=sample_room(loaded.sop),
                     now=loaded.anchor or now, member=sample_member(step))
     except TemplateError as err:
         message = err.message.lower()
-        if any(sign in message for sign in ("is undefined", "has no attribute", "no filter", "no test",
-                                            "recursion")):
+        signs = ("is undefined", "has no attribute", "no filter", "no test", "recursion")
+        if err.over_budget or any(sign in message for sign in signs):
             raise YamlError(loaded.doc.file, loaded.line(step), f"steps.{step.id}: {err}") from None
 
 
@@ -208,10 +207,28 @@ def grace_of(loaded: LoadedSop, step: Step) -> timedelta:
     return loaded.sop.grace_of(step)
 
 
+def _check_file(loaded: LoadedSop, step: Step, project: Path) -> None:
+    """A step's `file:` is a file inside the project (symlinks resolved) or an http(s) URL; the address
+    a URL reaches is checked again when it is sent, after DNS."""
+    assert step.file is not None
+    where = loaded.doc.file, loaded.line(step, "file")
+    try:
+        if is_url(step.file):
+            check_url_syntax(step.file)
+        elif not project_file(project, step.file).is_file():
+            raise YamlError(*where, f"steps.{step.id}.file: no file {step.file!r} in the project folder (give a "
+                            "path under the project, or an http(s) URL)")
+    except FileRefused as err:
+        raise YamlError(*where, f"steps.{step.id}.file: {err}") from None
+
+
 def _template_source(renderer: Renderer, templates: Sequence[Path], name: str) -> str:
     for folder in templates:
         candidate = folder / name
         if candidate.is_file():
+            if not inside(folder, candidate):
+                raise TemplateError(f"{folder.name}/{name}", None,
+                                    f"模板 {name} 是指向模板文件夹之外的符号链接，不能使用")
             try:
                 source = candidate.read_text(encoding="utf-8")
             except (OSError, UnicodeDecodeError) as err:

@@ -95,6 +95,7 @@ plugin = Plugin(
     description="自动答疑：按 data/faq.yaml 回答常见问题；可选 AI 只依据 data/knowledge/ 里的资料回答",
     usage="群友直接提问即可；管理员编辑 data/faq.yaml，用 `qunbot faq test \"问题\"` 试匹配",
     config=FaqConfig,
+    needs={"read_room_messages"},
 )
 
 class FaqService:

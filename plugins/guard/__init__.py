@@ -95,6 +95,7 @@ plugin = Plugin(
     description="风控：广告、二维码、名片、手机号 / 微信号、违禁词、刷屏；先警告，多次违规再移出群",
     usage="自动运行；管理员「白名单 @某人」「撤销处罚 @某人」「风控记录」",
     config=GuardConfig,
+    needs={"read_room_messages"},  # it judges what members post; removal is optional (admins are asked)
 )
 plugin.service = service
 
@@ -159,7 +160,7 @@ def _exempt(ctx: Context) -> bool:
 
 def _message(ctx: Context) -> Message:
     event = ctx.event
-    file = getattr(event, "file", None)
+    file = getattr(event, "content", None) or getattr(event, "file", None)
     path = None
     if file:  # only files inside the project (the simulator's and adapters' downloads): never elsewhere
         candidate = (ctx.project / file).resolve()

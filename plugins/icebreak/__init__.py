@@ -98,6 +98,7 @@ plugin = Plugin(
     description="破冰：请新人自我介绍、按格式改群昵称；介绍有积分，昵称未改提醒一次",
     usage="新人发一段自我介绍（我是…来自…）；管理员发送「未改名单」查看还没改群昵称的新人",
     config=IcebreakConfig,
+    needs={"read_room_messages"},
 )
 
 _awaiting: dict[str, set[str]] = {}

@@ -25,6 +25,19 @@ def commitment(seed: str) -> str:
     return hashlib.sha256(seed.encode()).hexdigest()
 
 
+def mixed_seed(seed: str, public_value: str | None) -> str:
+    """The seed the draw uses: the secret seed alone, or SHA-256 of "SEED:PUBLIC" (hex) when a public value
+    unknown at the close is mixed in: `printf %s "SEED:PUBLIC" | sha256sum`."""
+    if public_value is None:
+        return seed
+    return hashlib.sha256(f"{seed}:{public_value}".encode()).hexdigest()
+
+
+def fingerprint(entrants: list[str]) -> str:
+    """16 hex characters of SHA-256 over the canonical entrant ids, one per line: posted at the close."""
+    return hashlib.sha256("\n".join(entrants).encode()).hexdigest()[:16]
+
+
 def canonical_entrants(member_ids: Iterable[str]) -> list[str]:
     """Distinct member ids sorted by Unicode code point (the byte order of their UTF-8)."""
     return sorted(set(member_ids))

@@ -13,7 +13,11 @@ from bot import parse_duration
 _TIME_OF_DAY = re.compile(r"(\d{1,2}):(\d{2})")
 COMMAND_KEYS = {"奖品": "prize", "名额": "winners", "人数": "winners", "口令": "keyword", "时长": "duration",
                 "截止": "deadline", "等级": "min_level", "签到": "signed_in_today", "入群早于": "joined_before",
-                "含管理员": "include_admins"}
+                "含管理员": "include_admins", "开奖方式": "mode", "公布来源": "announce_source"}
+POSTED_KEYS = {**COMMAND_KEYS, "信标轮次": "beacon_round"}
+"""The posted terms line also names the beacon round, which the bot chooses (admins cannot)."""
+MODES = {"种子": "seed", "信标": "beacon", "公布": "announced", "seed": "seed", "beacon": "beacon",
+         "announced": "announced"}
 _YES = {"是", "要", "需要", "yes", "true", "1", "y"}
 
 
@@ -31,6 +35,25 @@ class StartDraw(BaseModel):
     signed_in_today: bool = False
     joined_before: str | None = None
     include_admins: bool | None = None
+    mode: str | None = None
+    """seed (种子) | beacon (信标) | announced (公布); default: the plugin's `mode` setting."""
+    announce_source: str | None = Field(None, min_length=2, max_length=100)
+    """announced mode: where the value will be published, e.g. "11月23日 福彩3D 开奖号码"."""
+    beacon_round: int | None = Field(None, ge=1)
+
+    @field_validator("mode")
+    @classmethod
+    def _mode(cls, value: str | None) -> str | None:
+        if value is not None and value not in MODES:
+            raise ValueError("开奖方式只能是 种子、信标 或 公布")
+        return None if value is None else MODES[value]
+
+    @field_validator("prize", "keyword", "announce_source")
+    @classmethod
+    def _no_equals(cls, value: str | None) -> str | None:
+        if value is not None and "=" in unicodedata.normalize("NFKC", value):
+            raise ValueError("不能含有 = 号")
+        return value
 
     @field_validator("duration")
     @classmethod
@@ -68,7 +91,7 @@ def parse_moment(text: str, now: datetime, *, future: bool = False) -> datetime:
     return parsed.replace(tzinfo=now.tzinfo) if parsed.tzinfo is None else parsed
 
 
-def parse_command(args: str) -> StartDraw:
+def parse_command(args: str, *, posted: bool = False) -> StartDraw:
     """`奖品=口红 名额=3 口令=我要抽奖 时长=10m 等级=2 签到=是 入群早于=2026-11-20 12:00`.
 
     A word without `=` continues the previous value, so times with a space need no quotes."""
@@ -77,9 +100,10 @@ def parse_command(args: str) -> StartDraw:
     for token in unicodedata.normalize("NFKC", args).split():
         key, sep, value = token.partition("=")
         if sep:
-            if key not in COMMAND_KEYS:
+            keys = POSTED_KEYS if posted else COMMAND_KEYS
+            if key not in keys:
                 raise ValueError(f"unknown option {key!r}")
-            last = COMMAND_KEYS[key]
+            last = keys[key]
             values[last] = value
         elif last is not None:
             values[last] = f"{values[last]} {token}"

@@ -78,6 +78,7 @@ plugin = Plugin(
     description="签到积分：每日签到、连续签到奖励、等级、排行榜、积分兑换、邀请奖励",
     usage="发送「签到」每日签到；「积分」查看积分和等级；「排行榜」；「积分商城」查看可兑换的奖品，「兑换 奖品名」",
     config=PointsConfig,
+    needs={"read_room_messages"},
 )
 service = PointsService()
 plugin.service = service

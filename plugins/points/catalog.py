@@ -38,6 +38,8 @@ def load_catalog(path: Path) -> Catalog:
     """Read the catalog; a missing file is an empty catalog, a broken one a YamlError with the line."""
     if not path.exists():
         return Catalog()
+    if not path.resolve().is_relative_to(path.parent.resolve()):  # item names are posted: no server files
+        raise YamlError(str(path), None, "积分商城文件是指向其文件夹之外的符号链接，不能使用")
     doc = load_yaml(path)
     try:
         catalog = Catalog.model_validate(doc.data or {})

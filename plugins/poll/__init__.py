@@ -59,6 +59,7 @@ plugin = Plugin(
     description="投票 / 预售选款：按编号投票，上新时 @ 投过这一款的人",
     usage="管理员「发起投票 标题|选项1|选项2」；群友发送「投1」；「投票结果」；管理员「通知投票 1 到货啦」",
     config=PollConfig,
+    needs={"read_room_messages"},
 )
 
 _open_polls: dict[str, list[str]] = {}

@@ -49,6 +49,7 @@ plugin = Plugin(
     usage="管理员发送「开始答题 题库名 题数」；题目出现后直接回复答案，如「B」或「选B」",
     config=QuizConfig,
     requires=["points"],
+    needs={"read_room_messages"},
 )
 
 _asking: dict[str, QuizRound] = {}

@@ -67,6 +67,8 @@ class Bank(BaseModel):
 
 def load_bank(path: Path) -> Bank:
     """Parse and validate one bank; raise YamlError (file:line) if it is wrong."""
+    if not path.resolve().is_relative_to(path.parent.resolve()):  # questions are posted: no server files
+        raise YamlError(str(path), None, "题库文件是指向题库文件夹之外的符号链接，不能使用")
     doc = load_yaml(path)
     try:
         return Bank.model_validate(doc.data)

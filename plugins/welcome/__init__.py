@@ -13,7 +13,7 @@ from datetime import timedelta
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlmodel import Session, col, select
 
-from bot import ROOM_ADMIN, Context, MembersJoined, Plugin, insert_unique, parse_duration
+from bot import ROOM_ADMIN, Context, MemberInfo, MembersJoined, Plugin, insert_unique, parse_duration
 
 from .models import WelcomeJoin
 
@@ -63,8 +63,24 @@ plugin = Plugin(
     description="欢迎新人：入群后 @ 欢迎，同时进群的人合并成一条；记录邀请人",
     usage="新人入群自动欢迎；管理员发送「邀请记录」查看谁邀请了多少人",
     config=WelcomeConfig,
+    needs={("reply_at_will", "welcome_by_template")},  # a WeCom 入群欢迎语 template greets without the bot
 )
 plugin.service = WelcomeService()
+
+
+NICKNAME = "%NICKNAME%"
+"""What WeCom's 入群欢迎语 template replaces with each newcomer's name."""
+
+
+@plugin.on_startup
+async def greeting_as_template(ctx: Context) -> None:
+    """Where the platform greets newcomers by a template (WeCom), the greeting becomes that template."""
+    if not ctx.capabilities.welcome_by_template:
+        return
+    newcomer = MemberInfo(NICKNAME, NICKNAME)
+    rendered = ctx.render("welcome/greeting.j2", newcomers=[newcomer], inviters=[], count=1, part=1, parts=1,
+                          room={"id": "", "topic": ""})
+    ctx.set_welcome_template(rendered.text)
 
 
 @plugin.on_event(MembersJoined).handle
@@ -76,6 +92,11 @@ async def on_join(ctx: Context) -> None:
     if not newcomers:
         return
     config: WelcomeConfig = ctx.config
+    if ctx.capabilities.welcome_by_template:  # the platform greets them: keep the record of who invited whom
+        for member in newcomers:
+            insert_unique(ctx.db, WelcomeJoin, account=ctx.account, room_id=event.room_id, member_id=member.id,
+                          inviter_id=event.inviter_id, joined_at=event.time, greet_at=ctx.now, status="template")
+        return
     open_batch = ctx.db.exec(select(WelcomeJoin.greet_at).where(
         WelcomeJoin.room_id == event.room_id, WelcomeJoin.status == "pending",
         WelcomeJoin.greet_at > ctx.now).order_by(col(WelcomeJoin.greet_at))).first()

@@ -25,5 +25,5 @@ class WelcomeJoin(SQLModel, table=True):
     greet_at: datetime = Field(sa_type=UTCDateTime)
     """When the batch this join belongs to is greeted (everyone joining before it shares one message)."""
     status: str = "pending"
-    """pending | greeted | left (gone, or joined again, before the greeting)"""
+    """pending | greeted | left (gone, or joined again, before the greeting) | template (the platform greets)"""
     greeted_at: datetime | None = Field(default=None, sa_type=UTCDateTime)

@@ -2,14 +2,20 @@
 
 Bad input always ends in the documented error type whose text names the file (and the line where
 one is known), never another exception; incoming text is data and is never run as a template.
+Every example also runs within a time and a memory bound (`bounded`): hostile input (YAML bombs, deep
+nesting, templates that loop or build text without end) must end in that error, not exhaust the machine.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import resource
 import shutil
+import signal
 import tempfile
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -31,6 +37,61 @@ from bot.testing import BotHarness
 REPO = Path(__file__).resolve().parents[2]
 FUZZ = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 SH = ZoneInfo("Asia/Shanghai")
+
+MB = 1 << 20
+
+
+class ExampleTooSlow(BaseException):
+    """Raised by the watchdog: a BaseException, so no `except Exception` in the code under test hides it."""
+
+
+def _address_space() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[0]) * resource.getpagesize()
+
+
+@contextlib.contextmanager
+def bounded(seconds: float = 20, memory: int = 768 * MB) -> Iterator[None]:
+    """Run one example within `seconds` of wall time (SIGALRM interrupts pure-Python loops) and `memory`
+    bytes of new address space (allocations past it fail with MemoryError, which the tests refuse)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    limit = _address_space() + memory
+    resource.setrlimit(resource.RLIMIT_AS, (limit if hard == resource.RLIM_INFINITY else min(limit, hard), hard))
+
+    def expire(signum: int, frame: object) -> None:
+        raise ExampleTooSlow(f"one example ran longer than {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+
+
+def assert_not_exhausted(message: str) -> None:
+    """A MemoryError or RecursionError caught by a broad handler and reported as a problem still fails."""
+    assert "MemoryError" not in message and "RecursionError" not in message, message
+
+
+def _alias_bomb(levels: int) -> str:
+    lines = ['lol0: &l0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    lines += [f"lol{i}: &l{i} [" + ", ".join([f"*l{i - 1}"] * 9) + "]" for i in range(1, levels)]
+    return "\n".join(lines) + "\n"
+
+
+# Whole-file attacks on the machine rather than the parser: appended to an otherwise valid file.
+EXHAUSTING = st.sampled_from([
+    _alias_bomb(9), _alias_bomb(12), "deep: " + "[" * 5000 + "]" * 5000 + "\n",
+    "deep: " + "{a: " * 3000 + "1" + "}" * 3000 + "\n", "".join(f"{'  ' * i}k{i}:\n" for i in range(400)) + "\n",
+])
+
+EXHAUSTING_TOML = st.sampled_from([
+    "\n[plugins.x]\ndeep = " + "[" * 5000 + "]" * 5000 + "\n",
+    "\n[plugins.x]\ndeep = " + "{a = " * 3000 + "1" + "}" * 3000,
+])
 
 SCENARIO = (REPO / "examples" / "demo.yaml").read_text(encoding="utf-8")
 SOP = """name: 每日
@@ -85,13 +146,15 @@ def mutated(draw: st.DrawFn, source: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def documents(source: str) -> st.SearchStrategy[str]:
-    return st.one_of(mutated(source), st.text(max_size=200), st.lists(RANDOM_LINE, max_size=8).map("\n".join))
+def documents(source: str, exhausting: st.SearchStrategy[str] = EXHAUSTING) -> st.SearchStrategy[str]:
+    return st.one_of(mutated(source), st.text(max_size=200), st.lists(RANDOM_LINE, max_size=8).map("\n".join),
+                     st.tuples(mutated(source), exhausting).map("".join))
 
 
 def assert_located(err: Exception, file: str, text: str) -> None:
     """`file:line: problem` (or `file: problem` when no line applies), the line inside the file."""
     message = str(err)
+    assert_not_exhausted(message)
     assert message.startswith(file), message
     assert "Traceback" not in message
     line = getattr(err, "line", None)
@@ -107,7 +170,8 @@ def test_scenario_files(text):
         path = Path(folder) / "scenario.yaml"
         path.write_text(text, encoding="utf-8")
         try:
-            load_scenario(path)
+            with bounded():
+                load_scenario(path)
         except ScenarioError as err:
             assert_located(err, str(path), text)
 
@@ -122,7 +186,8 @@ def test_qunbot_simulate_prints_one_error_line_never_a_traceback(text):
         shutil.copy(REPO / "plugins" / "demo.py", project / "plugins" / "demo.py")
         (project / "qunbot.toml").write_text('[plugins]\nenabled = ["demo"]\n', encoding="utf-8")
         (project / "s.yaml").write_text(text, encoding="utf-8")
-        result = CliRunner().invoke(main, ["--project", str(project), "simulate", str(project / "s.yaml")])
+        with bounded(seconds=60):
+            result = CliRunner().invoke(main, ["--project", str(project), "simulate", str(project / "s.yaml")])
     output = result.output + (result.stderr if result.stderr_bytes is not None else "")
     assert result.exit_code in (0, 1), output
     assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
@@ -139,9 +204,11 @@ def test_sop_files(text):
         shutil.copytree(REPO / "scripts_templates" / "daily", project / "scripts_templates" / "daily")
         (project / "sop").mkdir()
         (project / "sop" / "fuzz.yaml").write_text(text, encoding="utf-8")
-        problems = check_project(project, load_config(project))
+        with bounded():
+            problems = check_project(project, load_config(project))
     for problem in problems:
         assert isinstance(problem, str) and "Traceback" not in problem
+        assert_not_exhausted(problem)
         assert "fuzz.yaml" in problem, problem
 
 
@@ -152,6 +219,11 @@ TEMPLATE_PIECES = st.sampled_from([
     "{%", "%}", "{# c #}", "{{ 1 / 0 }}", "{{ ''.__class__.__mro__ }}", "{{ cycler.__init__.__globals__ }}",
     "{{ now | cn_weekday }}", "{{ room | mention }}", "{{ member.display | upper }}", "\n", "{% raw %}", "{% endraw %}",
     "{{ 7 * 7 }}", "{{ range(10**9) | list }}", "{% include 'missing.j2' %}", "{{ now | nofilter }}", "|", "'",
+    # resource exhaustion, not syntax: each must end in the render budget's error
+    "{% for i in range(100000) %}{% for j in range(100000) %}", "{% endfor %}{% endfor %}", "{{ 'a' * 10**8 }}",
+    "{{ '%999999999s' | format(1) }}", "{{ 'x'.center(999999999) }}", "{{ 9 ** (9 ** 9) }}",
+    "{% macro m(n) %}{{ m(n) }}{{ m(n) }}{% endmacro %}{{ m(1) }}", "{{ ([range(50000) | list] * 50000) | join }}",
+    "{% set s = 'ab' * 50000 %}{{ s | replace('a', s) }}", "{{ lipsum(10**6) }}",
 ])
 
 
@@ -167,9 +239,11 @@ def test_templates(source):
         for render in (lambda: renderer.render("fuzz/t.j2", **variables),
                        lambda: renderer.render_string(source, name="sop/x.yaml", **variables)):
             try:
-                rendered = render()
+                with bounded():
+                    rendered = render()
             except TemplateError as err:
                 assert "Traceback" not in str(err)
+                assert_not_exhausted(str(err))
                 where = str(err).split(":", 1)[0]
                 assert where.endswith(("fuzz/t.j2", "sop/x.yaml", "missing.j2")), str(err)
             else:
@@ -178,13 +252,14 @@ def test_templates(source):
 
 
 @FUZZ
-@given(documents(CONFIG))
+@given(documents(CONFIG, EXHAUSTING_TOML))
 def test_qunbot_toml(text):
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "qunbot.toml"
         path.write_text(text, encoding="utf-8")
         try:
-            load_config(Path(folder))
+            with bounded():
+                load_config(Path(folder))
         except ConfigError as err:
             assert_located(err, str(path), text)
 
@@ -232,7 +307,8 @@ def test_incoming_text_and_names_are_data_never_template_code(texts, alias):
                 logging.getLogger("qunbot").removeHandler(handler)
             return replies, records
 
-    replies, errors = asyncio.run(run())
+    with bounded(seconds=60):
+        replies, errors = asyncio.run(run())
     assert errors == []
     bodies = [f"{alias} 说：{text}".strip() for t in texts if (text := strip_bot_mention(t, "小完子"))]
     assert replies == [body if f"@{alias}" in body else f"@{alias} {body}" for body in bodies]

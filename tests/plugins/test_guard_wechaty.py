@@ -1,7 +1,9 @@
-"""guard over a real Wechaty puppet service: an ad-poster is warned, then removed on the service itself."""
+"""guard over a real Wechaty puppet service: a QR poster and an ad are caught, the poster removed on the service."""
 
 from __future__ import annotations
 
+import base64
+import io
 import shutil
 from pathlib import Path
 
@@ -23,6 +25,21 @@ pytestmark = pytest.mark.filterwarnings("ignore:The 'warn' method is deprecated:
 
 ROOM = "g1@chatroom"
 REPO = Path(__file__).resolve().parents[2]
+
+
+def _qr_poster() -> bytes:
+    """A poster with a QR code in its corner, as ad accounts post them."""
+    import segno
+    from PIL import Image, ImageDraw
+
+    poster = Image.new("RGB", (480, 720), (250, 230, 220))
+    ImageDraw.Draw(poster).rectangle((30, 40, 450, 120), fill=(200, 60, 60))
+    code = io.BytesIO()
+    segno.make("https://u.wechat.com/AD", error="m").save(code, kind="png", scale=5, border=2)
+    poster.paste(Image.open(code).convert("RGB"), (300, 540))
+    out = io.BytesIO()
+    poster.save(out, format="PNG")
+    return out.getvalue()
 
 
 def _project(path: Path) -> Path:
@@ -80,6 +97,11 @@ async def test_an_ad_poster_is_warned_then_removed_on_the_service(tmp_path, monk
             await peer.cmd("say", **{"from": "u2"}, room=ROOM, text="兼职刷单，日结")
             warning = await peer.wait_for(lambda r: r["event"] == "sent" and "请勿" in r.get("text", ""))
             assert warning["text"].startswith("@Bob ⚠️ 请勿在群里发违禁词") and warning["mentions"] == ["u2"]
+            poster = base64.b64encode(_qr_poster()).decode()
+            await peer.cmd("image", **{"from": "u1"}, room=ROOM, name="poster.png", base64=poster)
+            qr = await peer.wait_for(lambda r: r["event"] == "sent" and "二维码" in r.get("text", ""))
+            assert qr["text"].startswith("@Alice ⚠️ 请勿在群里发二维码图片")
+            assert not list((project / "data" / "inbox").glob("*"))   # the image is not kept after the check
             await peer.cmd("say", **{"from": "u2"}, room=ROOM, text="加我 138 1234 5678 领券")
             removal = await peer.wait_for(lambda r: r["event"] == "action")
             assert removal == {"event": "action", "action": "remove_member", "room": ROOM, "member": "u2"}

@@ -71,7 +71,7 @@ class FileWeChat(SimulatedAdapter):
         await asyncio.sleep(self.latency)  # the request on its way
         with self.sent_file.open("a", encoding="utf-8") as out:
             out.write(json.dumps({"account": self.account, "room": message.room_id, "text": message.text,
-                                  "pid": os.getpid()}, ensure_ascii=False) + "\n")
+                                  "pid": os.getpid(), "at": time.time()}, ensure_ascii=False) + "\n")
         await asyncio.sleep(self.latency)  # the acknowledgement on its way back
 
     async def was_sent(self, message: Outgoing) -> bool | None:
@@ -91,7 +91,7 @@ def rooms_count(path: Path, account: str = "a1") -> Counter[str]:
 
 
 def make_project(root: Path, db_url: str, *, accounts: tuple[str, ...] = ("a1",), rooms: int = 200,
-                 lease_ttl: float = 10.0, heartbeat: float = 1.0) -> Path:
+                 lease_ttl: float = 10.0, heartbeat: float = 1.0, min_interval: float = 0.005) -> Path:
     (root / "plugins").mkdir(parents=True, exist_ok=True)
     (root / "scripts_templates").mkdir(exist_ok=True)
     (root / "plugins" / "fanout.py").write_text(FANOUT_PLUGIN, encoding="utf-8")
@@ -104,7 +104,7 @@ def make_project(root: Path, db_url: str, *, accounts: tuple[str, ...] = ("a1",)
         url = "{db_url}"
 
         [pacing]
-        min_interval = 0.005
+        min_interval = {min_interval}
         jitter = 0
         room_interval = 0
         hourly_cap = 100000
@@ -194,6 +194,7 @@ async def _main(project: Path) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGUSR1, node.drain)
     await node.start()
     try:
         await node.serve(stop)

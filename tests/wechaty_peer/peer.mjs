@@ -107,8 +107,8 @@ const commands = {
     const target = roomId ? room(roomId) : contact(to)
     contact(from).say(text, (mentions || []).map(contact)).to(target)
   },
-  image: ({ from, room: roomId, to, name }) => {
-    const png = 'iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=='
+  image: ({ from, room: roomId, to, name, base64 }) => {
+    const png = base64 || 'iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=='
     contact(from).say(FileBox.fromBase64(png, name || 'image.png')).to(roomId ? room(roomId) : contact(to))
   },
   join: ({ room: roomId, members, inviter }) => { room(roomId).add(...members.map(contact)).by(contact(inviter)) },

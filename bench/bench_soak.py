@@ -1,0 +1,112 @@
+"""Soak: many simulated days of the sample project in many rooms, to see whether a year on one database
+stays as fast and as small as its first days.
+
+The repository's own project (sample SOPs, every enabled plugin, default pacing and retention) runs on a
+virtual clock over SQLite. Every room is a 完子会员 group (the daily and onboarding SOPs target them); each
+day a few members sign in and chat, one newcomer joins (onboarding), and the daily posts go out. Reported:
+the wall time of each simulated day and the database size, early against late, and the rows kept.
+
+    python -m bench.bench_soak                    # 90 days x 200 rooms (tens of minutes on 2 cores)
+    python -m bench.bench_soak --days 20 --rooms 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import sys
+import tempfile
+import time
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from bench._common import Result, Target, rounded
+
+REPO = Path(__file__).resolve().parent.parent
+CHATTER = ("早", "哈哈哈", "今天好冷", "这个精华用着不错", "晚上好", "收到", "谢谢群主", "周末愉快")
+
+
+def _db_mb(path: Path) -> float:
+    return sum(p.stat().st_size for p in path.parent.glob(path.name + "*")) / 1e6
+
+
+async def run(days: int = 90, rooms: int = 200, members: int = 30, signins: int = 3, chatter: int = 3,
+              progress: Any = lambda _: None) -> Result:
+    from sqlalchemy import func
+    from sqlmodel import Session, select
+
+    from bot._config import load_config
+    from bot._events import MemberRef
+    from bot._models import OutboxMessage, ScheduledTask
+    from bot._simulation import Simulation
+    from bot.sop._models import SopDelivery
+
+    root = Path(tempfile.mkdtemp(prefix="bench-soak-"))
+    db = root / "soak.db"
+    config = load_config(REPO)
+    start = datetime(2026, 1, 5, 0, 0, tzinfo=config.bot.tz)
+    sim = Simulation(REPO, start=start, config=config, db_url=f"sqlite:///{db}", seed=7)
+    rng = random.Random(7)
+    ids = [f"g{r:03d}" for r in range(rooms)]
+    for room in ids:
+        sim.adapter.add_room(room, f"完子会员{room}群", members=[MemberRef(f"{room}-m{m:02d}", f"成员{m}")
+                                                               for m in range(members)],
+                             admins=[f"{room}-m00"])
+    await sim.start()
+    per_day: list[float] = []
+    sizes: dict[int, float] = {}
+    try:
+        for day in range(days):
+            began = time.perf_counter()
+            base = start + timedelta(days=day)
+            await sim.advance_to(base + timedelta(hours=9))          # the 08:00 posts go out
+            for room in ids:
+                for n in rng.sample(range(1, members), signins):
+                    await sim.adapter.say(room, f"{room}-m{n:02d}", "签到")
+                for _ in range(chatter):
+                    await sim.adapter.say(room, f"{room}-m{rng.randrange(1, members):02d}", rng.choice(CHATTER))
+                await sim.adapter.join(room, [MemberRef(f"{room}-d{day:03d}", f"新人{day}")], inviter=f"{room}-m01")
+            await sim.advance_to(base + timedelta(days=1))            # noon and night posts, timers, pruning
+            per_day.append(time.perf_counter() - began)
+            if day in (0, days // 3, 2 * days // 3, days - 1):
+                sizes[day + 1] = _db_mb(db)
+                progress(f"day {day + 1}: {per_day[-1]:.2f} s, database {sizes[day + 1]:.1f} MB")
+        assert sim.runtime is not None
+        with Session(sim.runtime.engine) as session:
+            kept = {name: session.exec(select(func.count()).select_from(model)).one()
+                    for name, model in (("core_outbox", OutboxMessage), ("sop_delivery", SopDelivery),
+                                        ("core_scheduled_task", ScheduledTask))}
+            blank = session.exec(select(func.count()).select_from(OutboxMessage)
+                                 .where(OutboxMessage.text == "")).one()
+    finally:
+        await sim.stop()
+    window = max(1, min(5, days // 4))
+    early = sum(per_day[1:1 + window]) / window   # day 1 also warms caches: compare days 2.. with the last days
+    late = sum(per_day[-window:]) / window
+    figures = {
+        "days": days, "rooms": rooms,
+        "seconds_per_day_early": rounded(early, 2), "seconds_per_day_late": rounded(late, 2),
+        "late_over_early": rounded(late / early, 2),
+        "database_mb": {str(k): rounded(v, 1) for k, v in sizes.items()},
+        "rows_kept": kept, "outbox_texts_blanked": blank,
+    }
+    return Result("soak", figures, [
+        Target("time per simulated day, last days / first days", figures["late_over_early"], 1.5, at_most=True),
+    ])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--days", type=int, default=90)
+    parser.add_argument("--rooms", type=int, default=200)
+    args = parser.parse_args()
+    result = asyncio.run(run(days=args.days, rooms=args.rooms,
+                             progress=lambda line: print(f"  soak: {line}", file=sys.stderr, flush=True)))
+    print(json.dumps(result.as_json(), ensure_ascii=False, indent=2))
+
+
+if __name__ == "__main__":
+    main()
