@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import bindparam, func, text, update
+from sqlalchemy import bindparam, func, inspect, text, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, col, select
@@ -67,10 +67,14 @@ class MergeInto:
 
 
 def _add_merge_columns(conn: Connection) -> None:
-    conn.execute(text("ALTER TABLE core_outbox ADD COLUMN priority INTEGER NOT NULL DEFAULT 0"))
-    conn.execute(text("ALTER TABLE core_outbox ADD COLUMN merge_key VARCHAR"))
-    conn.execute(text("ALTER TABLE core_outbox ADD COLUMN parts JSON NOT NULL DEFAULT '[]'"))
-    conn.execute(text("CREATE INDEX ix_outbox_merge ON core_outbox (room_id, merge_key, status)"))
+    # only what is missing: a database whose tables `create_all` made at this shape may still say version 1
+    have = {column["name"] for column in inspect(conn).get_columns("core_outbox")}
+    for name, ddl in (("priority", "priority INTEGER NOT NULL DEFAULT 0"), ("merge_key", "merge_key VARCHAR"),
+                      ("parts", "parts JSON NOT NULL DEFAULT '[]'")):
+        if name not in have:
+            conn.execute(text(f"ALTER TABLE core_outbox ADD COLUMN {ddl}"))
+    if "ix_outbox_merge" not in {index["name"] for index in inspect(conn).get_indexes("core_outbox")}:
+        conn.execute(text("CREATE INDEX ix_outbox_merge ON core_outbox (room_id, merge_key, status)"))
 
 
 MIGRATIONS = [Migration(2, "outbox: send priority and merged replies", _add_merge_columns)]

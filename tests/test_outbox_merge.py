@@ -214,3 +214,17 @@ async def test_merging_on_postgresql_across_a_restart(postgres_url):
         sent = bot.pop()
     assert [len(m.mentions) for m in sent] == [20, 5]
     assert acknowledged(sent) == Counter({f"u{n}": 1 for n in range(1, 26)})
+
+
+async def test_a_database_created_at_this_shape_but_recorded_at_version_1_upgrades_cleanly(tmp_path):
+    from bot._db import make_engine
+    from bot._migrations import upgrade
+
+    url = f"sqlite:///{tmp_path}/fresh.db"
+    engine = make_engine(url)
+    upgrade(engine, {"core": []})  # tables at today's shape, core recorded at version 1 (as tools and tests do)
+    engine.dispose()
+    async with harness(db_url=url) as bot:
+        bot.room("g1", members=MEMBERS)
+        await bot.say("g1", "u1", "签到")
+        assert "签到成功" in bot.pop_text()
