@@ -56,6 +56,8 @@ class Progress:
     """The command-limit decision, taken once per event."""
     sends: dict[int, int] = field(default_factory=dict)
     """Messages queued so far by each matcher's handlers: the next message's key goes on from there."""
+    handled: frozenset[str] | None = None
+    """Handlers that committed for this message in an earlier delivery (read when a handler first runs)."""
 
     def restart(self) -> Progress:
         """The same event with none of its handlers' work kept (a group commit that did not happen)."""
@@ -196,19 +198,24 @@ async def run_event(runtime: Runtime, event: Event, text: str, progress: Progres
         for index, handler in enumerate(matcher.handlers):
             if (id(matcher), index) in progress.done:
                 continue
+            label = f"{plugin.name}.{handler.__name__}"
+            if label in _handled_before(runtime, event, progress):
+                log.info("message %s was handled by %s already (redelivered); skipped", event.id, label)
+                progress.done.add((id(matcher), index))
+                continue
             ctx._sends = progress.sends.get(id(matcher), ctx._sends)  # message keys as in the first run
             grouped = current_group() is not None
             if grouped and not runtime.dispatcher.finishes_at_once(handler):
                 raise WouldWait  # run it on its own (and see whether it waits) before it joins a group
             try:
-                outcome = await run_handler(runtime, ctx, handler, f"{plugin.name}.{handler.__name__}")
+                outcome = await run_handler(runtime, ctx, handler, label)
             except WouldWait:
                 runtime.dispatcher.observed(handler, waited=True)
                 raise
             if not grouped and outcome != "unreachable":
                 runtime.dispatcher.observed(handler, ctx._waited)
             if outcome == "unreachable":
-                raise DatabaseUnreachable(f"{plugin.name}.{handler.__name__}")
+                raise DatabaseUnreachable(label)
             progress.done.add((id(matcher), index))
             progress.sends[id(matcher)] = ctx._sends
         if matcher.block:
@@ -239,6 +246,17 @@ async def _admit(runtime: Runtime, ctx: Context, matcher: Matcher, progress: Pro
         log.exception("plugin %s: rule or permission check failed for %r", matcher.plugin.name, matcher)
         return "skip"
     return "run"
+
+
+def _handled_before(runtime: Runtime, event: Event, progress: Progress) -> frozenset[str]:
+    if progress.handled is None:
+        try:
+            progress.handled = runtime.redelivery.handled(event)
+        except Exception as err:
+            if database_unreachable(err):
+                raise DatabaseUnreachable(str(err).splitlines()[0]) from err
+            raise
+    return progress.handled
 
 
 async def run_isolated(runtime: Runtime, ctx: Context, call: Callable[..., Awaitable[Any]] | Any,
@@ -291,6 +309,12 @@ async def run_handler(runtime: Runtime, ctx: Context, call: Callable[..., Awaita
                 return "unreachable"
             log.exception("plugin handler %s failed on event %s; its changes rolled back", label, ctx.event.id)
         try:
+            if ok and ctx._session is not None and not runtime.redelivery.claim(ctx._session, ctx.event, label,
+                                                                               runtime.clock.now()):
+                log.info("message %s was handled by %s already (redelivered, or another process); this run "
+                         "rolled back", ctx.event.id, label)
+                ctx._finish(False)
+                return "ok"
             wrote = ctx._finish(ok)
         except Exception as err:
             if ok and grouped and database_unreachable(err):

@@ -37,6 +37,8 @@ from bot._models import Member, Membership, Room
 
 log = logging.getLogger("qunbot.members")
 
+_RECORDED = (MembersJoined, MembersLeft, MemberRenamed, RoomTopicChanged, RoomCreated, RoomOwnerChanged, RoomDismissed)
+"""Events recorded in one transaction with their redelivery mark (a redelivered one changes nothing)."""
 _SPOKE_WRITE_EVERY = timedelta(minutes=10)
 _SPOKE_BATCH = 500
 _ROOM = Room.__table__.c  # type: ignore[attr-defined]
@@ -57,8 +59,11 @@ class Members:
     """Room and member facts for one process, backed by the core tables."""
 
     def __init__(self, engine: Engine, config: ProjectConfig, now: Callable[[], datetime],
-                 defer: Callable[[Callable[[], Awaitable[None]]], object] | None = None) -> None:
+                 defer: Callable[[Callable[[], Awaitable[None]]], object] | None = None,
+                 claim: Callable[[Session, Event], bool] | None = None) -> None:
         self._engine = engine
+        self._claim = claim
+        """Marks a membership event recorded in the recording transaction; False if it was (a redelivery)."""
         self._config = config
         self._now = now
         self._defer = defer
@@ -85,7 +90,7 @@ class Members:
             for ms in session.exec(select(Membership)):
                 if ms.alias:
                     self._aliases[(ms.room_id, ms.member_id)] = ms.alias
-                if ms.is_admin:
+                if ms.is_admin and ms.left_at is None:
                     self._admins.setdefault(ms.room_id, set()).add(ms.member_id)
 
     # --- lookups ----------------------------------------------------------------
@@ -165,6 +170,20 @@ class Members:
             _many(session, _UPDATE_MEMBERSHIP, [{"rid": r["rid"], "mid": r["mid"], "admin": r["admin"]}
                                                 for r in old if not r["alias"]])
 
+    def refresh_roles(self, snapshots: Iterable[RoomSnapshot]) -> None:
+        """Take rooms' admins from a fresh look at WeChat (who is in the room is left to join/leave events)."""
+        with session_scope(self._engine) as session:
+            for snap in snapshots:
+                admins = set(snap.admin_ids) | ({snap.owner_id} if snap.owner_id else set())
+                if admins == self._admins.get(snap.id, set()):
+                    continue
+                room = _MEMBERSHIP.room_id == snap.id
+                session.execute(update(Membership.__table__).where(  # type: ignore[arg-type]
+                    room & _MEMBERSHIP.is_admin & _MEMBERSHIP.member_id.not_in(admins)).values(is_admin=False))
+                session.execute(update(Membership.__table__).where(  # type: ignore[arg-type]
+                    room & _MEMBERSHIP.member_id.in_(admins) & _MEMBERSHIP.left_at.is_(None)).values(is_admin=True))
+                self._admins[snap.id] = admins
+
     def _sync_members(self, session: Session, snaps: dict[str, RoomSnapshot]) -> None:
         """Insert unknown members and rename known ones, as `_upsert_member` would one by one."""
         ids = {ref.id for snap in snaps.values() for ref in snap.members}
@@ -222,37 +241,43 @@ class Members:
             self._record_speaker(event)
         elif isinstance(event, DirectMessage):
             self._remember_name(event.sender)
-        elif isinstance(event, MembersJoined):
+        elif isinstance(event, _RECORDED):
             with session_scope(self._engine) as session:
-                self._ensure_room(session, event.account, event.room_id)
-                for ref in event.members:
-                    ms = self._upsert_membership(session, event.room_id, ref)
-                    ms.joined_at, ms.inviter_id, ms.left_at = event.time, event.inviter_id, None
+                if self._claim is not None and not self._claim(session, event):
+                    log.info("event %s was recorded already (redelivered); ignored", event.id)
+                    return
+                self._record_membership(session, event)
+
+    def _record_membership(self, session: Session, event: Event) -> None:
+        if isinstance(event, MembersJoined):
+            self._ensure_room(session, event.account, event.room_id)
+            for ref in event.members:
+                ms = self._upsert_membership(session, event.room_id, ref)
+                ms.joined_at, ms.inviter_id, ms.left_at = event.time, event.inviter_id, None
+                ms.is_admin = False  # a newcomer has no role until WeChat says so (the next role refresh)
+                self._admins.get(event.room_id, set()).discard(ref.id)
         elif isinstance(event, MembersLeft):
-            with session_scope(self._engine) as session:
-                for member_id in event.member_ids:
-                    ms = session.get(Membership, (event.room_id, member_id))
-                    if ms is not None:
-                        ms.left_at = event.time
+            for member_id in event.member_ids:
+                ms = session.get(Membership, (event.room_id, member_id))
+                if ms is not None:
+                    ms.left_at, ms.is_admin = event.time, False
+                self._admins.get(event.room_id, set()).discard(member_id)  # a role does not outlive leaving
         elif isinstance(event, MemberRenamed):
             self._aliases[(event.room_id, event.member_id)] = event.alias
-            with session_scope(self._engine) as session:
-                ms = self._upsert_membership(session, event.room_id, MemberRef(event.member_id, ""))
-                ms.alias = event.alias
+            ms = self._upsert_membership(session, event.room_id, MemberRef(event.member_id, ""))
+            ms.alias = event.alias
         elif isinstance(event, RoomTopicChanged):
-            with session_scope(self._engine) as session:
-                self._upsert_room(session, event.account, event.room_id, event.topic, None, event.time)
+            self._upsert_room(session, event.account, event.room_id, event.topic, None, event.time)
         elif isinstance(event, RoomCreated | RoomOwnerChanged):
-            with session_scope(self._engine) as session:
-                self._upsert_room(session, event.account, event.room_id, getattr(event, "topic", None) or None,
-                                  event.owner_id, event.time)
+            self._upsert_room(session, event.account, event.room_id, getattr(event, "topic", None) or None,
+                              event.owner_id, event.time)
             if event.owner_id:
                 self._admins.setdefault(event.room_id, set()).add(event.owner_id)
         elif isinstance(event, RoomDismissed):
-            with session_scope(self._engine) as session:
-                session.execute(update(Membership).where(Membership.room_id == event.room_id,
-                                                         col(Membership.left_at).is_(None))
-                                .values(left_at=event.time))
+            session.execute(update(Membership).where(Membership.room_id == event.room_id,
+                                                     col(Membership.left_at).is_(None))
+                            .values(left_at=event.time, is_admin=False))
+            self._admins.pop(event.room_id, None)
 
     def _record_speaker(self, event: RoomMessage) -> None:
         key = (event.room_id, event.sender.id)

@@ -131,6 +131,34 @@ class AccountLease(SQLModel, table=True):
     expires_at: datetime = Field(sa_type=UTCDateTime)
 
 
+class InboundMark(SQLModel, table=True):
+    """A redelivered message is handled once: which handler already committed its work for which message.
+
+    `handler` is "plugin.function", or "" for the runtime's own record of a membership event. The primary
+    key is the dedupe: a second run's insert conflicts and that run rolls back. Rows older than the
+    retention window are pruned (`bot/_redelivery.py`).
+    """
+
+    __tablename__ = "core_inbound"
+
+    account: str = Field(primary_key=True)
+    message_id: str = Field(primary_key=True)
+    handler: str = Field(primary_key=True)
+    seen_at: datetime = Field(sa_type=UTCDateTime, index=True)
+
+
+class TaskFailure(SQLModel, table=True):
+    """Why a durable timer's handler failed, and how often: it is retried with back-off, then marked failed
+    (the dashboard and the log show it; a timer is never dropped silently)."""
+
+    __tablename__ = "core_task_failure"
+
+    task_id: int = Field(primary_key=True)
+    attempts: int = 0
+    last_error: str = ""
+    failed_at: datetime = Field(sa_type=UTCDateTime)
+
+
 class ClusterNode(SQLModel, table=True):
     """A live `qunbot run` process, so each can work out its fair share of the accounts (`bot/_balance.py`)."""
 

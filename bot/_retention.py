@@ -26,7 +26,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Field, Session, SQLModel, col
 
 from bot._db import dialect_insert
-from bot._models import OutboxMessage, ScheduledTask
+from bot._models import OutboxMessage, ScheduledTask, TaskFailure
 from bot._simulation import register_component
 
 if TYPE_CHECKING:
@@ -146,6 +146,7 @@ class Pruner:
         self._count(session, "task", [(r[1], r[2], r[3], r[4]) for r in rows])
         if rows:
             session.execute(delete(t).where(col(t.id).in_([r[0] for r in rows])))
+            session.execute(delete(TaskFailure).where(col(TaskFailure.task_id).in_([r[0] for r in rows])))
         return len(rows)
 
     def _count(self, session: Session, kind: str, rows: list[tuple[str, str, str, datetime]]) -> None:

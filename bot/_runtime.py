@@ -36,7 +36,9 @@ from bot._models import Room, ScheduledTask
 from bot._outbox import MIGRATIONS as OUTBOX_MIGRATIONS
 from bot._outbox import Outbox
 from bot._plugin import Matcher, Plugin
+from bot._redelivery import PRUNE_EVERY, RECORD, Redelivery
 from bot._sandbox import render_budget
+from bot._sanitize import clean_event, clean_snapshots
 from bot._tasks import Tasks
 from bot._templates import Renderer
 from bot.adapters._base import Adapter
@@ -51,6 +53,8 @@ HOLD_RETRY_MIN, HOLD_RETRY_MAX = 1.0, 30.0
 """Seconds before the first retry of held events, doubling up to the maximum."""
 GROUP_SIZE = 200
 """At most this many events that arrived together share one transaction (`bot/_group.py`)."""
+ROLE_REFRESH = timedelta(minutes=10)
+"""How often rooms' admins are read again from WeChat (joins and leaves update them at once)."""
 
 
 class Runtime:
@@ -72,8 +76,11 @@ class Runtime:
             [project / config.templates_dir, DEFAULT_TEMPLATES], timezone=config.bot.tz,
             globals={"bot_name": config.bot.name}, budget=render_budget(config.limits),
         )
+        self.redelivery = Redelivery(self.engine)
         self.members = Members(self.engine, config, clock.now,
-                               defer=lambda callback: clock.call_at(clock.now(), callback, name="members.flush"))
+                               defer=lambda callback: clock.call_at(clock.now(), callback, name="members.flush"),
+                               claim=lambda session, event: self.redelivery.claim(session, event, RECORD,
+                                                                                  clock.now()))
         self.tasks = Tasks(self.engine, clock, self._fire_task)
         self._configs = plugin_configs(project, config, self.plugins.values())
         self.dispatcher = Dispatcher(
@@ -118,6 +125,8 @@ class Runtime:
         for account in self.adapters if accounts is None else accounts:
             await self.start_account(account)
         self.started = True
+        self._every(PRUNE_EVERY, self._prune_marks, "redelivery.prune")
+        self._every(ROLE_REFRESH, self._refresh_roles, "members.roles")
         self.report_capabilities()
         log.info("qunbot started: %d plugins (%s), %d of %d accounts running here", len(self.plugins),
                  ", ".join(self.plugins), len(self.active), len(self.adapters))
@@ -128,7 +137,7 @@ class Runtime:
         if self.started:
             self.members.load()  # another process may have run this account meanwhile
         await adapter.start(self.dispatch)
-        self.members.sync_rooms(account, await adapter.rooms())
+        self.members.sync_rooms(account, clean_snapshots(await adapter.rooms()))
         outbox = self._outboxes[account]
         settings = next((a for a in self.config.accounts if a.id == account), None)
         if settings is not None:  # an adapter may learn what it can do once connected; qunbot.toml has the last word
@@ -144,6 +153,26 @@ class Runtime:
                 event = ActionInvoked(account=account, id=f"startup:{plugin.name}", time=self.clock.now(),
                                       plugin=plugin.name, name="startup", room_id=None)
                 await run_isolated(self, Context(self, plugin, event), hook, f"{plugin.name}.{hook.__name__}")
+
+    def _every(self, every: timedelta, work: Callable[[], Awaitable[None]], name: str) -> None:
+        """Run `work` every `every` while the runtime runs (a failure is logged and tried next time)."""
+        async def run() -> None:
+            if not self.started:
+                return
+            try:
+                await work()
+            except Exception:
+                log.exception("%s failed; trying again in %s", name, every)
+            self._every(every, work, name)
+        self.clock.call_at(self.clock.now() + every, run, name=name, background=True)
+
+    async def _prune_marks(self) -> None:
+        self.redelivery.prune(self.clock.now())
+
+    async def _refresh_roles(self) -> None:
+        """Read each running account's rooms again, so an admin WeChat demoted stops being one here."""
+        for account in sorted(self.active):
+            self.members.refresh_roles(clean_snapshots(await self.adapters[account].rooms()))
 
     async def stop_account(self, account: str) -> None:
         """Stop sending and firing for one account and disconnect it (its rows stay for the next owner)."""
@@ -203,9 +232,11 @@ class Runtime:
         """Record the event, then run the plugins it wakes. Events of one room run in order.
 
         While the database is unreachable, events are held in memory and run, in arrival order and
-        exactly once, when it answers again (`_retry_held`). Events that wake handlers and arrive
-        together share one transaction (`bot/_group.py`); each one's effects stay all-or-nothing.
+        exactly once, when it answers again (`_retry_held`). This is where every adapter's events enter:
+        their text is cleaned here. Events that wake handlers and arrive together share one transaction
+        (`bot/_group.py`); each one's effects stay all-or-nothing.
         """
+        event = clean_event(event)
         if self.group_commit and not self._held and self._wakes_handlers(event):
             await self._groups.dispatch(event)
         else:
@@ -444,16 +475,21 @@ class Runtime:
                            member_id=task.member_id, data=dict(task.data), late=late)
         ctx = Context(self, plugin, event, room_id=task.room_id, member_id=task.member_id)
         claimed = False
+        error = "it failed, timed out or could not commit (see the log above)"
 
         async def claim_then_run(ctx: Context) -> None:
             # Conditional, in the handler's own transaction: of two processes firing one timer, one runs it.
-            nonlocal claimed
+            nonlocal claimed, error
             result = ctx.db.execute(update(ScheduledTask).where(col(ScheduledTask.id) == task.id,
                                                                 ScheduledTask.status == "pending")
                                     .values(status="done", fired_at=self.clock.now()))
             claimed = result.rowcount == 1  # type: ignore[attr-defined]
             if claimed:
-                await handler(ctx)
+                try:
+                    await handler(ctx)
+                except Exception as err:
+                    error = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+                    raise
 
         if await run_isolated(self, ctx, claim_then_run, f"{plugin.name}.timer.{task.name}"):
             if not claimed:
@@ -464,8 +500,8 @@ class Runtime:
                 row = session.get(ScheduledTask, task.id)
             if row is None or row.status != "pending":
                 return
-            if claimed:  # the handler itself failed
-                self._set_task_status(task.id, "failed")
+            if claimed:  # the handler itself failed: again later, then surfaced; never dropped silently
+                self.tasks.failed(task, error)
                 return
         except SQLAlchemyError:
             pass

@@ -56,6 +56,7 @@ class ScenarioEvent:
     topic: str | None = None
     file: str | None = None  # an image or file sent with say/private
     share: str | None = None  # extension: a card sent with say (mini_program, contact_card, link, channel)
+    message_id: str | None = None  # `id:` of say/private: the transport's message id
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +75,8 @@ class ScenarioError(YamlError):
     """A problem in a scenario file, as `file:line: message`."""
 
 
-_OFFSET = re.compile(r"([+-])(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
+_OFFSET = re.compile(r"([+-])(?:(\d{1,9})d)?(?:(\d{1,9})h)?(?:(\d{1,9})m)?(?:(\d{1,9})s)?")
+MAX_OFFSET = timedelta(days=3660)
 
 
 def parse_offset(text: str) -> timedelta:
@@ -87,6 +89,8 @@ def parse_offset(text: str) -> timedelta:
         raise ValueError(f"bad time offset {text!r}: use a sign and d/h/m/s, such as +10s, +5m, +2h, +1d, +1d2h")
     days, hours, minutes, seconds = (int(part or 0) for part in match.groups()[1:])
     delta = timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
+    if delta > MAX_OFFSET:
+        raise ValueError(f"time offset {text!r} is longer than {MAX_OFFSET.days} days; is it a typo?")
     return -delta if match[1] == "-" else delta
 
 
@@ -114,12 +118,15 @@ class Say(_Model):
     file: str | None = None
     share: Literal["mini_program", "contact_card", "link", "channel"] | None = None
     """Extension: the message is a shared card of this kind (`text` is its title)."""
+    id: str | None = Field(None, min_length=1)
+    """The transport's message id: the same id twice is one message delivered twice."""
 
 
 class Private(_Model):
     from_: str = Field(alias="from")
     text: str | None = None
     file: str | None = None
+    id: str | None = Field(None, min_length=1)
 
 
 class Join(_Model):
@@ -230,7 +237,10 @@ class _Builder:
                 self.fail(str(err), *path)
             if delta < timedelta(0):
                 self.fail(f"at {at} goes back before {earlier}; events are handled in order", *path)
-            return previous + delta
+            try:
+                return previous + delta
+            except OverflowError:
+                self.fail(f"time offset {at} goes past the year 9999", *path)
         value = self.absolute(at, *path, hint=f"{_ISO}, or an offset such as +10s, +5m, +2h, +1d")
         if value < previous:
             self.fail(f"at {at} is before {earlier} ({previous.isoformat()}); events are handled in order, "
@@ -259,9 +269,11 @@ class _Builder:
         match action:
             case Say():
                 return ScenarioEvent(at, line, kind, room=room, sender=action.from_, text=action.text,
-                                     mentions=tuple(action.mentions), file=action.file, share=action.share)
+                                     mentions=tuple(action.mentions), file=action.file, share=action.share,
+                                     message_id=action.id)
             case Private():
-                return ScenarioEvent(at, line, kind, sender=action.from_, text=action.text, file=action.file)
+                return ScenarioEvent(at, line, kind, sender=action.from_, text=action.text, file=action.file,
+                                     message_id=action.id)
             case Join():
                 return ScenarioEvent(at, line, kind, room=room, members=_members(action.members),
                                      inviter=action.inviter)

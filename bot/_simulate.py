@@ -64,9 +64,10 @@ def _refuse_invalid_components(sim: Simulation) -> None:
 async def _apply(adapter: SimulatedAdapter, event: ScenarioEvent) -> None:
     if event.kind == "say":
         await adapter.say(event.room, event.sender, event.text or "", mentions=event.mentions,  # type: ignore[arg-type]
-                          file=event.file, kind=event.share)
+                          file=event.file, kind=event.share, id=event.message_id)
     elif event.kind == "private":
-        await adapter.private(event.sender, event.text or "", file=event.file)  # type: ignore[arg-type]
+        await adapter.private(event.sender, event.text or "", file=event.file,  # type: ignore[arg-type]
+                              id=event.message_id)
     elif event.kind == "join":
         await adapter.join(event.room, [MemberRef(m.id, m.name) for m in event.members],  # type: ignore[arg-type]
                            inviter=event.inviter)

@@ -18,11 +18,13 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, select
 
 from bot._clock import Clock, TimerHandle
-from bot._db import dialect_insert
-from bot._models import ScheduledTask
+from bot._db import dialect_insert, session_scope
+from bot._models import ScheduledTask, TaskFailure
 
 log = logging.getLogger("qunbot.tasks")
 DB_RETRY = timedelta(seconds=5)
+FAILED_RETRIES = (timedelta(minutes=1), timedelta(minutes=5), timedelta(minutes=15), timedelta(hours=1))
+"""Waits before running a timer whose handler failed again; after the last, it is marked failed."""
 
 Fire = Callable[[ScheduledTask, bool], Awaitable[None]]
 
@@ -97,6 +99,29 @@ class Tasks:
         log.warning("timer %s/%s (%s): database unavailable; trying again in %.0fs", task.plugin, task.name,
                     task.key, DB_RETRY.total_seconds())
         self._arm(task, late=late, at=self._clock.now() + DB_RETRY)
+
+    def failed(self, task: ScheduledTask, error: str) -> bool:
+        """The timer's handler failed: run it again later with back-off, or, after the last try, mark it
+        failed and say so at error level. True if it will run again."""
+        with session_scope(self._engine) as session:
+            failure = session.get(TaskFailure, task.id) or TaskFailure(task_id=task.id, failed_at=self._clock.now())
+            failure.attempts += 1
+            failure.last_error, failure.failed_at = error[:2000], self._clock.now()
+            session.add(failure)
+            attempts = failure.attempts
+            if attempts > len(FAILED_RETRIES):
+                row = session.get(ScheduledTask, task.id)
+                if row is not None and row.status == "pending":
+                    row.status = "failed"
+        if attempts > len(FAILED_RETRIES):
+            log.error("timer %s/%s (%s) failed %d times and is given up (marked failed; the dashboard lists it): %s",
+                      task.plugin, task.name, task.key, attempts, error)
+            return False
+        wait = FAILED_RETRIES[attempts - 1]
+        log.warning("timer %s/%s (%s) failed (%s); trying again in %s (attempt %d of %d)", task.plugin, task.name,
+                    task.key, error, wait, attempts + 1, len(FAILED_RETRIES) + 1)
+        self._arm(task, late=True, at=self._clock.now() + wait)
+        return True
 
     def _arm(self, task: ScheduledTask, *, late: bool, at: datetime | None = None) -> None:
         assert task.id is not None

@@ -122,9 +122,10 @@ class BotHarness:
     # --- what members do ------------------------------------------------------------------
 
     async def say(self, room: str, member: str, text: str, *, mentions: Iterable[str] = (),
-                  file: str | None = None, kind: str | None = None, drain: bool = True) -> None:
-        """A member speaks; `file` (a path in the project) sends an image, `kind` a card ("mini_program" …)."""
-        await self.sim.adapter.say(room, member, text, mentions=mentions, file=file, kind=kind)
+                  file: str | None = None, kind: str | None = None, drain: bool = True, id: str | None = None) -> None:
+        """A member speaks; `file` (a path in the project) sends an image, `kind` a card ("mini_program" …);
+        give the same `id` twice to simulate WeChat delivering one message twice."""
+        await self.sim.adapter.say(room, member, text, mentions=mentions, file=file, kind=kind, id=id)
         if drain:
             await self.drain()
 
@@ -133,8 +134,8 @@ class BotHarness:
         await self.say(room, member, f"@{self.config.bot.name} {text}", mentions=[self.sim.adapter.bot.id],
                        drain=drain)
 
-    async def private(self, member: str, text: str, *, drain: bool = True) -> None:
-        await self.sim.adapter.private(member, text)
+    async def private(self, member: str, text: str, *, drain: bool = True, id: str | None = None) -> None:
+        await self.sim.adapter.private(member, text, id=id)
         if drain:
             await self.drain()
 

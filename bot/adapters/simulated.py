@@ -177,9 +177,10 @@ class SimulatedAdapter(Adapter):
         return ref
 
     async def say(self, room_id: str, member_id: str, text: str, *, mentions: Iterable[str] = (),
-                  file: str | None = None, kind: str | None = None) -> RoomMessage:
+                  file: str | None = None, kind: str | None = None, id: str | None = None) -> RoomMessage:
+        """A member speaks; `id` is the transport's message id (give one twice to simulate a redelivery)."""
         mentions = tuple(mentions)
-        event = RoomMessage(account=self.account, id=self._next_id(), time=self.clock.now(), room_id=room_id,
+        event = RoomMessage(account=self.account, id=id or self._next_id(), time=self.clock.now(), room_id=room_id,
                             sender=self.member(room_id, member_id), text=text, mentions=mentions,
                             mentions_bot=self.bot.id in mentions or f"@{self.bot.name}" in text, file=file,
                             kind=kind or _kind_of(file))
@@ -188,10 +189,10 @@ class SimulatedAdapter(Adapter):
         return event
 
     async def private(self, member_id: str, text: str, *, name: str | None = None,
-                      file: str | None = None) -> DirectMessage:
+                      file: str | None = None, id: str | None = None) -> DirectMessage:
         ref = next((r.members[member_id] for r in self.sim_rooms.values() if member_id in r.members),
                    MemberRef(member_id, name or member_id))
-        event = DirectMessage(account=self.account, id=self._next_id(), time=self.clock.now(), sender=ref,
+        event = DirectMessage(account=self.account, id=id or self._next_id(), time=self.clock.now(), sender=ref,
                               text=text, file=file)
         if self.capabilities.direct_messages:
             await self._push(event)

@@ -335,7 +335,7 @@ class WechatyAdapter(Adapter):
         if kind is not None and text.lstrip().startswith("<"):
             text = ""  # media messages carry the puppet's XML, not words
         if payload.room_id:
-            sender, renamed = await self._room_member(payload.room_id, payload.from_id, now)
+            sender, renamed = await self._room_member(payload.room_id, payload.from_id, now, message_id)
             mentions = tuple(payload.mention_ids or ())
             own_alias = self._aliases.get((payload.room_id, self.self_id or ""))
             names = {n for n in (self.self_name, self.bot_name, own_alias) if n}
@@ -380,8 +380,13 @@ class WechatyAdapter(Adapter):
                 name = (await self._call(self._require_puppet().message_file(message_id))).name
         return name or f"{kind}:{message_id}"
 
-    async def _room_member(self, room_id: str, member_id: str, now: datetime) -> tuple[MemberRef, list[Event]]:
-        """The speaker, and a MemberRenamed first if their group nickname changed since we last saw it."""
+    async def _room_member(self, room_id: str, member_id: str, now: datetime,
+                           message_id: str) -> tuple[MemberRef, list[Event]]:
+        """The speaker, and a MemberRenamed first if their group nickname changed since we last saw it.
+
+        Its id comes from the message that showed the change: the same if that message is delivered again,
+        new for a later change (even back to an earlier nickname), so the rename is recorded once.
+        """
         try:
             member = await self._call(self._require_puppet().room_member_payload(room_id, member_id))
         except Exception:
@@ -392,7 +397,7 @@ class WechatyAdapter(Adapter):
         if alias and alias != old:
             self._aliases[(room_id, member_id)] = alias
             if old is not None:
-                renamed.append(MemberRenamed(account=self.account, id=f"rename:{room_id}:{member_id}:{alias}",
+                renamed.append(MemberRenamed(account=self.account, id=f"rename:{message_id}:{member_id}",
                                              time=now, room_id=room_id, member_id=member_id, alias=alias,
                                              old_alias=old or None))
         return MemberRef(member_id, member.name or member_id), renamed

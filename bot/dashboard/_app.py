@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, quote
+from urllib.parse import parse_qs, quote, urlencode
 
 import jinja2
 from sqlalchemy.engine import Engine
@@ -31,9 +31,10 @@ from bot._models import Member
 from bot._plugin import Plugin
 from bot._sandbox import render_budget
 from bot._templates import Renderer
-from bot.dashboard import _data
+from bot.dashboard import _data, _groups
 from bot.dashboard._auth import COOKIE, Auth
 from bot.dashboard._body import LOGIN_LIMIT, BodyTooLarge, read_body
+from bot.dashboard._guard import ACTIONS, GuardPage, guard_page, has_guard
 from bot.dashboard._purchases import purchase_endpoint
 from bot.insight import InsightConfig, InsightService
 
@@ -91,9 +92,19 @@ def create_app(dash: Dashboard, *, password: str, purchase_token: str | None = N
     auth = Auth(password, session_seconds=session_hours * 3600)
     env = _env()
 
+    guard_seen: list[bool] = []  # once the guard table exists it stays (tables are never dropped)
+
+    def show_guard() -> bool:
+        if not guard_seen:
+            with Session(dash.engine) as session:
+                if has_guard(session):
+                    guard_seen.append(True)
+        return bool(guard_seen)
+
     def page(name: str, request: Request, **values: Any) -> HTMLResponse:
         values.setdefault("charts", {})
-        html = env.get_template(name).render(path=request.url.path, now=dash.now().astimezone(dash.tz), **values)
+        html = env.get_template(name).render(path=request.url.path, now=dash.now().astimezone(dash.tz),
+                                             show_guard=show_guard(), **values)
         return HTMLResponse(html)
 
     async def login(request: Request) -> Response:
@@ -125,9 +136,41 @@ def create_app(dash: Dashboard, *, password: str, purchase_token: str | None = N
         return response
 
     async def overview(request: Request) -> Response:
-        with Session(dash.engine) as session:
-            data = _data.overview(session, dash.now(), dash.tz)
-        return page("overview.html", request, title="群概览", data=data, charts=data.charts)
+        tags = {room_id: settings.tags for room_id, settings in dash.config.rooms.items()}
+
+        def load() -> tuple[_groups.Overview, list[_data.FailedTimer]]:
+            # off the event loop: `qunbot run --dashboard` shares it with the bot
+            with Session(dash.engine) as session:
+                return _groups.overview(session, dash.now(), dash.tz, tags), _data.failed_timers(session)
+
+        data, failed = await run_in_threadpool(load)
+        query = _groups.GroupQuery.parse(request.query_params)
+        table = _groups.group_page(data.rooms, query)
+        choices = {"tags": sorted({t for r in data.rooms for t in r.tags}),
+                   "accounts": sorted({r.account for r in data.rooms})}
+
+        def link(**changes: Any) -> str:
+            return "/?" + urlencode(query.params(**changes)) + "#rooms"
+
+        return page("overview.html", request, title="群概览", data=data, charts=data.charts, table=table,
+                    query=query, choices=choices, link=link, sorts=_groups.SORTS, quiet_ratio=_groups.QUIET_RATIO,
+                    quiet_floor=_groups.QUIET_FLOOR, failed_timers=failed)
+
+    async def guard(request: Request) -> Response:
+        def load() -> GuardPage | None:
+            with Session(dash.engine) as session:
+                return guard_page(session, request.query_params) if has_guard(session) else None
+
+        data = await run_in_threadpool(load)
+        if data is None:
+            return page("missing.html", request, title="没有风控记录", what="风控记录（guard 插件没有启用）")
+        params = {k: v for k, v in request.query_params.items() if k in ("room", "rule") and v}
+
+        def link(page_number: int) -> str:
+            return "/guard?" + urlencode({**params, "page": page_number})
+
+        return page("guard.html", request, title="风控记录", data=data, params=params, link=link,
+                    rule_names=dict(data.rules), actions=ACTIONS)
 
     async def room(request: Request) -> Response:
         with Session(dash.engine) as session:
@@ -188,8 +231,12 @@ def create_app(dash: Dashboard, *, password: str, purchase_token: str | None = N
         from bot.sop._check import load_project
 
         files, _ = await run_in_threadpool(load_project, dash.project, dash.config, now=dash.now())
-        with Session(dash.engine) as session:
-            rows = _data.variant_stats(session, files)
+
+        def stats() -> list[_data.VariantRow]:
+            with Session(dash.engine) as session:
+                return _data.variant_stats(session, files)
+
+        rows = await run_in_threadpool(stats)
         steps: dict[str, list[_data.VariantRow]] = {}
         for row in rows:
             steps.setdefault(f"{row.file}.{row.step}", []).append(row)
@@ -200,7 +247,8 @@ def create_app(dash: Dashboard, *, password: str, purchase_token: str | None = N
 
     routes = [
         Route("/", overview), Route("/rooms/{room_id}", room), Route("/sop", sop), Route("/draws", draws),
-        Route("/variants", variants), Route("/login", login, methods=["GET", "POST"]), Route("/logout", logout),
+        Route("/variants", variants), Route("/guard", guard),
+        Route("/login", login, methods=["GET", "POST"]), Route("/logout", logout),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
     if purchase_token:

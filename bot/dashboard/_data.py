@@ -12,12 +12,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import Any
 
-from sqlalchemy import func, text
+from sqlalchemy import text
 from sqlmodel import Session, col, select
 
-from bot._models import Member, Membership, OutboxMessage, Room
+from bot._models import Member, Membership, Room, ScheduledTask, TaskFailure
 from bot.insight import STAGES, InsightMessage, InsightStage, InsightTag
-from bot.insight._facts import existing_tables, local_day
+from bot.insight._facts import existing_tables
 
 PALETTE = ["#2f6fde", "#e4572e", "#17a398", "#f3a712", "#8e5fd3", "#6c757d", "#d6336c", "#20c997"]
 STAGE_NAMES = {"aware": "认知 aware", "interested": "兴趣 interested", "purchased": "购买 purchased",
@@ -44,77 +44,6 @@ def chart(kind: str, labels: list[str], datasets: list[dict[str, Any]], **option
                                                                             "ticks": {"precision": 0}}})
     return {"type": kind, "data": {"labels": labels, "datasets": datasets},
             "options": {"animation": False, "responsive": True, "maintainAspectRatio": False, **options}}
-
-
-@dataclass
-class RoomRow:
-    id: str
-    topic: str
-    members: int
-    joins: int
-    leaves: int
-    messages: int
-    signins: int
-
-
-@dataclass
-class Overview:
-    rooms: list[RoomRow]
-    charts: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-
-def overview(session: Session, now: datetime, tz: tzinfo, *, days: int = 14) -> Overview:
-    """Every room: members, joins and leaves, messages and sign-ins per day over the last `days`."""
-    labels = _days(now, tz, days)
-    first = labels[0]
-    rooms = session.exec(select(Room).order_by(col(Room.id))).all()
-    memberships = session.exec(select(Membership)).all()
-    by_room: dict[str, list[Membership]] = defaultdict(list)
-    for ms in memberships:
-        by_room[ms.room_id].append(ms)
-    messages: dict[str, Counter[date]] = defaultdict(Counter)
-    start = datetime.combine(first, datetime.min.time(), tz)
-    day = local_day(session, InsightMessage.at, now, tz)
-    for room_id, on, count in session.exec(select(InsightMessage.room_id, day, func.count()).where(
-            col(InsightMessage.at) >= start).group_by(InsightMessage.room_id, day)).all():
-        messages[room_id][on if isinstance(on, date) else date.fromisoformat(str(on))] += count
-    signins: dict[str, Counter[date]] = defaultdict(Counter)
-    if "points_signin" in existing_tables(session):
-        for room_id, day in session.execute(text("SELECT room_id, day FROM points_signin WHERE day >= :first"),
-                                            {"first": first}):
-            signins[room_id][day if isinstance(day, date) else date.fromisoformat(str(day))] += 1
-
-    series: dict[str, dict[str, list[int]]] = {}
-    rows = []
-    week = set(labels[-7:])
-    for room in rooms:
-        members = by_room[room.id]
-        joins = Counter(_day(m.joined_at, tz) for m in members if m.joined_at)
-        leaves = Counter(_day(m.left_at, tz) for m in members if m.left_at)
-        count = [sum(1 for m in members if (m.joined_at is None or _day(m.joined_at, tz) <= d)
-                     and (m.left_at is None or _day(m.left_at, tz) > d)) for d in labels]
-        series[room.id] = {"members": count, "joins": [joins[d] for d in labels],
-                           "leaves": [leaves[d] for d in labels],
-                           "messages": [messages[room.id][d] for d in labels],
-                           "signins": [signins[room.id][d] for d in labels]}
-        rows.append(RoomRow(room.id, room.topic, count[-1], sum(joins[d] for d in week),
-                            sum(leaves[d] for d in week), sum(messages[room.id][d] for d in week),
-                            sum(signins[room.id][d] for d in week)))
-    names = [f"{d.month}/{d.day}" for d in labels]
-
-    def per_room(metric: str, kind: str = "line") -> dict[str, Any]:
-        return chart(kind, names, [{"label": r.topic or r.id, "data": series[r.id][metric]} for r in rooms])
-
-    result = Overview(rows)
-    result.charts = {
-        "members": per_room("members"),
-        "joins": chart("bar", names, [
-            {"label": "入群 joins", "data": [sum(series[r.id]["joins"][i] for r in rooms) for i in range(days)]},
-            {"label": "退群 leaves", "data": [sum(series[r.id]["leaves"][i] for r in rooms) for i in range(days)]}]),
-        "messages": per_room("messages"),
-        "signins": per_room("signins", "bar"),
-    }
-    return result
 
 
 @dataclass
@@ -275,35 +204,61 @@ class VariantRow:
 
 def variant_stats(session: Session, files: Mapping[str, Any], *, window: timedelta = timedelta(hours=1),
                   ) -> list[VariantRow]:
-    """For each SOP step with variants: posts sent per variant and member messages within `window` after."""
-    from bot.sop._load import variant_of
-    from bot.sop._models import SopDelivery
+    """For each SOP step with variants: posts sent per variant and member messages within `window` after.
 
+    Two grouped queries per step (deliveries joined to the sent outbox row, and to the messages after it),
+    whatever the number of deliveries."""
+    from bot.sop._load import variant_of
+
+    postgres = session.get_bind().dialect.name == "postgresql"
+    # The upper bound must stay a plain comparison of m.at, so each post reads only its hour off the index.
+    until = ("o.sent_at + make_interval(secs => :seconds)" if postgres
+             else "datetime(o.sent_at, :modifier) || substr(o.sent_at, 20)")  # stored as text: keep the fraction
+    sent = ("FROM sop_delivery d JOIN core_outbox o ON o.account = d.account AND o.key = d.key AND o.status = 'sent' "
+            "WHERE d.file = :file AND d.step = :step AND d.member_id IS NULL")
     out: list[VariantRow] = []
     for name, loaded in files.items():
         for step in loaded.sop.steps:
             if not step.variants:
                 continue
             rows = {i: VariantRow(name, step.id, i, t, [], 0, 0, 0) for i, t in enumerate(step.variants)}
-            repliers: dict[int, set[tuple[str, str]]] = defaultdict(set)
-            deliveries = session.exec(select(SopDelivery.key, SopDelivery.room_id, SopDelivery.account).where(
-                SopDelivery.file == name, SopDelivery.step == step.id, col(SopDelivery.member_id).is_(None))).all()
-            for key, room_id, account in deliveries:
-                sent = session.exec(select(OutboxMessage.sent_at).where(
-                    OutboxMessage.account == account, OutboxMessage.key == key,
-                    OutboxMessage.status == "sent")).first()
-                if sent is None:
-                    continue
+            params = {"file": name, "step": step.id, "seconds": window.total_seconds(),
+                      "modifier": f"+{int(window.total_seconds())} seconds"}
+            for room_id, posts in session.execute(text(
+                    f"SELECT d.room_id, COUNT(*) {sent} GROUP BY d.room_id ORDER BY d.room_id"), params).all():
                 row = rows[variant_of(loaded, step, room_id)]
-                if room_id not in row.rooms:
-                    row.rooms.append(room_id)
-                row.posts += 1
-                for member_id, _ in session.exec(select(InsightMessage.member_id, InsightMessage.at).where(
-                        InsightMessage.room_id == room_id, col(InsightMessage.at) > sent,
-                        col(InsightMessage.at) <= sent + window)).all():
-                    row.replies += 1
-                    repliers[row.variant].add((room_id, member_id))
-            for index, row in rows.items():
-                row.repliers = len(repliers[index])
-                out.append(row)
+                row.rooms.append(room_id)
+                row.posts += int(posts)
+            replies_sql = (sent.replace(" WHERE", " JOIN insight_message m ON m.room_id = d.room_id "
+                                        f"AND m.at > o.sent_at AND m.at <= {until} WHERE")
+                           + " GROUP BY d.room_id, m.member_id")
+            for room_id, _member, replies in session.execute(text(
+                    f"SELECT d.room_id, m.member_id, COUNT(*) {replies_sql}"), params).all():
+                row = rows[variant_of(loaded, step, room_id)]
+                row.replies += int(replies)
+                row.repliers += 1
+            out.extend(rows.values())
     return out
+
+
+@dataclass(frozen=True)
+class FailedTimer:
+    """A plugin timer that failed every retry: a lottery draw left open, a reward unpaid."""
+
+    plugin: str
+    name: str
+    key: str
+    room_id: str | None
+    due_at: datetime
+    attempts: int
+    last_error: str
+
+
+def failed_timers(session: Session, limit: int = 50) -> list[FailedTimer]:
+    """Timers given up after their retries (`bot/_tasks.py`), newest first, for the overview's warning."""
+    rows = session.exec(select(ScheduledTask, TaskFailure).join(
+        TaskFailure, col(TaskFailure.task_id) == col(ScheduledTask.id), isouter=True).where(
+        ScheduledTask.status == "failed").order_by(col(ScheduledTask.due_at).desc()).limit(limit)).all()
+    return [FailedTimer(task.plugin, task.name, task.key, task.room_id, task.due_at,
+                        failure.attempts if failure else 1, failure.last_error if failure else "")
+            for task, failure in rows]

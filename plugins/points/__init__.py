@@ -17,15 +17,15 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 from bot import OPERATOR, ROOM_ADMIN, Context, MembersJoined, Merge, Plugin, parse_duration
 
 from .catalog import CatalogFile, load_catalog
-from .models import PointsRedemption
-from .service import DEFAULT_LEVELS, InsufficientPoints, Level, PointsService, SoldOut
+from .models import MIGRATIONS, PointsRedemption
+from .service import DEFAULT_LEVELS, MAX_CHANGE, InsufficientPoints, Level, PointsService, SoldOut
 
 __all__ = ["InsufficientPoints", "Level", "PointsService", "SoldOut", "plugin"]
 
 
 class LevelConfig(BaseModel):
     name: str = Field(min_length=1)
-    threshold: int = Field(ge=0)
+    threshold: int = Field(ge=0, le=10**15)
 
 
 class PointsConfig(BaseModel):
@@ -39,15 +39,15 @@ class PointsConfig(BaseModel):
     redemptions_words: list[str] = ["兑换记录"]
     fulfil_words: list[str] = ["已发放"]
 
-    signin_points: int = Field(10, ge=0)
-    streak_bonus: int = Field(2, ge=0)
+    signin_points: int = Field(10, ge=0, le=MAX_CHANGE)
+    streak_bonus: int = Field(2, ge=0, le=MAX_CHANGE)
     """Extra points per consecutive day after the first (day 2: +2, day 3: +4 …) up to streak_bonus_max."""
-    streak_bonus_max: int = Field(20, ge=0)
+    streak_bonus_max: int = Field(20, ge=0, le=MAX_CHANGE)
     levels: list[LevelConfig] = [LevelConfig(name=lv.name, threshold=lv.threshold) for lv in DEFAULT_LEVELS]
     """V1, V2 … in order; thresholds count points earned (spending does not lower a level)."""
     top_n: int = Field(10, ge=1, le=50)
     catalog: str = "data/points_catalog.yaml"
-    referral_points: int = Field(20, ge=0)
+    referral_points: int = Field(20, ge=0, le=MAX_CHANGE)
     referral_after: str = "24h"
     """The invitee must still be in the room this long after joining for the inviter to earn."""
     announce_referrals: bool = True
@@ -78,6 +78,7 @@ plugin = Plugin(
     description="签到积分：每日签到、连续签到奖励、等级、排行榜、积分兑换、邀请奖励",
     usage="发送「签到」每日签到；「积分」查看积分和等级；「排行榜」；「积分商城」查看可兑换的奖品，「兑换 奖品名」",
     config=PointsConfig,
+    migrations=MIGRATIONS,
     needs={"read_room_messages"},
 )
 service = PointsService()
@@ -248,7 +249,8 @@ async def pay_referral(ctx: Context) -> None:
 
 # --- admins ------------------------------------------------------------------------------
 
-_AMOUNT = re.compile(r"(?<![\w.])([+＋\-－]?\s*\d+)(?![\w.])")
+# A sign may be followed by a few spaces; an unbounded `\s*` there made a run of spaces cost quadratic time.
+_AMOUNT = re.compile(r"(?<![\w.])((?:[+＋\-－]\s{0,3})?\d+)(?![\w.])")
 
 
 async def _target(ctx: Context) -> str | None:
@@ -277,7 +279,11 @@ async def adjust_points(ctx: Context) -> None:
     if target is None or found is None or not reason:
         await ctx.reply(template="points/adjust_usage.j2")
         return
-    amount = int(found.group(1).replace("＋", "+").replace("－", "-").replace(" ", ""))
+    digits = "".join(found.group(1).replace("＋", "+").replace("－", "-").split())
+    if len(digits.lstrip("+-").lstrip("0")) > len(str(MAX_CHANGE)) or abs(int(digits)) > MAX_CHANGE:
+        await ctx.reply(template="points/adjust_too_large.j2", limit=MAX_CHANGE)
+        return
+    amount = int(digits)
     if amount == 0:
         await ctx.reply(template="points/adjust_usage.j2")
         return

@@ -13,8 +13,8 @@ class CatalogItem(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1)
-    cost: int = Field(ge=0)
-    stock: int = Field(ge=0)
+    cost: int = Field(ge=0, le=1_000_000_000)
+    stock: int = Field(ge=0, le=1_000_000_000)
     """Total ever available (across all rooms); what was redeemed is counted in the database."""
     note: str = ""
 

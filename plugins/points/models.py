@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import CheckConstraint, UniqueConstraint
+from sqlalchemy import BigInteger, CheckConstraint, UniqueConstraint, text
+from sqlalchemy.engine import Connection
 from sqlmodel import Field, SQLModel
 
-from bot import UTCDateTime
+from bot import Migration, UTCDateTime
 
 
 class PointsLedger(SQLModel, table=True):
@@ -20,7 +21,7 @@ class PointsLedger(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     room_id: str = Field(index=True)
     member_id: str = Field(index=True)
-    amount: int
+    amount: int = Field(sa_type=BigInteger)
     """Signed: + earned, - spent or deducted."""
     kind: str
     """earn | spend | adjust (an admin's change, which also moves the level basis)."""
@@ -41,8 +42,8 @@ class PointsAccount(SQLModel, table=True):
 
     room_id: str = Field(primary_key=True)
     member_id: str = Field(primary_key=True)
-    balance: int = 0
-    earned: int = 0
+    balance: int = Field(default=0, sa_type=BigInteger)
+    earned: int = Field(default=0, sa_type=BigInteger)
     """Level basis: everything earned or adjusted, not reduced by spending."""
     level_rank: int = 1
     """The highest level reached (and announced)."""
@@ -58,7 +59,7 @@ class PointsSignIn(SQLModel, table=True):
     day: date
     """The local calendar day (bot time zone)."""
     streak: int
-    points: int
+    points: int = Field(sa_type=BigInteger)
     signed_at: datetime = Field(sa_type=UTCDateTime)
 
 
@@ -80,7 +81,23 @@ class PointsRedemption(SQLModel, table=True):
     room_id: str = Field(index=True)
     member_id: str
     item: str
-    cost: int
+    cost: int = Field(sa_type=BigInteger)
     status: str = "pending"
     """pending | fulfilled"""
     created_at: datetime = Field(sa_type=UTCDateTime)
+
+
+_BIGINT_COLUMNS = {"points_ledger": ["amount"], "points_account": ["balance", "earned"],
+                   "points_signin": ["points"], "points_redemption": ["cost"]}
+
+
+def _widen_to_bigint(conn: Connection) -> None:
+    """PostgreSQL's INTEGER is 32 bits: a balance past 2,147,483,647 made every later sign-in fail.
+    (SQLite's INTEGER is 64 bits already.)"""
+    if conn.dialect.name != "postgresql":
+        return
+    for table, columns in _BIGINT_COLUMNS.items():
+        conn.execute(text(f"ALTER TABLE {table} " + ", ".join(f"ALTER COLUMN {c} TYPE BIGINT" for c in columns)))
+
+
+MIGRATIONS = (Migration(2, "points columns widened to 64-bit integers", _widen_to_bigint),)

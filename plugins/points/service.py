@@ -22,6 +22,10 @@ from bot import dialect_insert, insert_unique
 
 from .models import PointsAccount, PointsLedger, PointsRedemption, PointsSignIn, PointsStock
 
+MAX_CHANGE = 1_000_000_000
+"""The largest single change of a balance: far inside the 64-bit columns, so no sum of changes a group could
+make overflows them (and no float creeps into SQLite)."""
+
 
 class SoldOut(Exception):
     """The catalog item has no stock left; nothing was changed."""
@@ -264,6 +268,8 @@ class PointsService:
                 source: str, key: str | None, at: datetime, actor_id: str | None,
                 on_level_up: LevelUp | None) -> int | None:
         """Apply one change; the new balance, or None if `key` was used already (nothing changed)."""
+        if not -MAX_CHANGE <= amount <= MAX_CHANGE:
+            raise ValueError(f"a points change is at most {MAX_CHANGE} either way, not {amount}")
         sql = _statements(session)
         db = session.connection()  # Core statements: no ORM bookkeeping on the hot path
         who = {"room_id": room_id, "member_id": member_id}

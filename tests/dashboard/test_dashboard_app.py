@@ -15,6 +15,8 @@ from week_data import ROOMS
 
 from bot._config import load_config
 from bot._db import make_engine
+from bot._models import Membership
+from bot._retention import sent_per_day
 from bot.dashboard import DashboardError, build_app
 from bot.dashboard._auth import COOKIE, Auth
 from bot.insight import InsightPurchase, InsightStage
@@ -84,11 +86,18 @@ def test_pages_show_the_week_and_change_nothing(repo, week_db):
     labels = overview["messages"]["data"]["labels"]
     days = [week.end.date() - timedelta(days=13 - i) for i in range(14)]
     assert labels == [f"{d.month}/{d.day}" for d in days]
-    for index, room in enumerate(ROOMS):
-        assert overview["messages"]["data"]["datasets"][index]["data"] == [week.messages[room][d] for d in days]
-        assert overview["signins"]["data"]["datasets"][index]["data"] == [week.signins[room][d] for d in days]
-    assert overview["joins"]["data"]["datasets"][0]["data"] == [week.joins[d] for d in days]
-    assert overview["joins"]["data"]["datasets"][1]["data"] == [week.leaves[d] for d in days]
+    totals = {name: overview[name]["data"]["datasets"] for name in overview}
+    assert totals["messages"][0]["data"] == [sum(week.messages[r][d] for r in ROOMS) for d in days]
+    assert totals["signins"][0]["data"] == [sum(week.signins[r][d] for r in ROOMS) for d in days]
+    assert totals["joins"][0]["data"] == [week.joins[d] for d in days]
+    assert totals["joins"][1]["data"] == [week.leaves[d] for d in days]
+    with Session(engine) as session:
+        present = session.execute(select(func.count()).select_from(Membership).where(
+            Membership.left_at.is_(None))).scalar()
+        sent = sent_per_day(session, days[0], week.end.tzinfo)
+    assert totals["members"][0]["data"][-1] == present
+    assert totals["sent"][0]["data"] == [sent.get(d, 0) for d in days] and sum(sent.values()) > 0
+    assert f"<b>{sum(sent.get(d, 0) for d in days[-7:])}</b>" in pages["/"].text  # the bot-sent total of the week
 
     room = charts(pages["/rooms/g1"].text)
     funnel = room["funnel"]["data"]["datasets"][0]["data"]

@@ -13,6 +13,7 @@ from starlette.testclient import TestClient
 
 from bot._config import load_config
 from bot.dashboard import build_app
+from bot.dashboard._app import json_for_script
 from bot.dashboard._auth import COOKIE
 from bot.testing import BotHarness
 
@@ -111,6 +112,9 @@ def test_embedded_chart_json_survives_a_hostile_topic(repo, db):
     assert "<" not in script and "\u2028" not in script
     json.loads(script)  # the whole object, not cut short by the topic
     assert html.count('id="chart-data"') == 1
+    assert "完子群&lt;/script&gt;&lt;!--&lt;script&gt;alert(1)//" in html  # the group table shows it as text
+    embedded = json_for_script({"label": HOSTILE_TOPIC})  # charts of totals carry no topic; the escaping stays
+    assert "<" not in embedded and "\u2028" not in embedded and json.loads(embedded)["label"] == HOSTILE_TOPIC
 
 
 @pytest.mark.parametrize(("body", "field"), [

@@ -23,11 +23,17 @@ async def test_week_on_postgresql(postgres_url, tmp_path):
                     environ={"QUNBOT_DASHBOARD_PASSWORD": "pw"})
     with TestClient(app) as client:
         client.post("/login", data={"password": "pw"})
-        pages = {p: client.get(p) for p in ("/", "/rooms/g1", "/sop", "/draws", "/variants")}
+        pages = {p: client.get(p) for p in ("/", "/rooms/g1", "/sop", "/draws", "/variants", "/guard",
+                                            "/?q=完子*&sort=-change&page=2", "/?quiet=1")}
     assert {p: r.status_code for p, r in pages.items()} == dict.fromkeys(pages, 200)
     charts = json.loads(re.search(r'id="chart-data">(.*?)</script>', pages["/"].text, re.S)[1])
     days = [week.end.date() - timedelta(days=13 - i) for i in range(14)]
-    assert charts["messages"]["data"]["datasets"][0]["data"] == [week.messages["g1"][d] for d in days]
+    assert charts["messages"]["data"]["datasets"][0]["data"] == [sum(week.messages[r][d] for r in ROOMS) for d in days]
+    assert charts["signins"]["data"]["datasets"][0]["data"] == [sum(week.signins[r][d] for r in ROOMS) for d in days]
+    assert sum(charts["sent"]["data"]["datasets"][0]["data"]) > 0
+    variants = json.loads(re.search(r'id="chart-data">(.*?)</script>', pages["/variants"].text, re.S)[1])
+    assert variants["variants-0"]["data"]["datasets"][0]["data"] == [week.noon_replies["g1"] / 5,
+                                                                      week.noon_replies["g2"] / 5]
     assert "✔ 一致" in pages["/draws"].text and "玫瑰口红：2" in pages["/draws"].text
 
     runner = CliRunner()

@@ -241,8 +241,9 @@ async def test_on_the_real_clock_an_outage_of_seconds_holds_messages_and_answers
         by_room.setdefault(message.room_id or "", []).append(message.text)
     assert by_room == {"g1": [f"{who}第{n}条" for n in (0, 2, 4) for who in ("@Alice 收到 ", "记录 ")],
                        "g2": [f"{who}第{n}条" for n in (1, 3, 5) for who in ("@Bob 收到 ", "记录 ")]}
-    # Only the first message's first handler met the outage (its runs then were rolled back); no other re-ran.
-    assert runs.pop(("echo", "第0条")) >= 2
+    # Only the first message met the outage: in its first handler (those runs were rolled back) or already in
+    # the look-up of which handlers a redelivery of it would skip (then the handler had not run); none re-ran.
+    assert runs.pop(("echo", "第0条")) >= 1
     assert set(runs.values()) == {1} and len(runs) == 11
 
 
