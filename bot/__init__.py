@@ -4,7 +4,7 @@ The public plugin API is re-exported here; modules starting with `_` are private
 """
 
 from bot._config import ConfigError, ProjectConfig
-from bot._context import Context, MemberInfo, MembershipInfo, RoomInfo
+from bot._context import Context, MemberInfo, MembershipInfo, Merge, RoomInfo
 from bot._db import UTCDateTime, dialect_insert
 from bot._durations import parse_duration
 from bot._events import (
@@ -60,6 +60,7 @@ __all__ = [
     "MembersJoined",
     "MembersLeft",
     "MembershipInfo",
+    "Merge",
     "Migration",
     "OutboxMessage",
     "Outgoing",

@@ -29,6 +29,7 @@ HELP = """\
 /rename 群昵称    修改当前成员的群昵称
 /topic 群名       修改群名（SOP 按群名选群：sop/*.yaml 的 targets.topics）
 /wait 30m|2h|1d   让时间前进（定时任务、SOP 会按时触发）
+/crowd 20 签到    20 位新成员同时发这句话（看同类回复怎样合并成一条）
 /who              查看群成员
 /help             帮助        /quit 退出"""
 
@@ -115,6 +116,12 @@ class ChatConsole:
         elif command == "/wait" and parts:
             await self.sim.advance(parse_offset(parts[0] if parts[0][0] in "+-" else f"+{parts[0]}"))
             self.out.write(f"(现在是 {self.sim.clock.now():%m-%d %H:%M})\n")
+        elif command == "/crowd" and len(parts) >= 2 and parts[0].isdigit():
+            said = rest.split(None, 1)[1]
+            for n in range(1, min(int(parts[0]), 500) + 1):
+                who = f"crowd{n}"
+                members.setdefault(who, MemberRef(who, f"成员{n}"))
+                await adapter.say(self.room, who, said)
         elif command == "/who":
             for ref in members.values():
                 self.out.write(f"  {ref.id}: {ref.name}\n")

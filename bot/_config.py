@@ -88,6 +88,12 @@ class PacingSettings(_Strict):
     reconnect_min: float = Field(2.0, gt=0)
     """Seconds before the first reconnect after the connection dropped; doubles per failed try."""
     reconnect_max: float = Field(300.0, gt=0)
+    max_mentions: int = Field(20, ge=1, le=100)
+    """At most this many members @-mentioned in one merged reply (and in one welcome greeting)."""
+    merge_quiet: float = Field(3.0, ge=0)
+    """A merged reply (签到, 抽奖参与 …) waits until no new one joined it for this many seconds …"""
+    merge_wait: float = Field(15.0, ge=0)
+    """… but at most this long after its first member; it goes at once when it holds `max_mentions`."""
 
 
 class RoomQuotaSettings(_Strict):

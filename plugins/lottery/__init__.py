@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import BaseModel, Field, ValidationError
 from sqlmodel import col, func, select
 
-from bot import OPERATOR, ROOM_ADMIN, Context, Plugin, explain_validation, insert_unique
+from bot import OPERATOR, ROOM_ADMIN, Context, Merge, Plugin, explain_validation, insert_unique
 
 from . import beacon as drand
 from .fairness import canonical_entrants, commitment, draw_winners, mixed_seed
@@ -183,8 +183,14 @@ async def enter(ctx: Context) -> None:
     if not ctx.config.confirm_entries:
         return
     count = len(ctx.db.exec(select(LotteryEntry.id).where(LotteryEntry.draw_id == draw.id)).all())
-    await ctx.say(template="lottery/entered.j2" if added else "lottery/duplicate.j2", draw=draw, count=count,
-                  mentions=(ctx.member_id,), key=f"lottery:{draw.id}:entry:{ctx.event.id}")
+    key = f"lottery:{draw.id}:entry:{ctx.event.id}"
+    if not added:
+        await ctx.say(template="lottery/duplicate.j2", draw=draw, count=count, mentions=(ctx.member_id,), key=key)
+        return
+    deadline = f"{draw.deadline.astimezone(ctx.now.tzinfo):%H:%M}"
+    await ctx.say(template="lottery/entered.j2", draw=draw, count=count, mentions=(ctx.member_id,), key=key,
+                  merge=Merge(f"lottery.entered:{draw.id}", "lottery/entered_merged.j2",
+                              {"number": count, "deadline": deadline}))
 
 
 def _ineligible(ctx: Context, draw: LotteryDraw) -> list[str]:

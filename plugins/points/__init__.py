@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
-from bot import OPERATOR, ROOM_ADMIN, Context, MembersJoined, Plugin, is_direct_message, parse_duration
+from bot import OPERATOR, ROOM_ADMIN, Context, MembersJoined, Merge, Plugin, is_direct_message, parse_duration
 
 from .catalog import CatalogFile, load_catalog
 from .models import MIGRATIONS, PointsRedemption
@@ -129,7 +129,9 @@ async def sign_in(ctx: Context) -> None:
                         streak=points.streak(ctx.db, ctx.room_id, ctx.member_id, ctx.today))
         return
     await ctx.reply(template="points/signin_ok.j2", signin=done, balance=done.balance,
-                    tomorrow=ctx.config.points_for_streak(done.streak + 1))
+                    tomorrow=ctx.config.points_for_streak(done.streak + 1),
+                    merge=Merge("points.signin", "points/signin_merged.j2",
+                                {"points": done.points, "streak": done.streak}))
 
 
 balance = plugin.on_fullmatch("积分", "我的积分", words_from="balance_words",

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlmodel import col, select
 
-from bot import ROOM_ADMIN, Context, Plugin, explain_validation, insert_unique, parse_duration
+from bot import ROOM_ADMIN, Context, Merge, Plugin, explain_validation, insert_unique, parse_duration
 
 from .models import Poll, PollVote
 from .parsing import choice, normalize, parse_poll
@@ -165,7 +165,9 @@ async def vote(ctx: Context) -> None:
             outcome, index = "kept", ballot.option
     if ctx.config.confirm_votes:
         await ctx.reply(template="poll/voted.j2", poll=poll, outcome=outcome, number=index + 1,
-                        option=poll.options[index])
+                        option=poll.options[index],
+                        merge=Merge(f"poll.voted:{poll.id}", "poll/voted_merged.j2",
+                                    {"outcome": outcome, "number": index + 1, "option": poll.options[index]}))
 
 
 # --- results and close ------------------------------------------------------------------------------
