@@ -114,6 +114,8 @@ class Context:
         """For commands: what follows the command word, stripped."""
         self.match = match
         """For regex matchers: the `re.Match`."""
+        self.state: dict[str, Any] = {}
+        """What a matcher's rule found, for its handlers (NoneBot2's state): the same context runs both."""
         self.log = logging.getLogger(f"qunbot.plugin.{plugin.name}")
         self._session: Session | None = None
         self._savepoint: SessionTransaction | None = None
