@@ -72,7 +72,7 @@ async def test_one_failing_event_among_many_loses_and_doubles_nothing_in_one_com
         commit(self)
 
     monkeypatch.setattr(GroupCommit, "commit", counted)
-    async with BotHarness(plugins=[marker()], db_url=db_url) as bot:
+    async with BotHarness(plugins=[marker()], db_url=db_url, raise_errors=False) as bot:  # "bad" fails on purpose
         await started(bot)
         members = [*GOOD[:10], "bad", "dup", *GOOD[10:]]
         await burst(bot, members)
@@ -80,7 +80,9 @@ async def test_one_failing_event_among_many_loses_and_doubles_nothing_in_one_com
         assert replies(bot) == Counter({m: 1 for m in [*GOOD, "first"]})
         await bot.drain()
         sent = Counter(m for message in bot.pop() for m in message.mentions)
+        failed = bot.pop_failures()
     assert sent == Counter({m: 1 for m in [*GOOD, "first"]})
+    assert len(failed) == 2  # "bad" raises after its write; "dup" breaks the unique key: each alone rolled back
     assert commits == [len(GOOD)]  # one transaction for the 22 events; each good one woke the outbox
 
 
