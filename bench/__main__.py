@@ -1,7 +1,7 @@
-"""`python -m bench`: run the four benchmarks, print a table, write bench/results.json.
+"""`python -m bench`: run the benchmarks, print a table, write bench/results.json.
 
 Each benchmark runs in a fresh Python process (resident memory and caches of one do not colour the
-next), in the order dispatch, SOP, accounts, sign-in. Every figure held to a target is a rate or a
+next), in the order dispatch, SOP, accounts, sign-in, burst. Every figure held to a target is a rate or a
 ratio measured side by side in the same run, because absolute times on shared machines drift.
 
     python -m bench                      # full sizes (several minutes)
@@ -24,7 +24,7 @@ from typing import Any
 
 from bench._common import machine
 
-ORDER = ("dispatch", "sop", "accounts", "signin")
+ORDER = ("dispatch", "sop", "accounts", "signin", "burst")
 EXTRA = ("fleet",)
 """Run only when named: the fleet benchmark needs PostgreSQL and starts real processes."""
 FULL: dict[str, dict[str, Any]] = {
@@ -32,6 +32,7 @@ FULL: dict[str, dict[str, Any]] = {
     "sop": {"rooms": 10_000, "files": 100, "burst": 1_000},
     "accounts": {"accounts": 100, "rooms": 20, "members": 500},
     "signin": {"rooms": 200, "members": 100},
+    "burst": {"cases": [["signin", 100], ["signin", 500], ["lottery", 300], ["poll", 300]]},
     "fleet": {"accounts": 40, "rooms": 30},
 }
 QUICK: dict[str, dict[str, Any]] = {
@@ -39,6 +40,7 @@ QUICK: dict[str, dict[str, Any]] = {
     "sop": {"rooms": 200, "files": 10, "burst": 40, "burst_files": 2, "lead": 1.0},
     "accounts": {"accounts": 5, "rooms": 4, "members": 50},
     "signin": {"rooms": 10, "members": 20},
+    "burst": {"cases": [["signin", 30], ["lottery", 20], ["poll", 20]]},
     "fleet": {"accounts": 8, "rooms": 20},
 }
 
@@ -50,6 +52,8 @@ async def run_one(name: str, sizes: dict[str, Any]) -> dict[str, Any]:
         from bench.bench_sop import run
     elif name == "accounts":
         from bench.bench_accounts import run
+    elif name == "burst":
+        from bench.bench_burst import run
     elif name == "fleet":
         from bench.bench_fleet import run
     else:

@@ -4,7 +4,7 @@ The public plugin API is re-exported here; modules starting with `_` are private
 """
 
 from bot._config import ConfigError, ProjectConfig
-from bot._context import Context, MemberInfo, MembershipInfo, RoomInfo
+from bot._context import Context, MemberInfo, MembershipInfo, Merge, RoomInfo
 from bot._db import UTCDateTime, dialect_insert
 from bot._durations import parse_duration
 from bot._events import (
@@ -20,6 +20,7 @@ from bot._events import (
     RoomTopicChanged,
     TimerFired,
 )
+from bot._i18n import explain_validation
 from bot._migrations import Migration
 from bot._models import OutboxMessage
 from bot._plugin import Matcher, Plugin
@@ -59,6 +60,7 @@ __all__ = [
     "MembersJoined",
     "MembersLeft",
     "MembershipInfo",
+    "Merge",
     "Migration",
     "OutboxMessage",
     "Outgoing",
@@ -78,6 +80,7 @@ __all__ = [
     "YamlDoc",
     "YamlError",
     "dialect_insert",
+    "explain_validation",
     "in_room",
     "insert_unique",
     "is_direct_message",

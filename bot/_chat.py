@@ -21,17 +21,21 @@ from bot._simulation import Simulation
 from bot.adapters.simulated import SentMessage
 
 HELP = """\
-直接输入文字 = 以当前成员身份在当前群里发言（@小完子 …  会 @ 机器人）
-/as ID [名字]     切换发言成员（不存在则创建）
+直接输入文字 = 以当前成员身份在当前群里发言（@小完子 … 会 @ 机器人，@Bob 会 @ 群友 Bob）
+/as ID [名字]     切换发言成员（不存在则创建；owner1 是群主，可以用管理员命令）
 /dm 文字          以当前成员身份私聊机器人
 /join ID 名字     新成员入群（由当前成员邀请）
 /leave ID         成员退群
 /rename 群昵称    修改当前成员的群昵称
+/topic 群名       修改群名（SOP 按群名选群：sop/*.yaml 的 targets.topics）
 /wait 30m|2h|1d   让时间前进（定时任务、SOP 会按时触发）
+/crowd 20 签到    20 位新成员同时发这句话（看同类回复怎样合并成一条）
 /who              查看群成员
 /help             帮助        /quit 退出"""
 
 DEMO_MEMBERS = (MemberRef("owner1", "群主"), MemberRef("u1", "Alice"), MemberRef("u2", "Bob"))
+DEMO_TOPIC = "完子会员·qunbot 演示群"
+"""Starts like the rooms the sample SOP files target (`完子会员*`), so `/wait 1d` shows their posts."""
 
 
 class ChatConsole:
@@ -44,7 +48,7 @@ class ChatConsole:
         self.sim = Simulation(project, start=start, config=config, db_url=db_url,
                               bot=MemberRef("bot", config.bot.name), on_send=self._show)
         self.room = "g1"
-        self.sim.adapter.add_room(self.room, "qunbot 演示群", members=DEMO_MEMBERS, admins=["owner1"])
+        self.sim.adapter.add_room(self.room, DEMO_TOPIC, members=DEMO_MEMBERS, admins=["owner1"])
         self.speaker = "u1"
 
     def _show(self, message: SentMessage) -> None:
@@ -57,7 +61,7 @@ class ChatConsole:
     async def run(self, lines: TextIO) -> None:
         await self.sim.start()
         plugins = ", ".join(self.sim.runtime.plugins) if self.sim.runtime else ""
-        self.out.write(f"qunbot chat — 模拟群「qunbot 演示群」，插件: {plugins}\n"
+        self.out.write(f"qunbot chat — 模拟群「{DEMO_TOPIC}」，插件: {plugins}\n"
                        f"你是 Alice (u1)。输入 /help 查看命令，/quit 退出。\n")
         try:
             while True:
@@ -86,10 +90,8 @@ class ChatConsole:
 
     async def _handle(self, line: str) -> None:
         adapter = self.sim.adapter
-        if not line.startswith("/"):
-            bot = adapter.bot
-            mentions = [bot.id] if f"@{bot.name}" in line else []
-            await adapter.say(self.room, self.speaker, line, mentions=mentions)
+        if not line.startswith("/"):  # `@Name` in the text mentions that member (the simulated WeChat reads it)
+            await adapter.say(self.room, self.speaker, line)
             return
         command, _, rest = line.partition(" ")
         parts = shlex.split(rest) if rest else []
@@ -108,9 +110,18 @@ class ChatConsole:
             await adapter.leave(self.room, parts[:1])
         elif command == "/rename" and rest:
             await adapter.rename(self.room, self.speaker, rest)
+        elif command == "/topic" and rest:
+            await adapter.change_topic(self.room, rest, by=self.speaker)
+            self.out.write(f"(群名改为「{rest}」)\n")
         elif command == "/wait" and parts:
             await self.sim.advance(parse_offset(parts[0] if parts[0][0] in "+-" else f"+{parts[0]}"))
             self.out.write(f"(现在是 {self.sim.clock.now():%m-%d %H:%M})\n")
+        elif command == "/crowd" and len(parts) >= 2 and parts[0].isdigit():
+            said = rest.split(None, 1)[1]
+            for n in range(1, min(int(parts[0]), 500) + 1):
+                who = f"crowd{n}"
+                members.setdefault(who, MemberRef(who, f"成员{n}"))
+                await adapter.say(self.room, who, said)
         elif command == "/who":
             for ref in members.values():
                 self.out.write(f"  {ref.id}: {ref.name}\n")

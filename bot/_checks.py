@@ -7,6 +7,7 @@ from pathlib import Path
 
 from bot._config import CONFIG_FILE, ConfigError, ProjectConfig, load_config, toml_line
 from bot._coverage import FIX_HINT, configured_rooms, plugin_findings
+from bot._i18n import template_text
 from bot._loader import load_plugins, plugin_configs
 from bot._plugin import Plugin
 from bot._sandbox import render_budget
@@ -38,7 +39,7 @@ def run_checks(project: Path) -> list[str]:
         try:
             renderer.check(name)
         except TemplateError as err:
-            problems.append(str(err))
+            problems.append(template_text(err))
     for plugin in plugins:
         for check in plugin.checks:
             try:

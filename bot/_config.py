@@ -16,6 +16,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from bot._i18n import explain_error, explain_toml, keys_at, not_utf8
+
 CONFIG_FILE = "qunbot.toml"
 _MAX_BYTES = 1_000_000
 _MAX_DEPTH = 64
@@ -52,7 +54,7 @@ class BotSettings(_Strict):
         try:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r} (use an IANA name such as Asia/Shanghai)") from None
+            raise ValueError(f"不认识的时区 {value!r}（写 IANA 名称，如 Asia/Shanghai）") from None
         return value
 
     @property
@@ -86,6 +88,12 @@ class PacingSettings(_Strict):
     reconnect_min: float = Field(2.0, gt=0)
     """Seconds before the first reconnect after the connection dropped; doubles per failed try."""
     reconnect_max: float = Field(300.0, gt=0)
+    max_mentions: int = Field(20, ge=1, le=100)
+    """At most this many members @-mentioned in one merged reply (and in one welcome greeting)."""
+    merge_quiet: float = Field(3.0, ge=0)
+    """A merged reply (签到, 抽奖参与 …) waits until no new one joined it for this many seconds …"""
+    merge_wait: float = Field(15.0, ge=0)
+    """… but at most this long after its first member; it goes at once when it holds `max_mentions`."""
 
 
 class RoomQuotaSettings(_Strict):
@@ -191,7 +199,7 @@ class ClusterSettings(_Strict):
     @model_validator(mode="after")
     def _renew_in_time(self) -> ClusterSettings:
         if self.heartbeat * 2 > self.lease_ttl:
-            raise ValueError(f"heartbeat ({self.heartbeat}s) must be at most half of lease_ttl ({self.lease_ttl}s)")
+            raise ValueError(f"heartbeat（{self.heartbeat} 秒）最多是 lease_ttl（{self.lease_ttl} 秒）的一半")
         return self
 
 
@@ -301,10 +309,11 @@ class ProjectConfig(_Strict):
     def _unique_accounts(self) -> ProjectConfig:
         ids = [a.id for a in self.accounts]
         if len(ids) != len(set(ids)):
-            raise ValueError(f"account ids must be unique, got {ids}")
+            raise ValueError(f"accounts 的 id 不能重复，现在是 {ids}")
         for room_id, room in self.rooms.items():
             if room.account is not None and room.account not in ids:
-                raise ValueError(f"rooms.{room_id}.account: no account {room.account!r} (accounts: {', '.join(ids)})")
+                raise ValueError(f"rooms.{room_id}.account: 没有叫 {room.account!r} 的账号"
+                                 f"（accounts 里有：{'、'.join(ids)}）")
         return self
 
     def room_account(self, room_id: str) -> str | None:
@@ -336,7 +345,10 @@ def load_config(project: Path) -> ProjectConfig:
         data = stream.read(_MAX_BYTES + 1)
     if len(data) > _MAX_BYTES:
         raise ConfigError(str(path), None, f"文件太大：超过 {_MAX_BYTES} 字节")
-    text = data.decode("utf-8")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise ConfigError(str(path), data[:err.start].count(b"\n") + 1, not_utf8()) from None
     too_deep = _too_deep(text)
     if too_deep is not None:  # tomllib recurses per level: refuse before it does, whatever the recursion limit
         raise ConfigError(str(path), too_deep, f"嵌套太深（数组和内联表最多 {_MAX_DEPTH} 层）")
@@ -344,7 +356,7 @@ def load_config(project: Path) -> ProjectConfig:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         match = re.search(r"line (\d+)", str(err))
-        raise ConfigError(str(path), int(match.group(1)) if match else None, str(err)) from None
+        raise ConfigError(str(path), int(match.group(1)) if match else None, explain_toml(str(err))) from None
     except RecursionError:
         raise ConfigError(str(path), None, "嵌套太深") from None
     return parse_config(raw, file=str(path), text=text)
@@ -382,10 +394,12 @@ def parse_config(raw: dict[str, Any], *, file: str = CONFIG_FILE, text: str = ""
     try:
         return ProjectConfig.model_validate(raw)
     except ValidationError as err:
-        first = err.errors()[0]
+        first = err.errors(include_url=False)[0]
         loc = tuple(first["loc"])
-        key = ".".join(str(part) for part in loc) or "(top level)"
-        raise ConfigError(file, toml_line(text, loc), f"{key}: {first['msg']}") from None
+        key = ".".join(str(part) for part in loc) or "（最外层）"
+        parent = loc[:-1] if first["type"] == "extra_forbidden" else loc
+        message = explain_error(first, allowed=keys_at(ProjectConfig, parent))
+        raise ConfigError(file, toml_line(text, loc), f"{key}: {message}") from None
 
 
 def toml_line(text: str, loc: tuple[Any, ...]) -> int | None:

@@ -11,17 +11,20 @@ import hashlib
 import logging
 import re
 from collections.abc import Awaitable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
+from sqlalchemy.orm import SessionTransaction
 from sqlmodel import Session
 
 from bot._entropy import secret_hex
 from bot._events import DirectMessage, Event, MemberRef, RoomMessage, TimerFired
+from bot._group import current_group
 from bot._models import Membership
+from bot._outbox import MergeInto
 from bot.adapters._base import Capabilities
 
 if TYPE_CHECKING:
@@ -69,6 +72,21 @@ class RoomInfo:
     tags: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True, slots=True)
+class Merge:
+    """Let a reply merge with others of its kind while they wait to be sent: 100 签到 at 08:00 become
+    five messages of 20 @-mentions, not a hundred.
+
+    `key` names the kind ("points.signin"); `template` is the merged form the admin can edit, rendered
+    with `items` (one per reply: `item.member` plus `values`) and `count`; `values` must be JSON-able.
+    A reply on its own keeps its usual template.
+    """
+
+    key: str
+    template: str
+    values: Mapping[str, Any] = field(default_factory=dict)
+
+
 class Context:
     """What a handler, timer or action gets. Build nothing here yourself: the runtime does."""
 
@@ -96,10 +114,16 @@ class Context:
         """For commands: what follows the command word, stripped."""
         self.match = match
         """For regex matchers: the `re.Match`."""
+        self.state: dict[str, Any] = {}
+        """What a matcher's rule found, for its handlers (NoneBot2's state): the same context runs both."""
         self.log = logging.getLogger(f"qunbot.plugin.{plugin.name}")
         self._session: Session | None = None
+        self._savepoint: SessionTransaction | None = None
+        """In a group commit (`bot/_group.py`): this handler run's savepoint in the shared transaction."""
         self._sends = 0
         self._armed: list[int] = []
+        self._waited = False
+        """Whether the last handler run on this context had to wait (see `Dispatcher.observed`)."""
 
     # --- time -----------------------------------------------------------------
 
@@ -133,6 +157,11 @@ class Context:
     def task(self) -> TimerFired | None:
         """The durable timer being run, in a `@plugin.timer` handler."""
         return self.event if isinstance(self.event, TimerFired) else None
+
+    @property
+    def max_mentions(self) -> int:
+        """How many members one message of this account may @-mention (`pacing.max_mentions`)."""
+        return self._rt.config.pacing_for(self.account).max_mentions
 
     @property
     def bot_name(self) -> str:
@@ -208,7 +237,8 @@ class Context:
     def db(self) -> Session:
         """A session for this handler run, committed when the handler returns normally."""
         if self._session is None:
-            self._session = self._rt.new_session()
+            group = current_group()
+            self._session = self._rt.new_session() if group is None else group.session
         return self._session
 
     @property
@@ -239,44 +269,56 @@ class Context:
         return self._rt.renderer.render(template, **base)
 
     async def reply(self, text: str | None = None, *, template: str | None = None, mention: bool = True,
-                    file: str | None = None, **variables: Any) -> bool:
+                    file: str | None = None, merge: Merge | None = None, **variables: Any) -> bool:
         """Answer where the event came from: in the room with an @ of the sender, or privately.
 
+        With `merge`, a room reply joins others of its kind still queued in the room (see `Merge`).
         False if the account cannot send it (a file on an account that cannot send files): see `say`."""
         if self.room_id is None and self.member_id is None:
             raise RuntimeError("this context has no room or member to reply to")
         mentions = (self.member_id,) if mention and self.room_id and self.member_id else ()
-        return await self.say(text, template=template, mentions=mentions, file=file, **variables)
+        return self.queue(text, template=template, mentions=mentions, file=file,
+                          merge=merge if mentions and file is None else None, **variables)
 
     async def say(self, text: str | None = None, *, template: str | None = None, room: str | None = None,
                   to: str | None = None, mentions: tuple[str, ...] | list[str] = (), file: str | None = None,
-                  key: str | None = None, expires_at: datetime | None = None, **variables: Any) -> bool:
+                  key: str | None = None, expires_at: datetime | None = None, merge: Merge | None = None,
+                  **variables: Any) -> bool:
         """Queue a message to a room (default: this room) or a member (`to`), paced by the outbox.
 
         Give `text` or a `template`; @-names for `mentions` missing from the text are prepended.
         False if this account cannot send it at all (the reason is logged and kept with the message).
+        With `merge` and a mention, it may join others of its kind still queued in the room (see `Merge`).
         """
         return self.queue(text, template=template, room=room, to=to, mentions=mentions, file=file, key=key,
-                          expires_at=expires_at, **variables)
+                          expires_at=expires_at, merge=merge, **variables)
 
     def queue(self, text: str | None = None, *, template: str | None = None, room: str | None = None,
               to: str | None = None, mentions: tuple[str, ...] | list[str] = (), file: str | None = None,
-              key: str | None = None, expires_at: datetime | None = None, **variables: Any) -> bool:
+              key: str | None = None, expires_at: datetime | None = None, merge: Merge | None = None,
+              **variables: Any) -> bool:
         """`say` for synchronous code (a service called from a handler): the message commits with the handler."""
         if (text is None) == (template is None):
             raise ValueError("say() takes exactly one of text or template")
-        found: tuple[str, ...] = ()
-        if template is not None:
-            rendered = self.render(template, **variables)
-            text, found = rendered.text, rendered.mentions
         if room is None and to is None:
             room = self.room_id
             if room is None:
                 to = self.member_id
+        outbox = self._rt.outbox(self.account)
+        merge_into = self._merge_into(merge, room, tuple(mentions)) if merge is not None and room else None
+        merge_key = key or f"{self._key_base()}:{self._sends + 1}"
+        if merge_into is not None and room is not None and file is None \
+                and outbox.merge(self.db, key=merge_key, room_id=room, merge=merge_into):
+            self._sends += 1
+            return True  # it joined a queued message: its own text is never needed
+        found: tuple[str, ...] = ()
+        if template is not None:
+            rendered = self.render(template, **variables)
+            text, found = rendered.text, rendered.mentions
         all_mentions = tuple(dict.fromkeys([*mentions, *found])) if room else ()
         body = self._rt.members.with_mentions(text or "", all_mentions, room)
         self._sends += 1
-        refused = self._rt.outbox(self.account).enqueue(
+        refused = outbox.enqueue(
             self.db,
             key=key or f"{self._key_base()}:{self._sends}",
             text=body,
@@ -286,8 +328,24 @@ class Context:
             file=file,
             source=self.plugin.name,
             expires_at=expires_at,
+            merge=merge_into,
         )
         return refused is None
+
+    def _merge_into(self, merge: Merge, room: str, mentions: tuple[str, ...]) -> MergeInto | None:
+        """The outbox's view of a mergeable reply: the member it answers, its values, the merged form."""
+        if not mentions:
+            return None
+        who = self.member_id if self.member_id in mentions else mentions[0]
+        info = self._rt.members.member_info(who, room)
+        part = {"member": {"id": info.id, "name": info.name, "display": info.display}, **merge.values}
+
+        def render(parts: list[dict[str, Any]]) -> tuple[str, tuple[str, ...]]:
+            rendered = self.render(merge.template, items=parts, count=len(parts))
+            everyone = tuple(dict.fromkeys([*(p["member"]["id"] for p in parts), *rendered.mentions]))
+            return self._rt.members.with_mentions(rendered.text, everyone, room), everyone
+
+        return MergeInto(merge.key, part, render)
 
     async def remove_member(self, member_id: str, *, room: str | None = None, key: str | None = None) -> bool:
         """Remove a member from a room (default: this room), paced like a message.
@@ -371,8 +429,27 @@ class Context:
 
     # --- runtime hooks --------------------------------------------------------
 
+    def _release(self) -> None:
+        """Close the session if only a rule or permission check used it (a group's shared one stays open)."""
+        session, self._session = self._session, None
+        group = current_group()
+        if session is not None and self._savepoint is None and not (group is not None and group.shares(session)):
+            session.close()
+
+    def _begin(self) -> None:
+        """Before a handler runs: in a group commit, open its savepoint (its own session otherwise)."""
+        group = current_group()
+        if group is not None:
+            self._session, self._savepoint = group.begin()
+
     def _finish(self, ok: bool) -> bool:
         """Commit or roll back the handler's work; True if anything was queued or armed."""
+        if self._savepoint is not None:
+            savepoint, self._savepoint, self._session = self._savepoint, None, None
+            group = current_group()
+            assert group is not None
+            group.end(savepoint, ok)
+            return ok and (self._sends > 0 or bool(self._armed))
         if self._session is None:
             return False
         try:

@@ -22,6 +22,7 @@ from sqlalchemy.exc import DBAPIError
 from bot._context import Context, message_parts
 from bot._db import database_unreachable
 from bot._events import DirectMessage, Event, RoomMessage
+from bot._group import WouldWait, current_group, drive
 from bot._plugin import Matcher
 
 if TYPE_CHECKING:
@@ -57,6 +58,10 @@ class Progress:
     """Messages queued so far by each matcher's handlers: the next message's key goes on from there."""
     handled: frozenset[str] | None = None
     """Handlers that committed for this message in an earlier delivery (read when a handler first runs)."""
+
+    def restart(self) -> Progress:
+        """The same event with none of its handlers' work kept (a group commit that did not happen)."""
+        return Progress(recorded=self.recorded, listeners=self.listeners, allowed=self.allowed)
 
 
 @dataclass(slots=True)
@@ -99,6 +104,9 @@ class Dispatcher:
             else:
                 for event_type in matcher.trigger.event_types:
                     self._events[event_type].append(matcher)
+        self._memo: tuple[Event, str, list[_Candidate]] | None = None
+        self._at_once: set[Callable[..., Any]] = set()
+        """Handlers seen to finish without waiting: they may run inside a group commit."""
         for entries in self._commands.values():
             entries.sort(key=lambda entry: -len(entry[0]))  # longest command word wins
         self._keyword_re = (
@@ -108,6 +116,9 @@ class Dispatcher:
 
     def candidates(self, event: Event, text: str) -> list[_Candidate]:
         """Matchers whose trigger fits, ordered by (priority, load order); rules not yet checked."""
+        memo = self._memo  # the runtime asks twice per event: to route it, then to run it
+        if memo is not None and memo[0] is event and memo[1] == text:
+            return memo[2]
         found: dict[int, _Candidate] = {}
         if isinstance(event, RoomMessage | DirectMessage):
             for matcher in self._fullmatch.get(text, ()):
@@ -133,7 +144,20 @@ class Dispatcher:
             for event_type in type(event).__mro__:
                 for matcher in self._events.get(event_type, ()):
                     found.setdefault(id(matcher), _Candidate(matcher))
-        return sorted(found.values(), key=lambda c: self._rank[id(c.matcher)])
+        ordered = sorted(found.values(), key=lambda c: self._rank[id(c.matcher)])
+        self._memo = (event, text, ordered)
+        return ordered
+
+
+    def finishes_at_once(self, handler: Callable[..., Any]) -> bool:
+        return handler in self._at_once
+
+    def observed(self, handler: Callable[..., Any], waited: bool) -> None:
+        """Note whether a handler run had to wait (on I/O, a lock, a sleep)."""
+        if waited:
+            self._at_once.discard(handler)
+        else:
+            self._at_once.add(handler)
 
 
 def strip_bot_mention(text: str, bot_name: str) -> str:
@@ -161,34 +185,16 @@ async def run_event(runtime: Runtime, event: Event, text: str, progress: Progres
             continue
         ctx = Context(runtime, plugin, event, room_id=room_id, member_id=member_id, text=text,
                       args=candidate.args, match=candidate.match)
-        runs = False
         try:
-            if not await matcher.rule(ctx):
-                continue
-            if matcher.trigger.kind in _COMMAND_KINDS and member_id is not None:
-                if progress.allowed is None:  # decided at the first command that would run
-                    progress.allowed = ctx.is_operator() or runtime.command_limit.allow(room_id, member_id)
-                if not progress.allowed:
-                    continue
-            if not await matcher.permission(ctx):
-                if (id(matcher), -1) not in progress.done:
-                    await _deny(runtime, ctx, matcher)
-                    progress.done.add((id(matcher), -1))
-                if matcher.block:
-                    blocked_at = matcher.priority
-                continue
-            runs = True
-        except DatabaseUnreachable:
+            verdict = await _admit(runtime, ctx, matcher, progress)
+        except BaseException:
+            ctx._release()
             raise
-        except Exception as err:
-            if database_unreachable(err):
-                raise DatabaseUnreachable(str(err).splitlines()[0]) from err
-            log.exception("plugin %s: rule or permission check failed for %r", plugin.name, matcher)
+        if verdict != "run":
+            ctx._release()  # a session only a rule or permission check opened: no handler will commit it
+            if verdict == "block":
+                blocked_at = matcher.priority
             continue
-        finally:
-            if not runs:  # a rule may have read the database: give its connection back
-                with suppress(Exception):
-                    ctx._finish(False)
         for index, handler in enumerate(matcher.handlers):
             if (id(matcher), index) in progress.done:
                 continue
@@ -198,13 +204,48 @@ async def run_event(runtime: Runtime, event: Event, text: str, progress: Progres
                 progress.done.add((id(matcher), index))
                 continue
             ctx._sends = progress.sends.get(id(matcher), ctx._sends)  # message keys as in the first run
-            outcome = await run_handler(runtime, ctx, handler, label)
+            grouped = current_group() is not None
+            if grouped and not runtime.dispatcher.finishes_at_once(handler):
+                raise WouldWait  # run it on its own (and see whether it waits) before it joins a group
+            try:
+                outcome = await run_handler(runtime, ctx, handler, label)
+            except WouldWait:
+                runtime.dispatcher.observed(handler, waited=True)
+                raise
+            if not grouped and outcome != "unreachable":
+                runtime.dispatcher.observed(handler, ctx._waited)
             if outcome == "unreachable":
                 raise DatabaseUnreachable(label)
             progress.done.add((id(matcher), index))
             progress.sends[id(matcher)] = ctx._sends
         if matcher.block:
             blocked_at = matcher.priority
+
+
+async def _admit(runtime: Runtime, ctx: Context, matcher: Matcher, progress: Progress,
+                 ) -> Literal["run", "skip", "block"]:
+    """Rule, command limit and permission for one matcher: run it, skip it, or skip it and block lower ones."""
+    try:
+        if not await matcher.rule(ctx):
+            return "skip"
+        if matcher.trigger.kind in _COMMAND_KINDS and ctx.member_id is not None:
+            if progress.allowed is None:  # decided at the first command that would run
+                progress.allowed = ctx.is_operator() or runtime.command_limit.allow(ctx.room_id, ctx.member_id)
+            if not progress.allowed:
+                return "skip"
+        if not await matcher.permission(ctx):
+            if (id(matcher), -1) not in progress.done:
+                await _deny(runtime, ctx, matcher)
+                progress.done.add((id(matcher), -1))
+            return "block" if matcher.block else "skip"
+    except DatabaseUnreachable:
+        raise
+    except Exception as err:
+        if database_unreachable(err):
+            raise DatabaseUnreachable(str(err).splitlines()[0]) from err
+        log.exception("plugin %s: rule or permission check failed for %r", matcher.plugin.name, matcher)
+        return "skip"
+    return "run"
 
 
 def _handled_before(runtime: Runtime, event: Event, progress: Progress) -> frozenset[str]:
@@ -235,19 +276,28 @@ async def run_handler(runtime: Runtime, ctx: Context, call: Callable[..., Awaita
                       label: str, *args: Any) -> Outcome:
     """`run_isolated`, telling a handler that failed because the database is unreachable from one that failed."""
     sends_before = ctx._sends
+    grouped = current_group() is not None
     for attempt in range(1, _DB_ATTEMPTS + 1):
         ok = False
+        ctx._begin()
         try:
             # asyncio.timeout runs the handler in this task (wait_for would wrap it in another), so nothing
             # else on the loop runs between the handler's last write and its commit below: with SQLite,
             # another session writing in that gap would wait on this one's lock and block the loop.
+            # In a group commit the handler may not wait at all (`drive` stops it at its first wait).
             async with asyncio.timeout(runtime.config.bot.handler_timeout):
-                await call(ctx, *args)
+                _, ctx._waited = await drive(call(ctx, *args), may_wait=not grouped)
             ok = True
+        except WouldWait:
+            _discard(ctx, sends_before)
+            raise
         except TimeoutError:
             log.error("plugin handler %s timed out after %.1fs on event %s; cancelled, its changes rolled back",
                       label, runtime.config.bot.handler_timeout, ctx.event.id)
         except Exception as err:
+            if grouped and database_unreachable(err):
+                _discard(ctx, sends_before)
+                return "unreachable"  # the group's transaction is gone: the runtime runs its events again
             if _disconnected(err) and attempt < _DB_ATTEMPTS:
                 log.warning("plugin handler %s: the database connection dropped (%s); running it again", label,
                             str(err).splitlines()[0])
@@ -267,6 +317,9 @@ async def run_handler(runtime: Runtime, ctx: Context, call: Callable[..., Awaita
                 return "ok"
             wrote = ctx._finish(ok)
         except Exception as err:
+            if ok and grouped and database_unreachable(err):
+                _discard(ctx, sends_before)
+                return "unreachable"
             if ok and _disconnected(err) and attempt < _DB_ATTEMPTS:
                 log.warning("plugin handler %s: the database connection dropped at commit (%s); running it again",
                             label, str(err).splitlines()[0])
@@ -289,7 +342,13 @@ def _disconnected(err: BaseException) -> bool:
 
 def _discard(ctx: Context, sends: int) -> None:
     """Forget a handler run's session and queued work before running it again."""
-    if ctx._session is not None:
+    if ctx._savepoint is not None:  # in a group commit: only this run's savepoint
+        savepoint, ctx._savepoint, ctx._session = ctx._savepoint, None, None
+        group = current_group()
+        if group is not None:
+            with suppress(Exception):
+                group.end(savepoint, ok=False)
+    elif ctx._session is not None:
         with suppress(Exception):
             ctx._session.rollback()
         with suppress(Exception):

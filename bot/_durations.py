@@ -22,7 +22,7 @@ def parse_duration(text: str) -> timedelta:
         total += int(match[1]) * _UNITS[match[2]]
         pos = match.end()
     if pos == 0 or cleaned[pos:].strip() or total <= 0:
-        raise ValueError(f"bad duration {text!r}: use e.g. 30s, 10m, 1h30m, 2d, 30分钟")
+        raise ValueError(f"时长 {text!r} 看不懂：写成 30s、10m、1h30m、2d 或 30分钟")
     if total > MAX_DURATION.total_seconds():
-        raise ValueError(f"duration {text!r} is longer than {MAX_DURATION.days} days")
+        raise ValueError(f"时长 {text!r} 太长：最多 {MAX_DURATION.days} 天")
     return timedelta(seconds=total)

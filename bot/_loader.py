@@ -20,6 +20,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from bot._config import ConfigError, ProjectConfig, toml_line
+from bot._i18n import did_you_mean, explain_error, keys_at, unknown_key
 from bot._plugin import Plugin
 
 ENTRY_POINT_GROUP = "qunbot.plugins"
@@ -55,8 +56,11 @@ def load_plugins(project: Path, config: ProjectConfig) -> list[Plugin]:
     for name in names:
         source = available.get(name)
         if source is None:
+            guess = did_you_mean(name, sorted(available))
             raise ConfigError(config_file, toml_line(text, ("plugins", "enabled")),
-                              f"plugins.enabled: no plugin named {name!r} (found: {', '.join(sorted(available))})")
+                              f"plugins.enabled: 没有叫 {name} 的插件"
+                              + (f"，是不是想写 {guess}？" if guess
+                                 else f"（找到的插件：{'、'.join(sorted(available))}）"))
         plugin = _load_one(name, source)
         if plugin.name != name:
             raise ConfigError(_where(source), None, f"plugin file {name!r} declares Plugin(name={plugin.name!r})")
@@ -66,7 +70,7 @@ def load_plugins(project: Path, config: ProjectConfig) -> list[Plugin]:
         missing = [r for r in plugin.requires if r not in loaded]
         if missing:
             raise ConfigError(config_file, toml_line(text, ("plugins", "enabled")),
-                              f"plugins.enabled: plugin {plugin.name!r} needs {', '.join(missing)} enabled too")
+                              f"plugins.enabled: 插件 {plugin.name} 需要同时启用 {'、'.join(missing)}")
     return plugins
 
 
@@ -145,14 +149,24 @@ def plugin_configs(project: Path, config: ProjectConfig, plugins: Iterable[Plugi
 
 
 def _validated(plugin: Plugin, raw: dict[str, Any], where: tuple[str, ...], file: str, text: str) -> Any:
+    """A plugin's settings, validated by its model. Unknown keys are typos (`cooldwn`) and fail, unless
+    the model says otherwise itself (`model_config = ConfigDict(extra="allow")`)."""
     if plugin.config is None:
         if raw:
-            raise ConfigError(file, toml_line(text, where), f"{'.'.join(where)}: plugin {plugin.name!r} "
-                              "takes no settings")
+            raise ConfigError(file, toml_line(text, where), f"{'.'.join(where)}: 插件 {plugin.name} 没有设置项，"
+                              "删掉这一段即可")
         return None
+    if plugin.config.model_config.get("extra") is None:
+        allowed = keys_at(plugin.config, ())
+        for key in raw:
+            if key not in allowed:
+                loc = (*where, key)
+                raise ConfigError(file, toml_line(text, loc), f"{'.'.join(loc)}: {unknown_key(key, allowed)}")
     try:
         return plugin.config.model_validate(raw)
     except ValidationError as err:
-        first = err.errors()[0]
+        first = err.errors(include_url=False)[0]
         loc = (*where, *map(str, first["loc"]))
-        raise ConfigError(file, toml_line(text, loc), f"{'.'.join(loc)}: {first['msg']}") from None
+        parent = first["loc"][:-1] if first["type"] == "extra_forbidden" else first["loc"]
+        message = explain_error(first, allowed=keys_at(plugin.config, parent))
+        raise ConfigError(file, toml_line(text, loc), f"{'.'.join(loc)}: {message}") from None

@@ -58,6 +58,7 @@ class OutboxMessage(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("account", "key", name="uq_outbox_account_key"),
         Index("ix_outbox_pending", "account", "status", "id"),
+        Index("ix_outbox_merge", "room_id", "merge_key", "status"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -80,6 +81,12 @@ class OutboxMessage(SQLModel, table=True):
     expires_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     sent_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     last_error: str | None = None
+    priority: int = 0
+    """0: an answer to a member or a plugin interaction; 1: a bulk SOP post (members go first)."""
+    merge_key: str | None = None
+    """Replies with the same merge key to the same room merge into one message while it is still queued."""
+    parts: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    """For a merged message: one entry per reply in it (key, member, the values its line shows)."""
 
 
 class ScheduledTask(SQLModel, table=True):

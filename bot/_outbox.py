@@ -11,6 +11,11 @@ Faults: a database error leaves the queue intact and the loop retries with
 back-off; a dropped connection (`Disconnected`) pauses the account until the
 runtime has reconnected; with a lease (`bot/_lease.py`) nothing is claimed
 unless the lease is current.
+
+Members before broadcasts: answers to members (priority 0) go ahead of bulk SOP posts (priority 1)
+within the same limits; each class keeps its order per room. Replies that carry a merge key (签到 at
+08:00) merge into a queued message of the same key in the same room, up to `max_mentions` members,
+inside the caller's transaction; a message already handed to WeChat is never altered.
 """
 
 from __future__ import annotations
@@ -20,11 +25,12 @@ import logging
 import random
 from collections import deque
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, update
-from sqlalchemy.engine import Engine
+from sqlalchemy import bindparam, func, inspect, text, update
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, col, select
 
@@ -32,6 +38,7 @@ from bot._clock import Clock, TimerHandle
 from bot._config import PacingSettings
 from bot._db import dialect_insert
 from bot._events import Outgoing
+from bot._migrations import Migration
 from bot._models import OutboxMessage
 from bot.adapters._base import Capabilities, Disconnected, RateLimited, Receipt
 
@@ -45,6 +52,34 @@ Confirm = Callable[[Outgoing], Awaitable[bool | None]]
 _HOUR = timedelta(hours=1)
 _SCAN = 500
 _DB_RETRY_MAX = 30.0
+MEMBERS, BULK = 0, 1
+"""Send priorities: answers and plugin interactions first, then SOP posts."""
+
+
+@dataclass(frozen=True, slots=True)
+class MergeInto:
+    """How a reply merges with others of its kind: the merge key, its own part, and how to render them all."""
+
+    key: str
+    part: dict[str, Any]
+    render: Callable[[list[dict[str, Any]]], tuple[str, tuple[str, ...]]]
+    """All parts -> (text, mentions) of the merged message; raising keeps this reply a message of its own."""
+
+
+def _add_merge_columns(conn: Connection) -> None:
+    # only what is missing: a database whose tables `create_all` made at this shape may still say version 1
+    have = {column["name"] for column in inspect(conn).get_columns("core_outbox")}
+    for name, ddl in (("priority", "priority INTEGER NOT NULL DEFAULT 0"), ("merge_key", "merge_key VARCHAR"),
+                      ("parts", "parts JSON NOT NULL DEFAULT '[]'")):
+        if name not in have:
+            conn.execute(text(f"ALTER TABLE core_outbox ADD COLUMN {ddl}"))
+    if "ix_outbox_merge" not in {index["name"] for index in inspect(conn).get_indexes("core_outbox")}:
+        conn.execute(text("CREATE INDEX ix_outbox_merge ON core_outbox (room_id, merge_key, status)"))
+
+
+MIGRATIONS = [Migration(2, "outbox: send priority and merged replies", _add_merge_columns)]
+"""The outbox's changes to the core schema (version 1 is the first release's tables)."""
+
 QUOTA_COUNTED = ("sent", "uncertain", "awaiting_confirmation")
 """Statuses of a room post that used up the room's quota: a post waiting for the owner's confirmation counts
 until it is cancelled, so the quota is never overrun by tasks confirmed late."""
@@ -75,6 +110,8 @@ class Outbox:
         self._stopped = False
         self._offline = False
         self._db_failures = 0
+        self._fresh: datetime | None = None
+        """The earliest `not_before` queued since the loop last looked: a wake need not look before it."""
         self._unrecorded: dict[int, dict[str, object]] = {}
         """Outcomes the database could not record when they happened: row id -> column values."""
         self.lease: Lease | None = None
@@ -83,6 +120,24 @@ class Outbox:
         """Called when the adapter reports the connection dropped (the runtime reconnects)."""
         insert = dialect_insert(engine.dialect.name)
         self._enqueue = insert(OutboxMessage.__table__).on_conflict_do_nothing(index_elements=["account", "key"])
+        table = OutboxMessage.__table__.c  # type: ignore[attr-defined]
+        self._open_merge = (  # the newest queued message of a merge key in a room, locked until commit
+            select(table.id, table.parts, table.created_at)
+            .where(table.account == self.account, table.room_id == bindparam("room_id"),
+                   table.merge_key == bindparam("merge_key"), table.status == "pending")
+            .order_by(table.id.desc()).limit(1).with_for_update()
+        )
+        self._scan = (
+            select(table.id, table.key, table.room_id, table.to, table.priority, table.merge_key, table.not_before,
+                   table.expires_at, table.attempts)
+            .where(table.account == self.account, table.status == "pending")
+            .order_by(table.priority, table.id).limit(_SCAN)
+        )
+        self._merge = (
+            update(OutboxMessage.__table__).where(table.id == bindparam("row_id"), table.status == "pending")
+            .values(parts=bindparam("new_parts"), text=bindparam("new_text"), mentions=bindparam("new_mentions"),
+                    not_before=bindparam("new_not_before"))
+        )
 
     @property
     def capabilities(self) -> Capabilities:
@@ -95,10 +150,13 @@ class Outbox:
     def enqueue(self, session: Session, *, key: str, text: str, room_id: str | None = None, to: str | None = None,
                 mentions: tuple[str, ...] = (), file: str | None = None, source: str = "",
                 not_before: datetime | None = None, expires_at: datetime | None = None,
-                action: str | None = None, member_id: str | None = None) -> str | None:
+                action: str | None = None, member_id: str | None = None, merge: MergeInto | None = None,
+                ) -> str | None:
         """Add a message inside the caller's transaction; a second add with the same key is ignored.
 
         Returns why the account cannot send it at all (the row is then stored as failed), else None.
+        With `merge` (after `merge` found no queued message to join), it starts a merged message, held
+        briefly so others can join.
         """
         if (room_id is None) == (to is None):
             raise ValueError("a message goes to exactly one of room_id or to")
@@ -107,13 +165,52 @@ class Outbox:
                                                      file=file, action=action, member_id=member_id))
         if refused:
             log.warning("outbox %s: not sending %s to %s: %s", self.account, key, room_id or to, refused)
+        merge_key, parts = None, []
+        if merge is not None and room_id is not None:
+            merge_key, parts = merge.key, [{"key": key, **merge.part}]
+            not_before = max(not_before or now, now + timedelta(seconds=self._pacing.merge_quiet))
+        self._note_fresh(not_before or now)
         # values as parameters (one cached statement), on the Core connection (no ORM bookkeeping)
         session.connection().execute(self._enqueue, {
             "account": self.account, "key": key, "room_id": room_id, "to": to, "text": text,
             "mentions": list(mentions), "file": file, "action": action, "member_id": member_id, "source": source,
             "status": "failed" if refused else "pending", "attempts": 0, "created_at": now,
-            "not_before": not_before or now, "expires_at": expires_at, "last_error": refused})
+            "not_before": not_before or now, "expires_at": expires_at, "last_error": refused,
+            "priority": BULK if source.startswith("sop:") else MEMBERS, "merge_key": merge_key, "parts": parts})
         return refused
+
+    def merge(self, session: Session, *, key: str, room_id: str, merge: MergeInto) -> bool:
+        """Add a reply to the room's queued message of its merge key, inside the caller's transaction; False if
+        there is none with room for another @-mention (or it went to WeChat already): then `enqueue` it."""
+        now = self._clock.now()
+        conn = session.connection()
+        row = conn.execute(self._open_merge, {"room_id": room_id, "merge_key": merge.key}).first()
+        if row is None:
+            return False
+        parts = list(row.parts)
+        if any(part.get("key") == key for part in parts):
+            return True  # the same reply again (a handler run twice): it is in there once
+        if len(parts) >= self._pacing.max_mentions:
+            return False
+        parts.append({"key": key, **merge.part})
+        try:
+            text, mentions = merge.render(parts)
+        except Exception as err:  # a broken merged template: the reply still goes, on its own
+            log.error("outbox %s: could not merge %s into one message, sending it on its own: %s", self.account,
+                      key, err)
+            return False
+        full = len(parts) >= self._pacing.max_mentions
+        created = row.created_at.astimezone(self._clock.tz)
+        hold = min(now + timedelta(seconds=self._pacing.merge_quiet),
+                   created + timedelta(seconds=self._pacing.merge_wait))
+        merged = conn.execute(self._merge, {"row_id": row.id, "new_parts": parts, "new_text": text,
+                                            "new_mentions": list(mentions), "new_not_before": now if full else hold})
+        self._note_fresh(now if full else hold)
+        return merged.rowcount == 1  # type: ignore[attr-defined]
+
+    def _note_fresh(self, not_before: datetime) -> None:
+        if self._fresh is None or not_before < self._fresh:
+            self._fresh = not_before
 
     def wake(self) -> None:
         """Look at the queue again soon (call after committing new rows)."""
@@ -122,7 +219,9 @@ class Outbox:
         if self._busy:
             self._again = True
             return
-        self._schedule(self._clock.now())
+        # nothing new can go before the account's limits and its own time allow: look then, not at every commit
+        fresh, self._fresh = self._fresh, None
+        self._schedule(self._gate() if fresh is None else max(self._gate(), fresh))
 
     # --- life cycle -------------------------------------------------------------
 
@@ -249,7 +348,7 @@ class Outbox:
             self._idle.set()
         if self._again:
             self._again = False
-            next_time = self._clock.now() if next_time is None else min(next_time, self._clock.now())
+            next_time = self._gate() if next_time is None else min(next_time, self._gate())
         if next_time is not None:
             self._schedule(next_time)
 
@@ -261,43 +360,48 @@ class Outbox:
         if self._offline or (self.lease is not None and not self.lease.held()):
             return None  # woken again by `resume` / the lease keeper
         with Session(self._engine, expire_on_commit=False) as session:
-            rows = session.exec(
-                select(OutboxMessage)
-                .where(OutboxMessage.account == self.account, OutboxMessage.status == "pending")
-                .order_by(col(OutboxMessage.id)).limit(_SCAN)
-            ).all()
-            best: tuple[datetime, OutboxMessage] | None = None
-            seen: set[str] = set()
+            rows = session.execute(self._scan).all()  # only what choosing needs: no texts, no JSON
+            best: tuple[tuple[datetime, int, int], Any] | None = None
+            seen: set[tuple[str, int]] = set()
+            newest: dict[str, int] = {}
             for row in rows:
                 lane = row.room_id or f"dm:{row.to}"
-                if lane in seen:
-                    continue  # keep each room's messages in order
-                seen.add(lane)
-                allowed = self._allowed_at(row, lane)
-                if best is None or allowed < best[0]:
-                    best = (allowed, row)
+                newest[lane] = max(newest.get(lane, 0), row.id or 0)
+            for row in rows:
+                lane = row.room_id or f"dm:{row.to}"
+                if (lane, row.priority) in seen:
+                    continue  # each room's messages in order (within their class)
+                seen.add((lane, row.priority))
+                # a merged reply waits for others to join only while nothing is queued behind it in its room
+                closed = row.merge_key is not None and row.id != newest[lane]
+                order = (self._allowed_at(row, lane, now, closed=closed), row.priority, row.id or 0)
+                if best is None or order < best[0]:
+                    best = (order, row)
             if best is None:
                 return None
-            allowed, row = best
+            (allowed, _, _), row = best
             if row.expires_at is not None and max(now, allowed) > row.expires_at:
-                row.status = "skipped"
-                row.last_error = f"late: could not go out before {row.expires_at.isoformat()}"
-                log.warning("outbox %s: skipped %s to %s (%s)", self.account, row.key, row.room_id or row.to,
-                            row.last_error)
-                session.add(row)
+                error = f"late: could not go out before {row.expires_at.isoformat()}"
+                log.warning("outbox %s: skipped %s to %s (%s)", self.account, row.key, row.room_id or row.to, error)
+                session.execute(update(OutboxMessage).where(col(OutboxMessage.id) == row.id,
+                                                            OutboxMessage.status == "pending")
+                                .values(status="skipped", last_error=error))
                 session.commit()
                 return now
             if allowed > now:
                 return allowed
-            refused = self._refusal(session, row, now)
+            message = session.get(OutboxMessage, row.id)  # the whole row, only for the one that goes
+            if message is None or message.status != "pending":
+                return now
+            refused = self._refusal(session, message, now)
             if refused is not None:
-                row.status, row.last_error = refused
-                log.warning("outbox %s: %s %s to %s: %s", self.account, row.status, row.key, row.room_id or row.to,
-                            row.last_error)
-                session.add(row)
+                message.status, message.last_error = refused
+                log.warning("outbox %s: %s %s to %s: %s", self.account, message.status, message.key,
+                            message.room_id or message.to, message.last_error)
+                session.add(message)
                 session.commit()
                 return now
-            attempts = row.attempts + 1
+            attempts = message.attempts + 1
             fence = (self.lease.fence(),) if self.lease is not None else ()
             claimed = session.execute(
                 update(OutboxMessage).where(col(OutboxMessage.id) == row.id, OutboxMessage.status == "pending", *fence)
@@ -306,7 +410,8 @@ class Outbox:
             session.commit()
             if claimed.rowcount != 1:  # type: ignore[attr-defined]
                 return now
-            await self._deliver(session, row, now, attempts)
+            session.refresh(message)  # read again after the claim: replies merged in meanwhile go with it
+            await self._deliver(session, message, now, attempts)
         return self._clock.now()
 
     async def _deliver(self, session: Session, row: OutboxMessage, now: datetime, attempts: int) -> None:
@@ -406,17 +511,23 @@ class Outbox:
                  len(self._unrecorded))
         self._unrecorded.clear()
 
-    def _allowed_at(self, row: OutboxMessage, lane: str) -> datetime:
-        times = [row.not_before.astimezone(self._clock.tz)]
+    def _allowed_at(self, row: Any, lane: str, now: datetime, *, closed: bool = False) -> datetime:
+        start = row.not_before.astimezone(self._clock.tz)
+        times = [min(start, now) if closed else start, self._gate(now)]
+        if self._chat_paced() and lane in self._room_last:
+            times.append(self._room_last[lane] + timedelta(seconds=self._pacing.room_interval))
+        return max(times)
+
+    def _gate(self, now: datetime | None = None) -> datetime:
+        """The earliest any message of the account may go: now, or later by its interval, cool-down, hourly cap."""
+        now = now or self._clock.now()
+        times = [now]
         if self._cooldown_until is not None:
             times.append(self._cooldown_until)
         if not self._chat_paced():
             return max(times)
         if self._account_next is not None:
             times.append(self._account_next)
-        if lane in self._room_last:
-            times.append(self._room_last[lane] + timedelta(seconds=self._pacing.room_interval))
-        now = self._clock.now()
         while self._hour and self._hour[0] <= now - _HOUR:
             self._hour.popleft()
         if len(self._hour) >= self._pacing.hourly_cap:

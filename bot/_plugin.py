@@ -7,6 +7,7 @@ loader finds the module's `plugin` and the runtime wires it in.
 
 from __future__ import annotations
 
+import inspect
 import re
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -125,6 +126,9 @@ class Plugin:
         priority: int,
         block: bool,
     ) -> Matcher:
+        if callable(rule) and not isinstance(rule, Rule) and _takes_nothing(rule):
+            name = getattr(rule, "__name__", "rule")
+            raise TypeError(f"rule={name} is a rule factory: call it, rule={name}()")
         matcher = Matcher(
             plugin=self,
             trigger=trigger,
@@ -217,6 +221,14 @@ def _words(words: Sequence[str]) -> tuple[str, ...]:
     if not cleaned:
         raise ValueError("give at least one non-empty word")
     return cleaned
+
+
+def _takes_nothing(function: Callable[..., Any]) -> bool:
+    """A rule factory such as `is_room_message` (called without `()` by mistake) takes no argument."""
+    try:
+        return not inspect.signature(function).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def _needs(plugin: str, needs: Iterable[str | tuple[str, ...]]) -> tuple[tuple[str, ...], ...]:

@@ -27,11 +27,13 @@ from bot._coverage import FIX_HINT, KnownRoom, lack_sentence, plugin_findings, p
 from bot._db import database_unreachable, make_engine, session_scope
 from bot._dispatch import DatabaseUnreachable, Dispatcher, Progress, run_event, run_isolated, strip_bot_mention
 from bot._events import ActionInvoked, DirectMessage, Event, RoomMessage, TimerFired
+from bot._group import EventGroups, current_group
 from bot._limits import MemberRateLimit
 from bot._loader import load_plugins, plugin_configs
 from bot._members import Members
 from bot._migrations import upgrade
 from bot._models import Room, ScheduledTask
+from bot._outbox import MIGRATIONS as OUTBOX_MIGRATIONS
 from bot._outbox import Outbox
 from bot._plugin import Matcher, Plugin
 from bot._redelivery import PRUNE_EVERY, RECORD, Redelivery
@@ -49,6 +51,8 @@ HOLD_LIMIT = 10_000
 """Inbound events kept in memory while the database is unreachable; beyond this, new ones are dropped (logged)."""
 HOLD_RETRY_MIN, HOLD_RETRY_MAX = 1.0, 30.0
 """Seconds before the first retry of held events, doubling up to the maximum."""
+GROUP_SIZE = 200
+"""At most this many events that arrived together share one transaction (`bot/_group.py`)."""
 ROLE_REFRESH = timedelta(minutes=10)
 """How often rooms' admins are read again from WeChat (joins and leaves update them at once)."""
 
@@ -104,13 +108,19 @@ class Runtime:
         self._hold_retry: Any = None
         self.listeners: list[Callable[[Event], Awaitable[None]]] = []
         """Runtime parts that watch recorded events beside the plugins (the SOP engine watches joins)."""
+        self.group_commit = True
+        """Events that arrive together (and wake handlers) commit in one transaction; False: each alone."""
+        self._groups = EventGroups(self.engine, size=GROUP_SIZE, room_lock=self._room_locks.__getitem__,
+                                   record=self._record_for_group, handle=self._handle_event,
+                                   alone=self._finish_alone, single=self._dispatch_alone,
+                                   unreachable=DatabaseUnreachable)
         self.started = False
 
     # --- life cycle ---------------------------------------------------------------
 
     async def start(self, *, accounts: Iterable[str] | None = None) -> None:
         """Migrate, warm the caches and start the accounts (all, or those given: leases start the rest)."""
-        upgrade(self.engine, {"core": [], **{name: p.migrations for name, p in self.plugins.items()}})
+        upgrade(self.engine, {"core": OUTBOX_MIGRATIONS, **{name: p.migrations for name, p in self.plugins.items()}})
         self.members.load()
         for account in self.adapters if accounts is None else accounts:
             await self.start_account(account)
@@ -223,9 +233,16 @@ class Runtime:
 
         While the database is unreachable, events are held in memory and run, in arrival order and
         exactly once, when it answers again (`_retry_held`). This is where every adapter's events enter:
-        their text is cleaned here.
+        their text is cleaned here. Events that wake handlers and arrive together share one transaction
+        (`bot/_group.py`); each one's effects stay all-or-nothing.
         """
         event = clean_event(event)
+        if self.group_commit and not self._held and self._wakes_handlers(event):
+            await self._groups.dispatch(event)
+        else:
+            await self._dispatch_alone(event)
+
+    async def _dispatch_alone(self, event: Event) -> None:
         room_id = getattr(event, "room_id", None)
         lock = self._room_locks[room_id] if room_id else None
         if lock is not None:
@@ -243,8 +260,46 @@ class Runtime:
             if lock is not None:
                 lock.release()
 
+    def _wakes_handlers(self, event: Event) -> bool:
+        return bool(self.dispatcher.candidates(event, self._text_of(event)))
+
+    def _text_of(self, event: Event) -> str:
+        if isinstance(event, RoomMessage | DirectMessage):
+            return strip_bot_mention(event.text, self.config.bot.name)
+        return ""
+
+    async def _record_for_group(self, event: Event) -> Progress | None:
+        """A grouped event's first part, outside the group's transaction; None if it is held instead."""
+        progress = Progress()
+        if self._held:
+            self._hold(event, progress)
+            return None
+        try:
+            await self._record_and_listen(event, progress)
+        except DatabaseUnreachable as err:
+            self._hold(event, progress, err)
+            return None
+        return progress
+
+    async def _handle_event(self, event: Event, progress: Progress) -> None:
+        await run_event(self, event, self._text_of(event), progress)
+
+    async def _finish_alone(self, event: Event, progress: Progress) -> None:
+        """A grouped event finished on its own (its room's lock is held by the group runner)."""
+        if self._held:
+            self._hold(event, progress)
+            return
+        try:
+            await self._run_event(event, progress)
+        except DatabaseUnreachable as err:
+            self._hold(event, progress, err)
+
     async def _run_event(self, event: Event, progress: Progress) -> None:
         """One attempt at an event; raises `DatabaseUnreachable`, with `progress` saying what is done."""
+        await self._record_and_listen(event, progress)
+        await run_event(self, event, self._text_of(event), progress)
+
+    async def _record_and_listen(self, event: Event, progress: Progress) -> None:
         if not progress.recorded:
             try:
                 self.members.record(event)
@@ -262,10 +317,6 @@ class Runtime:
                     raise DatabaseUnreachable(str(err).splitlines()[0]) from err
                 log.exception("event listener %r failed on %s", listener, event.id)
             progress.listeners += 1
-        text = ""
-        if isinstance(event, RoomMessage | DirectMessage):
-            text = strip_bot_mention(event.text, self.config.bot.name)
-        await run_event(self, event, text, progress)
 
     # --- events held while the database is unreachable ---------------------------------
 
@@ -324,7 +375,17 @@ class Runtime:
 
     def run_in_background(self, work: Awaitable[Mapping[str, Any] | None], *, account: str, plugin_name: str,
                           then: str, room_id: str | None, key: str) -> None:
-        """Await `work` in its own task; its result (params, or None for nothing more) starts action `then`."""
+        """Await `work` in its own task; its result (params, or None for nothing more) starts action `then`.
+
+        In a group commit the task starts once the group committed: a group that does not commit runs its
+        events again, and the work must not start twice."""
+        group = current_group()
+        if group is not None:
+            group.after.append(partial(self.run_in_background, work, account=account, plugin_name=plugin_name,
+                                       then=then, room_id=room_id, key=key))
+            group.dropped.append(getattr(work, "close", lambda: None))
+            return
+
         async def finish() -> None:
             try:
                 params = await work
@@ -461,10 +522,17 @@ class Runtime:
         return self._outboxes[account]
 
     def after_commit(self, ctx: Context) -> None:
-        self._outboxes[ctx.account].wake()
-        if ctx._armed:
-            self.tasks.arm(ctx._armed)
-            ctx._armed.clear()
+        armed, ctx._armed = ctx._armed, []
+        group = current_group()
+        if group is not None:  # once the whole group committed
+            group.after.append(partial(self._committed, ctx.account, armed))
+        else:
+            self._committed(ctx.account, armed)
+
+    def _committed(self, account: str, armed: list[int]) -> None:
+        self._outboxes[account].wake()
+        if armed:
+            self.tasks.arm(armed)
 
     def service(self, plugin_name: str) -> Any:
         plugin = self.plugins.get(plugin_name)

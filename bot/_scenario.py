@@ -1,4 +1,4 @@
-"""Read a `qunbot simulate` scenario file (shared/specs/simulate.md) into validated events at absolute times.
+"""Read a `qunbot simulate` scenario file (docs/simulate.md) into validated events at absolute times.
 
 Admins write scenarios by hand, so every problem is a ScenarioError that names the file and line. Typos are
 caught because unknown keys are rejected.
@@ -20,7 +20,7 @@ from bot._yaml import YamlDoc, YamlError, load_yaml, pydantic_error_to_yaml_erro
 Kind = Literal["say", "private", "join", "leave", "rename", "topic"]
 KINDS: tuple[Kind, ...] = ("say", "private", "join", "leave", "rename", "topic")
 SHANGHAI = ZoneInfo("Asia/Shanghai")
-_ISO = "ISO 8601 with an offset, such as 2026-11-23T07:56:00+08:00"
+_ISO = "写成带时区的 ISO 8601 时间，如 2026-11-23T07:56:00+08:00"
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,11 +86,12 @@ def parse_offset(text: str) -> timedelta:
         return timedelta(0)
     match = _OFFSET.fullmatch(text)
     if match is None or not any(match.groups()[1:]):
-        raise ValueError(f"bad time offset {text!r}: use a sign and d/h/m/s, such as +10s, +5m, +2h, +1d, +1d2h")
+        raise ValueError(f"时间 {text!r} 看不懂：写成 +10s、+5m、+2h、+1d、+1d2h（正负号在前，d 天 h 小时 m 分钟 s 秒，"
+                         "按这个顺序）")
     days, hours, minutes, seconds = (int(part or 0) for part in match.groups()[1:])
     delta = timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
     if delta > MAX_OFFSET:
-        raise ValueError(f"time offset {text!r} is longer than {MAX_OFFSET.days} days; is it a typo?")
+        raise ValueError(f"时间 {text!r} 太远了：最多 {MAX_OFFSET.days} 天，是不是写错了？")
     return -delta if match[1] == "-" else delta
 
 
@@ -178,11 +179,12 @@ def load_scenario(path: Path | str, *, default_tz: tzinfo = SHANGHAI) -> Scenari
     except YamlError as err:
         raise ScenarioError(err.file, err.line, err.message) from None
     if not isinstance(doc.data, dict):
-        raise ScenarioError(doc.file, doc.line(), "a scenario is a mapping with start, bot, rooms and events")
+        raise ScenarioError(doc.file, doc.line(),
+                            "场景文件的最外层要写 start、bot、rooms 和 events（见 docs/simulate.md）")
     try:
         model = ScenarioFile.model_validate(doc.data)
     except ValidationError as err:
-        found = pydantic_error_to_yaml_error(doc, err)
+        found = pydantic_error_to_yaml_error(doc, err, model=ScenarioFile)
         raise ScenarioError(found.file, found.line, found.message) from None
     return _Builder(doc, default_tz).build(model)
 
@@ -201,7 +203,7 @@ class _Builder:
         room_ids: list[str] = []
         for index, room in enumerate(model.rooms):
             if room.id in room_ids:
-                self.fail(f"room {room.id!r} is listed twice", "rooms", index, "id")
+                self.fail(f"群 {room.id!r} 写了两次", "rooms", index, "id")
             room_ids.append(room.id)
         now, events = start, []
         for index, event in enumerate(model.events):
@@ -211,8 +213,8 @@ class _Builder:
         if model.until is not None:
             until = self.absolute(model.until, "until")
             if until < now:
-                what = "the last event" if events else "start"
-                self.fail(f"until {model.until} is before {what} ({now.isoformat()})", "until")
+                what = "最后一个事件" if events else "开始时间 start"
+                self.fail(f"until {model.until} 早于{what}（{now.isoformat()}）", "until")
         rooms = tuple(ScenarioRoom(r.id, r.topic, tuple(r.admins), _members(r.members)) for r in model.rooms)
         return Scenario(self.doc.file, start, until, model.bot.id, model.bot.name, rooms, tuple(events),
                         model.seed)
@@ -221,7 +223,7 @@ class _Builder:
         try:
             value = datetime.fromisoformat(text)
         except ValueError:
-            self.fail(f"bad time {text!r}: use {hint}", *path)
+            self.fail(f"时间 {text!r} 看不懂：{hint}", *path)
         return value if value.tzinfo is not None else value.replace(tzinfo=self.tz)
 
     def event_time(self, at: str | None, previous: datetime, index: int) -> datetime:
@@ -229,42 +231,41 @@ class _Builder:
         if at is None:
             return previous
         path = ("events", index, "at")
-        earlier = "the previous event" if index else "start"
+        earlier = "上一个事件" if index else "开始时间 start"
         if at.startswith(("+", "-")) or at.strip() == "0":
             try:
                 delta = parse_offset(at)
             except ValueError as err:
                 self.fail(str(err), *path)
             if delta < timedelta(0):
-                self.fail(f"at {at} goes back before {earlier}; events are handled in order", *path)
+                self.fail(f"at {at} 回到了{earlier}之前：事件按顺序处理，时间只能往后", *path)
             try:
                 return previous + delta
             except OverflowError:
-                self.fail(f"time offset {at} goes past the year 9999", *path)
-        value = self.absolute(at, *path, hint=f"{_ISO}, or an offset such as +10s, +5m, +2h, +1d")
+                self.fail(f"相对时间 {at} 超出了 9999 年", *path)
+        value = self.absolute(at, *path, hint=f"{_ISO}，或相对时间，如 +10s、+5m、+2h、+1d")
         if value < previous:
-            self.fail(f"at {at} is before {earlier} ({previous.isoformat()}); events are handled in order, "
-                      "so list them in time order", *path)
+            self.fail(f"at {at} 早于{earlier}（{previous.isoformat()}）：事件按顺序处理，请按时间先后排列", *path)
         return value
 
     def event(self, event: Event, at: datetime, index: int, room_ids: list[str]) -> ScenarioEvent:
         raw: dict[str, Any] = self.doc.data["events"][index]
         kinds = [kind for kind in KINDS if kind in raw]
         if not kinds:
-            self.fail(f"an event needs one action: {', '.join(KINDS)}", "events", index)
+            self.fail(f"每个事件要写一个动作：{'、'.join(KINDS)} 之一", "events", index)
         if len(kinds) > 1:
-            self.fail(f"an event has exactly one action, this one has {' and '.join(kinds)}; split it in two",
+            self.fail(f"每个事件只能写一个动作，这个写了 {'、'.join(kinds)}：请拆成两个事件",
                       "events", index, kinds[1])
         kind = kinds[0]
         action = getattr(event, kind)
         if action is None:
-            self.fail(f"{kind} is empty", "events", index, kind)
+            self.fail(f"{kind} 是空的", "events", index, kind)
         room = getattr(action, "room", None)
         if room is not None and room not in room_ids:
-            known = ", ".join(room_ids) or "none"
-            self.fail(f"unknown room {room!r} (rooms: {known})", "events", index, kind, "room")
+            known = "、".join(room_ids) or "无"
+            self.fail(f"没有群 {room!r}（rooms 里有：{known}）", "events", index, kind, "room")
         if isinstance(action, Say | Private) and action.text is None and action.file is None:
-            self.fail(f"{kind} needs text or file", "events", index, kind)
+            self.fail(f"{kind} 要写 text 或 file", "events", index, kind)
         line = self.doc.line("events", index)
         match action:
             case Say():

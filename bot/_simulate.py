@@ -1,6 +1,6 @@
 """`qunbot simulate`: run a scenario file on the virtual clock and print what the bot sends.
 
-The contract is `shared/specs/simulate.md`: JSON Lines on stdout in send order,
+The contract is `docs/simulate.md`: JSON Lines on stdout in send order,
 logs on stderr, jobs run at their own virtual times before each event.
 """
 

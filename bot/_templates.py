@@ -261,11 +261,12 @@ def _who(who: Any) -> tuple[str, str]:
 
 
 def _cn_duration(value: timedelta | float) -> str:
-    """`5400` or `timedelta(hours=1, minutes=30)` → "1小时30分": zero parts dropped, at most two parts."""
+    """`5400` or `timedelta(hours=1, minutes=30)` → "1小时30分钟": zero parts dropped, at most two parts
+    ("分钟", not "分": next to "10 积分" a bare 分 reads as points)."""
     seconds = int(value.total_seconds() if isinstance(value, timedelta) else value)
     sign, seconds = ("-" if seconds < 0 else ""), abs(seconds)
     parts = []
-    for unit, size in (("天", 86400), ("小时", 3600), ("分", 60), ("秒", 1)):
+    for unit, size in (("天", 86400), ("小时", 3600), ("分钟", 60), ("秒", 1)):
         amount, seconds = divmod(seconds, size)
         if amount:
             parts.append(f"{amount}{unit}")

@@ -32,6 +32,8 @@ from ruamel.yaml.tokens import (
     FlowSequenceStartToken,
 )
 
+from bot._i18n import explain_error, explain_yaml, keys_at, not_utf8, os_error
+
 Path_ = tuple[str | int, ...]
 
 MAX_BYTES = 2_000_000
@@ -88,11 +90,14 @@ def load_yaml(path: Path | str) -> YamlDoc:
     try:
         with Path(path).open("rb") as stream:
             data = stream.read(MAX_BYTES + 1)
-        text = data.decode("utf-8-sig")
-    except (OSError, UnicodeDecodeError) as err:
-        raise YamlError(str(path), None, f"cannot read file: {err}") from None
+    except OSError as err:
+        raise YamlError(str(path), None, os_error(err)) from None
     if len(data) > MAX_BYTES:
         raise YamlError(str(path), None, f"文件太大：超过 {MAX_BYTES} 字节，请拆成几个小文件")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise YamlError(str(path), data[:err.start].count(b"\n") + 1, not_utf8()) from None
     return load_yaml_text(text, str(path))
 
 
@@ -111,14 +116,12 @@ def load_yaml_text(text: str, file: str = "<string>") -> YamlDoc:
         mark = err.problem_mark or err.context_mark
         line = mark.line + 1 if mark else None
         started = err.context_mark.line + 1 if err.context_mark else line
-        message = str(err.problem or err.context or "invalid YAML")
-        if "'\\t'" in message:  # ruamel writes the tab as backslash-t
-            message += " (indent with spaces, not tabs)"
-        elif err.context and started != line and not isinstance(err, DuplicateKeyError):
-            message += f" ({err.context} started on line {started})"
+        message = explain_yaml(str(err.problem or err.context or ""))
+        if err.context and started != line and not isinstance(err, DuplicateKeyError):
+            message += f"（从第 {started} 行开始的那一段）"
         raise YamlError(file, line, message) from None
     except YAMLError as err:
-        raise YamlError(file, None, (str(err).strip() or "invalid YAML").splitlines()[0]) from None
+        raise YamlError(file, None, explain_yaml((str(err).strip() or "").splitlines()[0])) from None
     lines: dict[Path_, int] = {}
     root_line = getattr(getattr(raw, "lc", None), "line", None)
     if root_line is not None:
@@ -181,18 +184,23 @@ def _scalar(value: Any) -> Any:
     return str(value)
 
 
-def pydantic_error_to_yaml_error(doc: YamlDoc, err: pydantic.ValidationError, *, root: Path_ = ()) -> YamlError:
-    """The first validation error, as `file:line: dotted.path: message` (`root` prefixes its location).
+def pydantic_error_to_yaml_error(doc: YamlDoc, err: pydantic.ValidationError, *, root: Path_ = (),
+                                 model: type[pydantic.BaseModel] | None = None) -> YamlError:
+    """The first validation error, in Chinese, as `file:line: dotted.path: 说明` (`root` prefixes its location;
+    `model`, the validated model, lets an unknown key be answered with the likely one).
 
     A misspelt key shows up as a missing key plus an unknown one; the unknown one is reported, since
     its line is where the typo is."""
     errors = err.errors(include_url=False)
-    first, message = errors[0], errors[0]["msg"].removeprefix("Value error, ")
+    first = errors[0]
+    allowed = keys_at(model, first["loc"][:-1]) if model is not None else []
+    message = explain_error(first, allowed=allowed)
     if first["type"] == "missing":
         parent = first["loc"][:-1]
         typo = next((e for e in errors if e["type"] == "extra_forbidden" and e["loc"][:-1] == parent), None)
         if typo is not None:
-            first, message = typo, f"unknown key (is it a typo for {first['loc'][-1]!r}?)"
+            wanted = str(first["loc"][-1])
+            first, message = typo, f"不认识的键 {typo['loc'][-1]}，是不是想写 {wanted}？"
     loc = _data_path(doc.data, (*root, *first["loc"]))
     if loc:
         message = f"{'.'.join(str(part) for part in loc)}: {message}"

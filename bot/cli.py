@@ -6,7 +6,9 @@ import asyncio
 import logging
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -19,6 +21,16 @@ log = logging.getLogger("qunbot")
 class _Obj:
     def __init__(self, project: Path) -> None:
         self.project = project
+
+
+def _project_after_verb(command: Callable[..., Any]) -> Callable[..., Any]:
+    """`qunbot chat --project DIR` as well as `qunbot --project DIR chat` (docs/simulate.md writes it so)."""
+    return click.option("--project", "-p", "project", type=click.Path(file_okay=False, path_type=Path),
+                        help="Bot project folder (may also be given before the command).")(command)
+
+
+def _project(obj: _Obj, project: Path | None) -> Path:
+    return project.resolve() if project is not None else obj.project
 
 
 def _fail(message: str, code: int = 1) -> None:
@@ -40,47 +52,66 @@ def main(ctx: click.Context, project: Path, log_level: str, log_json: bool) -> N
 
 
 @main.command()
+@_project_after_verb
 @click.option("--db", "db_url", help="Database URL (default: a fresh temporary SQLite file).")
 @click.pass_obj
-def chat(obj: _Obj, db_url: str | None) -> None:
+def chat(obj: _Obj, project: Path | None, db_url: str | None) -> None:
     """Talk to the bot in a simulated group — no WeChat account needed."""
     from bot._chat import run_chat
 
     logging.getLogger().setLevel(logging.WARNING)
     try:
-        asyncio.run(run_chat(obj.project, db_url=db_url))
+        asyncio.run(run_chat(_project(obj, project), db_url=db_url))
     except ConfigError as err:
         _fail(str(err))
 
 
 @main.command()
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+def init(directory: Path) -> None:
+    """Create a working project in DIRECTORY: config, sample SOP, templates, built-in plugins, data/."""
+    from bot._init import InitError, init_project
+
+    try:
+        made = init_project(directory)
+    except InitError as err:
+        _fail(str(err))
+    click.echo(f"created {directory}: {', '.join(made)}")
+    click.echo(f"项目已创建。试试：qunbot chat --project {directory}；改完配置或 SOP 后检查："
+               f"qunbot check --project {directory}")
+
+
+@main.command()
 @click.argument("scenario", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@_project_after_verb
 @click.option("--db", "db_url", help="Database URL (default: a fresh temporary SQLite file).")
 @click.pass_obj
-def simulate(obj: _Obj, scenario: Path, db_url: str | None) -> None:
+def simulate(obj: _Obj, scenario: Path, project: Path | None, db_url: str | None) -> None:
     """Run SCENARIO.yaml on a virtual clock; print what the bot sends as JSON Lines."""
     from bot._scenario import ScenarioError
     from bot._simulate import run_scenario
     from bot._templates import TemplateError
 
     try:
-        asyncio.run(run_scenario(scenario, obj.project, db_url=db_url))
+        asyncio.run(run_scenario(scenario, _project(obj, project), db_url=db_url))
     except (ConfigError, ScenarioError, TemplateError) as err:
         _fail(str(err))
 
 
 @main.command()
+@_project_after_verb
 @click.pass_obj
-def check(obj: _Obj) -> None:
+def check(obj: _Obj, project: Path | None) -> None:
     """Validate config, plugins, templates (and SOP files): file:line errors, non-zero exit."""
     from bot._checks import run_checks
 
-    problems = run_checks(obj.project)
+    problems = run_checks(_project(obj, project))
     for problem in problems:
         click.echo(problem, err=True)
     if problems:
-        _fail(f"{len(problems)} problem(s) found", 1)
-    click.echo("ok: config, plugins and templates are valid")
+        _fail(f"{len(problems)} problem(s) found / 检查未通过：{len(problems)} 个问题，按上面的 文件:行号 改好后"
+              "再运行 qunbot check", 1)
+    click.echo("ok: config, plugins and templates are valid / 检查通过：配置、插件、模板和 SOP 文件都没问题")
 
 
 @main.group()

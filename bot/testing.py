@@ -12,6 +12,7 @@ here so times stay where the test put them; pass `pacing=` to test pacing.
 
 from __future__ import annotations
 
+import logging
 import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
@@ -29,6 +30,24 @@ from bot._simulation import Simulation
 from bot.adapters.simulated import SentMessage
 
 NO_PACING = {"min_interval": 0, "jitter": 0, "room_interval": 0}
+_NO_SOP_DIR = ".qunbot-harness-no-sop"
+
+
+class HandlerFailed(AssertionError):
+    """A plugin handler raised or timed out during the test. The running bot logs, rolls back and goes on;
+    in a test that would read as "the bot said nothing", so `pop()` raises this, from the handler's error."""
+
+
+class _Failures(logging.Handler):
+    """Collects what the dispatcher logs when a handler fails (it isolates the failure; we surface it)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.getMessage().startswith("plugin handler"):
+            self.records.append(record)
 
 
 def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
@@ -51,8 +70,14 @@ class BotHarness:
     def __init__(self, project: Path | str = ".", *, plugins: Sequence[str | Plugin] | None = None,
                  settings: Mapping[str, Any] | None = None, start: str | datetime = "2026-11-23T09:00:00+08:00",
                  bot_id: str = "bot", bot_name: str | None = None, pacing: Mapping[str, Any] | None = None,
-                 db_url: str | None = None, seed: int = 0) -> None:
+                 db_url: str | None = None, seed: int = 0, sop: bool = True, raise_errors: bool = True) -> None:
+        """`project`: the folder with qunbot.toml (its plugins, templates, settings); `plugins`: only these
+        (names, or Plugin objects); `settings`: qunbot.toml keys merged over the file's (`{"plugins":
+        {"hello": {"words": ["hi"]}}}`); `sop=False`: do not run the project's SOP files (a plugin's tests
+        need not depend on them); `raise_errors=False`: let `pop()` ignore failed handlers (see `failures`)."""
         self.project = Path(project).resolve()
+        self.raise_errors = raise_errors
+        self._failures = _Failures()
         raw: dict[str, Any] = {}
         if (self.project / CONFIG_FILE).exists():
             raw = tomllib.loads((self.project / CONFIG_FILE).read_text(encoding="utf-8"))
@@ -63,6 +88,8 @@ class BotHarness:
             overrides["plugins"] = {"enabled": names}
         if bot_name is not None:
             overrides["bot"] = {"name": bot_name}
+        if not sop:
+            overrides["sop"] = {"dir": _NO_SOP_DIR}
         raw = _merge(_merge(raw, overrides), settings or {})
         accounts = raw.pop("accounts", None)  # one simulated account, emulating what the first one can do
         kept = {key: value for key, value in (accounts or [{}])[0].items()
@@ -88,6 +115,7 @@ class BotHarness:
                 self.sim.account, [s for s in self.sim.adapter.snapshots() if s.id == room_id])
 
     async def __aenter__(self) -> BotHarness:
+        logging.getLogger("qunbot.dispatch").addHandler(self._failures)
         try:
             await self.sim.start()
         except BaseException:
@@ -96,6 +124,7 @@ class BotHarness:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        logging.getLogger("qunbot.dispatch").removeHandler(self._failures)
         await self.sim.stop()
 
     @property
@@ -178,8 +207,26 @@ class BotHarness:
     def sent(self) -> list[SentMessage]:
         return self.sim.adapter.sent
 
+    @property
+    def failures(self) -> list[str]:
+        """What failed in plugin handlers so far (a handler that raised or timed out), oldest first."""
+        return [record.getMessage() for record in self._failures.records]
+
+    def pop_failures(self) -> list[str]:
+        """The handler failures not yet reported, cleared: for a test that expects a handler to fail."""
+        found = self.failures
+        self._failures.records.clear()
+        return found
+
     def pop(self) -> list[SentMessage]:
-        """Messages sent since the last `pop`."""
+        """Messages sent since the last `pop`. Raises HandlerFailed if a handler failed meanwhile (unless
+        `raise_errors=False`), so a crash shows its traceback instead of an empty reply."""
+        if self.raise_errors and self._failures.records:
+            record = self._failures.records[0]
+            self._failures.records.clear()
+            cause = record.exc_info[1] if record.exc_info else None
+            raise HandlerFailed(f"{record.getMessage()}: {type(cause).__name__}: {cause}" if cause
+                                else record.getMessage()) from cause
         new = self.sent[self._read:]
         self._read = len(self.sent)
         return new

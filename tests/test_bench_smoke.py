@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench import bench_accounts, bench_dispatch, bench_signin, bench_sop
+from bench import bench_accounts, bench_burst, bench_dispatch, bench_signin, bench_sop
 from bench.__main__ import QUICK, table
 
 
@@ -53,6 +53,14 @@ async def test_signin_signs_every_member_in_once_and_measures_the_raw_baseline()
     assert figures["signins"] == 12
     assert figures["raw_sqlite_before_per_s"] > 0 and figures["raw_sqlite_after_per_s"] > 0
     assert figures["latency_p50_ms"] <= figures["latency_p99_ms"] <= figures["latency_max_ms"]
+
+
+async def test_burst_acknowledges_every_member_and_holds_each_case_to_its_bound() -> None:
+    result = await bench_burst.run(**QUICK["burst"])
+    figures = result.figures
+    assert figures["signin_30_acknowledged"] == 30 and figures["poll_20_acknowledged"] == 20
+    assert figures["signin_30_bound_messages"] == 2  # ceil(30 / max_mentions 20)
+    assert len(result.targets) == 2 * 3
 
 
 def test_table_marks_missed_targets() -> None:

@@ -71,7 +71,7 @@ def test_config_keys_are_validated():
         parse_config({"accounts": [{"id": "a", "adapter": "wechaty", "emulate": "wecom"}]})
     with pytest.raises(ConfigError, match="emulate"):
         parse_config({"accounts": [{"id": "a", "emulate": "wework"}]})
-    with pytest.raises(ConfigError, match="no account 'nobody'"):
+    with pytest.raises(ConfigError, match="没有叫 'nobody' 的账号"):
         parse_config({"accounts": [{"id": "a"}], "rooms": {"g1": {"account": "nobody"}}})
     weekly = parse_config({"accounts": [{"id": "a", "emulate": "wecom", "room_quota": {"per": "week"}}]})
     quota = account_capabilities(weekly.accounts[0]).room_quota

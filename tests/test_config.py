@@ -40,7 +40,7 @@ def test_unknown_key_is_rejected_with_its_line(project):
 
 def test_unknown_time_zone(project):
     write(project, '[bot]\ntimezone = "Mars/Olympus"\n')
-    with pytest.raises(ConfigError, match="unknown time zone"):
+    with pytest.raises(ConfigError, match="不认识的时区"):
         load_config(project)
 
 
@@ -53,7 +53,7 @@ def test_toml_syntax_error_has_line(project):
 
 def test_duplicate_account_ids(project):
     write(project, '[[accounts]]\nid = "a"\n[[accounts]]\nid = "a"\n')
-    with pytest.raises(ConfigError, match="unique"):
+    with pytest.raises(ConfigError, match="id 不能重复"):
         load_config(project)
 
 

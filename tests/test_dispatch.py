@@ -8,7 +8,7 @@ import logging
 import pytest
 
 from bot import ROOM_ADMIN, Context, MembersJoined, Plugin, Rule, to_me
-from bot.testing import BotHarness
+from bot.testing import BotHarness, HandlerFailed
 
 
 def recorder() -> tuple[Plugin, list[str]]:
@@ -180,7 +180,10 @@ async def test_raising_and_hanging_plugins_do_not_stop_a_healthy_one(project, ca
     async with BotHarness(project, plugins=[broken, hanging, healthy], settings=settings) as bot:
         bot.room("g1", members={"u1": "Alice"})
         await bot.say("g1", "u1", "签到")
+        failures = bot.pop_failures()  # expected here; otherwise pop() would raise HandlerFailed
         assert [m.text for m in bot.pop()] == ["@Alice 签到成功"]
+    assert [f.split(" on event")[0] for f in failures] == ["plugin handler broken.explode failed",
+                                                           "plugin handler hanging.hang timed out after 0.1s"]
     messages = " ".join(r.getMessage() for r in caplog.records)
     assert "broken.explode failed" in messages
     assert "hanging.hang timed out" in messages
@@ -210,6 +213,35 @@ async def test_configurable_words_replace_defaults(project):
 def test_plugin_names_are_checked():
     with pytest.raises(ValueError):
         Plugin("Bad Name")
+
+
+async def test_the_harness_surfaces_a_handler_error_instead_of_an_empty_reply(project):
+    plugin = Plugin("oops")
+
+    @plugin.on_fullmatch("签到").handle
+    async def crash(ctx: Context) -> None:
+        raise KeyError("nickname")
+
+    async with BotHarness(project, plugins=[plugin]) as bot:
+        bot.room("g1", members={"u1": "Alice"})
+        await bot.say("g1", "u1", "签到")
+        with pytest.raises(HandlerFailed, match=r"oops.crash failed .*KeyError: 'nickname'") as caught:
+            bot.pop_text()
+        assert isinstance(caught.value.__cause__, KeyError)
+        assert bot.pop_text() == ""  # reported once
+    async with BotHarness(project, plugins=[plugin], raise_errors=False) as bot:
+        bot.room("g1", members={"u1": "Alice"})
+        await bot.say("g1", "u1", "签到")
+        assert bot.pop_text() == "" and len(bot.failures) == 1
+
+
+def test_a_rule_factory_passed_without_calling_it_is_refused_at_once():
+    from bot import is_room_message
+
+    plugin = Plugin("typo")
+    with pytest.raises(TypeError, match=r"rule=is_room_message is a rule factory: call it, rule=is_room_message\(\)"):
+        plugin.on_message(rule=is_room_message)  # type: ignore[arg-type]
+    plugin.on_message(rule=is_room_message())  # called: fine
 
 
 async def test_a_rule_that_reads_the_database_and_declines_holds_no_connection(project):

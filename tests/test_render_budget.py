@@ -166,6 +166,7 @@ async def test_a_render_over_budget_at_run_time_fails_that_reply_only_and_the_bo
     async with BotHarness(tmp_path, plugins=[plugin], settings={"bot": {"command_limit": 0}}) as bot:
         bot.room("g1", members={"u1": "Alice"})
         await bot.say("g1", "u1", "a long message that loops too often")  # 35 characters x 50000
+        assert [f.split(" on event")[0] for f in bot.pop_failures()] == ["plugin handler echo.said failed"]
         assert bot.pop() == []
         await bot.say("g1", "u1", "x")
         assert [m.text for m in bot.pop()] == ["@Alice x"]

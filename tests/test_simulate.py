@@ -1,4 +1,4 @@
-"""`qunbot simulate` honours shared/specs/simulate.md: JSON Lines out, virtual times, all event kinds."""
+"""`qunbot simulate` honours docs/simulate.md: JSON Lines out, virtual times, all event kinds."""
 
 from __future__ import annotations
 
@@ -106,3 +106,51 @@ def test_the_example_scenario_runs(repo):
     code, out, err = run_cli(["--project", str(repo), "simulate", str(repo / "examples" / "demo.yaml")])
     assert code == 0, err
     assert len(out.splitlines()) >= 3
+
+
+MENTION_SCENARIO = """\
+start: 2026-11-23T09:00:00+08:00
+bot: {id: bot, name: 小完子}
+rooms:
+  - id: g1
+    topic: 完子研究所1群
+    admins: [owner1]
+    members:
+      - {id: owner1, name: 群主}
+      - {id: u1, name: Alice}
+      - {id: u2, name: Bob}
+      - {id: u3, name: Bobby}
+events:
+  - at: +1m
+    rename: {room: g1, member: u1, alias: 上海-Alice}
+  - at: +1m
+    say: {room: g1, from: u3, text: 签到}
+  - at: +1m
+    say: {room: g1, from: owner1, text: "调整积分 @Bobby +50 线下活动"}
+  - at: +1m
+    say: {room: g1, from: owner1, text: "调整积分 @上海-Alice\u2005+20 分享"}
+  - at: +1m
+    say: {room: g1, from: owner1, text: "调整积分 @Bob -1 测试"}
+"""
+
+
+def test_at_name_in_text_is_a_mention_by_display_name_or_group_nickname(tmp_path):
+    """simulate.md: `@Name` in text (a display name or group nickname) mentions that member; the longest
+    name wins (`@Bobby` is Bobby, not Bob)."""
+    path = tmp_path / "s.yaml"
+    path.write_text(MENTION_SCENARIO, encoding="utf-8")
+    code, out, err = run_cli(["--project", str(REPO), "simulate", str(path)])
+    assert code == 0, err
+    texts = [json.loads(line)["text"] for line in out.splitlines()]
+    assert texts[1:] == ["@群主 已为 Bobby 增加 50 积分（线下活动），当前 60 积分。",
+                         "@群主 已为 上海-Alice 增加 20 积分（分享），当前 20 积分。",
+                         "@群主 Bob 只有 0 积分，不能扣除 1 积分。"], texts
+
+
+def test_project_may_follow_the_simulate_verb(tmp_path, monkeypatch):
+    """simulate.md writes `qunbot simulate SCENARIO.yaml [--project DIR]`: the option works after the verb."""
+    monkeypatch.chdir(tmp_path)  # not the repository: only --project can find its plugins
+    code, out, err = run_cli(["simulate", str(REPO / "examples" / "demo.yaml"), "--project", str(REPO)])
+    before = run_cli(["--project", str(REPO), "simulate", str(REPO / "examples" / "demo.yaml")])
+    assert code == 0, err
+    assert out == before[1] and out

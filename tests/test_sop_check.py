@@ -42,7 +42,7 @@ def test_bad_times_and_missing_pieces_are_reported(tmp_path):
         steps:
           - {id: m, at: "8点", text: 早}
     """)[0]
-    assert "need a start" in problems(tmp_path, """\
+    assert "需要在文件开头写 start:" in problems(tmp_path, """\
         targets: {rooms: [g1]}
         steps: [{id: m, offset: +1h, text: 早}]
     """)[0]
@@ -57,13 +57,13 @@ def test_bad_times_and_missing_pieces_are_reported(tmp_path):
         steps:
           - {id: m, at: "08:00", template: nope/none.j2}
     """)[0]
-    assert "template not found: nope/none.j2" in missing
+    assert "找不到模板 nope/none.j2" in missing
     assert problems(tmp_path, """\
         targets: {rooms: [g1]}
         steps:
           - {id: m, at: "08:00", text: 早, file: img/none.png}
-    """)[0].startswith("sop/x.yaml:3: steps.m.file: no file 'img/none.png'")
-    assert "no room in qunbot.toml has tag 'vip'" in problems(tmp_path, """\
+    """)[0].startswith("sop/x.yaml:3: steps.m.file: 项目文件夹里没有 'img/none.png'")
+    assert "qunbot.toml 里没有哪个群带标签 'vip'" in problems(tmp_path, """\
         targets: {tags: [vip]}
         steps: [{id: m, at: "08:00", text: 早}]
     """)[0]
@@ -100,8 +100,8 @@ MARKETING = """\
 def test_the_marketing_share_rule_flags_a_long_term_file_and_spares_a_flash_group(tmp_path):
     found = problems(tmp_path, MARKETING.format(group="long-term"))
     assert len(found) == 1
-    assert found[0].startswith("sop/x.yaml:8: long-term group rule (topic 完子会员*): 7 of 21 posts are marketing")
-    assert "(33% > 20%" in found[0] and "more window" in found[0]
+    assert found[0].startswith("sop/x.yaml:8: 长期群营销比例超了（群名 完子会员*）：从 ")
+    assert "的 7 天里 21 条有 7 条是营销（33%，[sop] marketing_share 只允许 20%）；另外还有" in found[0]
     assert problems(tmp_path, MARKETING.format(group="flash")) == []
     relaxed = '[bot]\ntimezone = "Asia/Shanghai"\n[sop]\nmarketing_share = 0.4\n'
     assert problems(tmp_path, MARKETING.format(group="long-term"), toml=relaxed) == []
@@ -120,7 +120,7 @@ def test_the_rule_checks_windows_that_do_not_start_at_a_post(tmp_path):
           - {id: sale2, offset: +6d, text: 特价, kind: marketing}
           - {id: bye, offset: +7d12h, text: 再见}
     """, toml=relaxed)
-    assert len(found) == 1 and "2 of 2 posts are marketing in the 7 days from 2026-12-01 20:00" in found[0]
+    assert len(found) == 1 and "从 2026-12-01 20:00 起的 7 天里 2 条有 2 条是营销" in found[0]
 
 
 def test_a_weekly_sale_in_a_daily_rhythm_stays_under_the_share(tmp_path):
@@ -182,7 +182,7 @@ async def test_invalid_action_params_are_a_file_line_error_and_the_file_does_not
     async with BotHarness(root, plugins=[lottery_plugin()], start="2026-11-23T19:00:00+08:00") as bot:
         problem = engine_of(bot).problems["a"]
         await bot.advance("3h")
-    assert problem.startswith("sop/a.yaml:11: steps.draw.action.params.winners: Input should be greater than 0")
+    assert problem.startswith("sop/a.yaml:11: steps.draw.action.params.winners: 要大于 0（现在是 0）")
     assert bot.sent == []
 
 
@@ -202,7 +202,7 @@ def test_qunbot_check_includes_sop_problems(tmp_path):
     assert result.exit_code == 1 and "sop/x.yaml:3: steps.m.at" in result.stderr
     result = CliRunner().invoke(main, ["--project", str(tmp_path), "sop", "check"])
     assert result.exit_code == 1
-    assert result.stderr.splitlines()[0].startswith("sop/x.yaml:3: steps.m.at: time '8:70' must be HH:MM")
+    assert result.stderr.splitlines()[0].startswith("sop/x.yaml:3: steps.m.at: 时间 '8:70' 要写成 时:分")
     assert "SOP 检查未通过：1 个问题" in result.stderr
 
 
@@ -287,13 +287,13 @@ def test_inline_text_is_checked_for_syntax_and_names(tmp_path):
         targets: {rooms: [g1]}
         steps:
           - {id: m, at: "08:00", text: "早安 {{ mebmer.name }}"}
-    """)[0].startswith("sop/x.yaml:3: steps.m.text uses undefined variable(s) mebmer")
+    """)[0].startswith("sop/x.yaml:3: steps.m.text: 用了没有定义的变量 mebmer（可以用的变量：bot_name、now、room")
     assert problems(tmp_path, """\
         targets: {rooms: [g1]}
         steps:
           - {id: m, at: "08:00", text: "早安 {{ now|cn_date }"}
     """)[0].startswith("sop/x.yaml:3: steps.m.text:")
-    assert "has no attribute 'nme'" in problems(tmp_path, """\
+    assert "这个值没有 .nme 这一项" in problems(tmp_path, """\
         targets: {rooms: [g1]}
         steps:
           - {id: m, after_join: 1d, text: "欢迎 {{ member.nme }}"}
@@ -305,25 +305,25 @@ STEP = "targets: {rooms: [g1]}\nsteps:\n  - {id: m, at: '08:00', %s}\n"
 
 @pytest.mark.parametrize(("sop", "templates", "expected"), [
     (STEP % "template: t.j2", {"t.j2": "早安".encode("gbk")},
-     "sop/x.yaml:3: steps.m: scripts_templates/t.j2: cannot read the template (save it as UTF-8 text)"),
+     "sop/x.yaml:3: steps.m: scripts_templates/t.j2:1: 文件不是 UTF-8 编码"),
     (STEP % "template: t.j2", {"t.j2": "早安\n{% if %}"},
-     "sop/x.yaml:3: steps.m: scripts_templates/t.j2:2: Expected an expression"),
+     "sop/x.yaml:3: steps.m: scripts_templates/t.j2:2: %} 前面缺少内容"),
     (STEP % "template: t.j2", {"t.j2": "早安 {% include 'gone.j2' %}"},
-     "sop/x.yaml:3: steps.m: t.j2: gone.j2: template not found: gone.j2"),
+     "sop/x.yaml:3: steps.m: t.j2: gone.j2: 找不到模板 gone.j2"),
     (STEP % "template: t.j2", {"t.j2": "{% include 't.j2' %}"},
      "sop/x.yaml:3: steps.m: scripts_templates/t.j2:1: 模板嵌套太深"),
-    (STEP % "text: '{{ now|cn_dat }}'", {}, "sop/x.yaml:3: steps.m: sop/x.yaml:3:1: No filter named 'cn_dat'"),
-    (STEP % "text: x, days: 星期八", {}, "sop/x.yaml:3: steps.m: unknown day '星期八': use mon…sun, 周一…周日"),
+    (STEP % "text: '{{ now|cn_dat }}'", {}, "sop/x.yaml:3: steps.m: sop/x.yaml:3:1: 没有叫 cn_dat 的过滤器"),
+    (STEP % "text: x, days: 星期八", {}, "sop/x.yaml:3: steps.m: 不认识的日子 '星期八'：请写 周一…周日"),
     ("targets: {rooms: [g1]}\nsteps:\n  - {id: 早 安, at: '08:00', text: x}\n", {},
-     "sop/x.yaml:3: steps.早 安.id: step id '早 安' may use letters, digits, _, - and Chinese characters"),
+     "sop/x.yaml:3: steps.早 安.id: 步骤 id '早 安' 只能用字母、数字、_、- 和汉字，不能有空格"),
     ("targets: {rooms: [g1]}\nsteps:\n\t- {id: m, at: '08:00', text: x}\n", {},
-     "sop/x.yaml:3: found character '\\t' that cannot start any token (indent with spaces, not tabs)"),
+     "sop/x.yaml:3: 这一行用了 Tab 缩进：YAML 只能用空格缩进"),
     ("targets: {rooms: [g1]}\nsteps: [{id: m, at: '08:00', text: x}]\nsteps: []\n", {},
-     "sop/x.yaml:3: found duplicate key \"steps\""),
+     "sop/x.yaml:3: 键 steps 写了两次"),
     ("targets: {rooms: [g1]}\nsteps: {id: m, at: '08:00', text: x}\n", {},
-     "sop/x.yaml:2: steps: should be a list, such as [a, b]"),
+     "sop/x.yaml:2: steps: 要写列表（如 [a, b]）"),
     ("target: {rooms: [g1]}\nsteps: [{id: m, at: '08:00', text: x}]\n", {},
-     "sop/x.yaml:1: target: unknown key (is it a typo for 'targets'?)"),
+     "sop/x.yaml:1: target: 不认识的键 target，是不是想写 targets？"),
 ])
 def test_common_admin_mistakes_are_file_line_errors(tmp_path, sop, templates, expected):
     root = project(tmp_path, {}, toml="")

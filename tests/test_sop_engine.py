@@ -483,9 +483,9 @@ async def test_broken_files_at_start_are_reported_and_the_good_ones_run(tmp_path
         problems = dict(engine_of(bot).problems)
         await bot.advance("3h")
     assert [m.text for m in bot.sent] == ["早安"]
-    assert problems["tabs"].startswith("sop/tabs.yaml:3:") and "not tabs" in problems["tabs"]
-    assert problems["binary"].startswith("sop/binary.yaml: cannot read file")
-    assert problems["badtpl"].startswith("sop/badtpl.yaml:2: steps.m: scripts_templates/t/bad.j2: cannot read")
+    assert problems["tabs"].startswith("sop/tabs.yaml:3:") and "Tab 缩进" in problems["tabs"]
+    assert problems["binary"].startswith("sop/binary.yaml:1: 文件不是 UTF-8 编码")
+    assert problems["badtpl"].startswith("sop/badtpl.yaml:2: steps.m: scripts_templates/t/bad.j2:1: 文件不是 UTF-8")
     assert "SOP file not loaded: sop/badtpl.yaml:2" in caplog.text
 
 
@@ -499,8 +499,8 @@ async def test_a_broken_template_edit_keeps_the_last_good_text_until_it_is_fixed
         engine = engine_of(bot)
         _edit(template, "早安 {% if %}")                                  # a syntax error
         assert engine.check_files() is True
-        assert engine.problems["d"] == ("sop/d.yaml:2: steps.m: scripts_templates/t/m.j2:1: Expected an "
-                                        "expression, got 'end of statement block'")
+        assert engine.problems["d"] == ("sop/d.yaml:2: steps.m: scripts_templates/t/m.j2:1: %} 前面缺少内容"
+                                        "（比如 {% if %} 后面要写条件）")
         await bot.advance("1d")
         _edit(template, "早安 {{ memebr }}".encode())                     # a misspelt variable
         assert engine.check_files() is True and "memebr" in engine.problems["d"]
@@ -584,7 +584,7 @@ async def test_on_postgresql_rows_another_sweeper_holds_are_skipped_then_sent_on
 
 
 def test_simulate_stops_with_file_and_line_on_an_invalid_sop_file(tmp_path):
-    """shared/specs/simulate.md: non-zero exit and a one-line `file:line` error (a running bot goes on)."""
+    """docs/simulate.md: non-zero exit and a one-line `file:line` error (a running bot goes on)."""
     from click.testing import CliRunner
 
     from bot.cli import main
@@ -600,8 +600,8 @@ def test_simulate_stops_with_file_and_line_on_an_invalid_sop_file(tmp_path):
     """), encoding="utf-8")
     result = CliRunner().invoke(main, ["--project", str(root), "simulate", str(root / "s.yaml")])
     assert result.exit_code == 1 and result.stdout == ""
-    assert result.stderr.splitlines()[-1] == ("error: sop/x.yaml:3: steps.m.at: time '25:00' must be HH:MM, "
-                                              "such as \"08:00\"")
+    assert result.stderr.splitlines()[-1] == ("error: sop/x.yaml:3: steps.m.at: 时间 '25:00' 要写成 时:分，"
+                                              "如 \"08:00\"")
     (root / "sop" / "x.yaml").unlink()
     result = CliRunner().invoke(main, ["--project", str(root), "simulate", str(root / "s.yaml")])
     assert result.exit_code == 0 and '"text": "早安"' in result.stdout

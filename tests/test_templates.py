@@ -227,8 +227,9 @@ def test_date_filters_explain_a_wrong_value(tmp_path):
 
 
 @pytest.mark.parametrize(("value", "expected"), [
-    (timedelta(hours=1, minutes=30), "1小时30分"), (45, "45秒"), (timedelta(days=2, hours=3, minutes=5), "2天3小时"),
-    (timedelta(days=1, minutes=5), "1天5分"), (5400.7, "1小时30分"), (0, "0秒"), (-90, "-1分30秒"),
+    (timedelta(hours=1, minutes=30), "1小时30分钟"), (45, "45秒"), (timedelta(days=2, hours=3, minutes=5), "2天3小时"),
+    (timedelta(days=1, minutes=5), "1天5分钟"), (5400.7, "1小时30分钟"), (0, "0秒"), (-90, "-1分钟30秒"),
+    (60, "1分钟"),
 ])
 def test_cn_duration(tmp_path, value, expected):
     assert make(tmp_path, {}).render_string("{{ v | cn_duration }}", v=value).text == expected

@@ -21,7 +21,7 @@ from bot._yaml import YamlError, load_yaml, load_yaml_text, pydantic_error_to_ya
 
 CST = timezone(timedelta(hours=8))
 
-# Verbatim from shared/specs/simulate.md; line numbers below refer to this text.
+# Verbatim from docs/simulate.md; line numbers below refer to this text.
 SPEC = """\
 start: 2026-11-23T07:55:00+08:00      # virtual clock at the beginning (ISO 8601 with offset)
 until: 2026-11-25T00:00:00+08:00      # optional: keep running scheduled work until this time
@@ -136,20 +136,20 @@ def test_syntax_error_names_file_and_line():
         load_yaml_text("a: 1\nb: [1, 2\nc: 3\n", "bad.yaml")
     assert caught.value.file == "bad.yaml" and caught.value.line == 3
     assert str(caught.value).startswith("bad.yaml:3: ")
-    assert "started on line 2" in caught.value.message
+    assert "从第 2 行开始" in caught.value.message
 
 
 def test_tab_indent_gets_a_hint():
     with pytest.raises(YamlError) as caught:
         load_yaml_text("a:\n\tb: 1\n", "t.yaml")
-    assert caught.value.line == 2 and caught.value.message.endswith("(indent with spaces, not tabs)")
+    assert caught.value.line == 2 and caught.value.message == "这一行用了 Tab 缩进：YAML 只能用空格缩进"
 
 
 def test_duplicate_key_is_an_error_at_the_second_key():
     with pytest.raises(YamlError) as caught:
         load_yaml_text("a: 1\nb:\n  c: 2\n  d: 3\n  c: 4\n", "dup.yaml")
     assert caught.value.line == 5
-    assert str(caught.value) == 'dup.yaml:5: found duplicate key "c" with value "4" (original value: "2")'
+    assert str(caught.value) == "dup.yaml:5: 键 c 写了两次（同一层只能写一次）"
 
 
 def test_unreadable_file(tmp_path):
@@ -157,7 +157,7 @@ def test_unreadable_file(tmp_path):
     with pytest.raises(YamlError) as caught:
         load_yaml(missing)
     assert caught.value.file == str(missing) and caught.value.line is None
-    assert str(caught.value).startswith(f"{missing}: cannot read file: ")
+    assert str(caught.value) == f"{missing}: 文件不存在"
 
 
 def test_load_yaml_reads_utf8_with_bom(tmp_path):
@@ -178,35 +178,35 @@ class _Doc(BaseModel):
     items: list[_Item]
 
 
-def _first_error(doc, model, data, **kwargs):
+def _first_error(doc, schema, data, **kwargs):
     with pytest.raises(ValidationError) as caught:
-        model.model_validate(data)
+        schema.model_validate(data)
     return pydantic_error_to_yaml_error(doc, caught.value, **kwargs)
 
 
 def test_pydantic_missing_key_points_at_its_parent():
     doc = load_yaml_text("items:\n  - room: g1\n  - tags: [a]\n", "x.yaml")
     err = _first_error(doc, _Doc, doc.data)
-    assert str(err) == "x.yaml:3: items.1.room: Field required"
+    assert str(err) == "x.yaml:3: items.1.room: 缺少这一项（必填）"
 
 
 def test_pydantic_extra_key_points_at_the_key():
     doc = load_yaml_text("items:\n  - room: g1\n  - room: g2\n    romo: g3\n", "x.yaml")
-    err = _first_error(doc, _Doc, doc.data)
-    assert (err.line, err.message) == (4, "items.1.romo: Extra inputs are not permitted")
+    err = _first_error(doc, _Doc, doc.data, model=_Doc)
+    assert (err.line, err.message) == (4, "items.1.romo: 不认识的键 romo，是不是想写 room？")
 
 
 def test_pydantic_misspelt_key_is_reported_as_a_typo_not_as_missing():
     doc = load_yaml_text("items:\n  - room: g1\n  - rom: g2\n", "x.yaml")
     err = _first_error(doc, _Doc, doc.data)
-    assert str(err) == "x.yaml:3: items.1.rom: unknown key (is it a typo for 'room'?)"
+    assert str(err) == "x.yaml:3: items.1.rom: 不认识的键 rom，是不是想写 room？"
 
 
 def test_pydantic_error_with_root_and_union_member_names_dropped():
     doc = load_yaml_text("items:\n  - room: g1\n    tags:\n      - a\n      - [b]\n", "x.yaml")
     err = _first_error(doc, _Item, doc.data["items"][0], root=("items", 0))
     assert err.line == 5
-    assert err.message == "items.0.tags.1: Input should be a valid string"
+    assert err.message == "items.0.tags.1: 要写文字"
 
 
 # --- parse_offset -------------------------------------------------------------------------------------------
@@ -230,7 +230,7 @@ def test_parse_offset(text, expected):
 
 @pytest.mark.parametrize("text", ["", "+", "10s", "+10", "+1x", "+2h1d", "+1.5h", "1d", "+ 1d", "+1D", "--1d"])
 def test_parse_offset_rejects(text):
-    with pytest.raises(ValueError, match="bad time offset"):
+    with pytest.raises(ValueError, match="看不懂：写成 \\+10s"):
         parse_offset(text)
 
 
@@ -345,22 +345,22 @@ def test_unknown_key_inside_an_action(tmp_path):
       frm: u1
       text: hi
 """)
-    assert (err.line, err.message) == (10, "events.0.say.frm: unknown key (is it a typo for 'from'?)")
+    assert (err.line, err.message) == (10, "events.0.say.frm: 不认识的键 frm，是不是想写 from？")
 
 
 def test_unknown_top_level_key(tmp_path):
     err = scenario_error(tmp_path, HEAD.replace("events:", "evnets:"))
-    assert (err.line, err.message) == (6, "evnets: Extra inputs are not permitted")
+    assert (err.line, err.message) == (6, "evnets: 不认识的键 evnets，是不是想写 events？")
 
 
 def test_missing_required_field(tmp_path):
     err = scenario_error(tmp_path, HEAD + "  - at: +1m\n    say: {room: g1, text: hi}\n")
-    assert (err.line, err.message) == (8, "events.0.say.from: Field required")
+    assert (err.line, err.message) == (8, "events.0.say.from: 缺少这一项（必填）")
 
 
 def test_missing_bot(tmp_path):
     err = scenario_error(tmp_path, "start: 2026-11-23T07:55:00+08:00\nevents: []\n")
-    assert (err.line, err.message) == (1, "bot: Field required")
+    assert (err.line, err.message) == (1, "bot: 缺少这一项（必填）")
 
 
 def test_two_actions_in_one_event(tmp_path):
@@ -371,29 +371,30 @@ def test_two_actions_in_one_event(tmp_path):
     leave: {room: g1, members: [u1]}
 """)
     assert err.line == 10
-    assert err.message == "an event has exactly one action, this one has say and leave; split it in two"
+    assert err.message == "每个事件只能写一个动作，这个写了 say、leave：请拆成两个事件"
 
 
 def test_event_without_action(tmp_path):
     err = scenario_error(tmp_path, HEAD + "  - private: {from: u1, text: ok}\n  - at: +1m\n")
-    assert (err.line, err.message) == (8, "an event needs one action: say, private, join, leave, rename, topic")
+    assert (err.line, err.message) == (8, "每个事件要写一个动作：say、private、join、leave、rename、topic 之一")
 
 
 def test_empty_action_and_say_without_text(tmp_path):
     err = scenario_error(tmp_path, HEAD + "  - at: +1m\n    say:\n")
-    assert (err.line, err.message) == (8, "say is empty")
+    assert (err.line, err.message) == (8, "say 是空的")
     err = scenario_error(tmp_path, HEAD + "  - at: +1m\n    say: {room: g1, from: u1}\n")
-    assert (err.line, err.message) == (8, "say needs text or file")
+    assert (err.line, err.message) == (8, "say 要写 text 或 file")
 
 
 @pytest.mark.parametrize(("at", "message"), [
-    ("8点", "bad time '8点': use ISO 8601 with an offset, such as 2026-11-23T07:56:00+08:00, "
-           "or an offset such as +10s, +5m, +2h, +1d"),
-    ("08:00", "bad time '08:00': use ISO 8601 with an offset, such as 2026-11-23T07:56:00+08:00, "
-              "or an offset such as +10s, +5m, +2h, +1d"),
-    ("+5x", "bad time offset '+5x': use a sign and d/h/m/s, such as +10s, +5m, +2h, +1d, +1d2h"),
-    ("10m", "bad time '10m': use ISO 8601 with an offset, such as 2026-11-23T07:56:00+08:00, "
-            "or an offset such as +10s, +5m, +2h, +1d"),
+    ("8点", "时间 '8点' 看不懂：写成带时区的 ISO 8601 时间，如 2026-11-23T07:56:00+08:00，"
+     "或相对时间，如 +10s、+5m、+2h、+1d"),
+    ("08:00", "时间 '08:00' 看不懂：写成带时区的 ISO 8601 时间，如 2026-11-23T07:56:00+08:00，"
+     "或相对时间，如 +10s、+5m、+2h、+1d"),
+    ("+5x", "时间 '+5x' 看不懂：写成 +10s、+5m、+2h、+1d、+1d2h（正负号在前，"
+            "d 天 h 小时 m 分钟 s 秒，按这个顺序）"),
+    ("10m", "时间 '10m' 看不懂：写成带时区的 ISO 8601 时间，如 2026-11-23T07:56:00+08:00，"
+     "或相对时间，如 +10s、+5m、+2h、+1d"),
 ])
 def test_bad_time_string(tmp_path, at, message):
     err = scenario_error(tmp_path, HEAD + f"""\
@@ -407,7 +408,7 @@ def test_bad_time_string(tmp_path, at, message):
 def test_bad_start(tmp_path):
     err = scenario_error(tmp_path, HEAD.replace("2026-11-23T07:55:00+08:00", "明天早上") + "  - at: +1m\n")
     assert (err.line, err.message) == (
-        1, "bad time '明天早上': use ISO 8601 with an offset, such as 2026-11-23T07:56:00+08:00")
+        1, "时间 '明天早上' 看不懂：写成带时区的 ISO 8601 时间，如 2026-11-23T07:56:00+08:00")
 
 
 def test_unknown_room(tmp_path):
@@ -419,12 +420,12 @@ def test_unknown_room(tmp_path):
       room: g9
       alias: x
 """)
-    assert (err.line, err.message) == (11, "unknown room 'g9' (rooms: g1, g2)")
+    assert (err.line, err.message) == (11, "没有群 'g9'（rooms 里有：g1、g2）")
 
 
 def test_unknown_room_in_the_spec_example_points_at_its_line(tmp_path):
     err = scenario_error(tmp_path, SPEC.replace("leave: {room: g1", "leave: {room: g7"))
-    assert (err.line, err.message) == (22, "unknown room 'g7' (rooms: g1)")
+    assert (err.line, err.message) == (22, "没有群 'g7'（rooms 里有：g1）")
 
 
 def test_absolute_time_before_the_previous_event(tmp_path):
@@ -435,31 +436,31 @@ def test_absolute_time_before_the_previous_event(tmp_path):
     private: {from: u1, text: half past eight}
 """)
     assert err.line == 9
-    assert err.message == ("at 2026-11-23T08:30:00+08:00 is before the previous event (2026-11-23T09:00:00+08:00); "
-                           "events are handled in order, so list them in time order")
+    assert err.message == ("at 2026-11-23T08:30:00+08:00 早于上一个事件（2026-11-23T09:00:00+08:00）："
+                           "事件按顺序处理，请按时间先后排列")
 
 
 def test_absolute_time_before_start(tmp_path):
     err = scenario_error(tmp_path, HEAD + "  - at: 2026-11-23T07:00:00+08:00\n    private: {from: u1, text: x}\n")
-    assert err.line == 7 and err.message.startswith("at 2026-11-23T07:00:00+08:00 is before start (")
+    assert err.line == 7 and err.message.startswith("at 2026-11-23T07:00:00+08:00 早于开始时间 start（")
 
 
 def test_relative_time_going_back(tmp_path):
     err = scenario_error(tmp_path, HEAD + "  - at: +1h\n    private: {from: u1, text: a}\n"
                                           "  - at: -5m\n    private: {from: u1, text: b}\n")
-    assert (err.line, err.message) == (9, "at -5m goes back before the previous event; events are handled in order")
+    assert (err.line, err.message) == (9, "at -5m 回到了上一个事件之前：事件按顺序处理，时间只能往后")
 
 
 def test_until_before_the_last_event(tmp_path):
     err = scenario_error(tmp_path, SPEC.replace("until: 2026-11-25T00:00:00+08:00",
                                                 "until: 2026-11-23T08:00:00+08:00"))
     assert (err.line, err.message) == (
-        2, "until 2026-11-23T08:00:00+08:00 is before the last event (2026-11-23T08:59:10+08:00)")
+        2, "until 2026-11-23T08:00:00+08:00 早于最后一个事件（2026-11-23T08:59:10+08:00）")
 
 
 def test_duplicate_room_id(tmp_path):
     err = scenario_error(tmp_path, HEAD.replace("{id: g2,", "{id: g1,") + "  - at: +1m\n")
-    assert (err.line, err.message) == (5, "room 'g1' is listed twice")
+    assert (err.line, err.message) == (5, "群 'g1' 写了两次")
 
 
 def test_yaml_syntax_error_is_a_scenario_error(tmp_path):
@@ -470,15 +471,15 @@ def test_yaml_syntax_error_is_a_scenario_error(tmp_path):
 
 def test_duplicate_key_is_a_scenario_error(tmp_path):
     err = scenario_error(tmp_path, HEAD + "  - at: +1m\n    at: +2m\n    private: {from: u1, text: hi}\n")
-    assert err.line == 8 and err.message.startswith('found duplicate key "at"')
+    assert err.line == 8 and err.message.startswith("键 at 写了两次")
 
 
 def test_not_a_mapping(tmp_path):
     err = scenario_error(tmp_path, "- just\n- a list\n")
-    assert (err.line, err.message) == (1, "a scenario is a mapping with start, bot, rooms and events")
+    assert (err.line, err.message) == (1, "场景文件的最外层要写 start、bot、rooms 和 events（见 docs/simulate.md）")
 
 
 def test_missing_file_is_a_scenario_error(tmp_path):
     with pytest.raises(ScenarioError) as caught:
         load_scenario(tmp_path / "nope.yaml")
-    assert caught.value.line is None and "cannot read file" in caught.value.message
+    assert caught.value.line is None and caught.value.message == "文件不存在"

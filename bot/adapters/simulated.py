@@ -44,7 +44,7 @@ class SentMessage:
     member_id: str | None = None
 
     def as_json(self) -> dict[str, object]:
-        """The JSON Lines shape of `shared/specs/simulate.md`."""
+        """The JSON Lines shape of `docs/simulate.md`."""
         line: dict[str, object] = {"at": self.at.isoformat(timespec="milliseconds")}
         if self.room_id is not None:
             line["room"] = self.room_id
@@ -179,9 +179,10 @@ class SimulatedAdapter(Adapter):
     async def say(self, room_id: str, member_id: str, text: str, *, mentions: Iterable[str] = (),
                   file: str | None = None, kind: str | None = None, id: str | None = None) -> RoomMessage:
         """A member speaks; `id` is the transport's message id (give one twice to simulate a redelivery)."""
-        mentions = tuple(mentions)
+        sender = self.member(room_id, member_id)
+        mentions = tuple(dict.fromkeys([*mentions, *self.mentions_in(room_id, text)]))
         event = RoomMessage(account=self.account, id=id or self._next_id(), time=self.clock.now(), room_id=room_id,
-                            sender=self.member(room_id, member_id), text=text, mentions=mentions,
+                            sender=sender, text=text, mentions=mentions,
                             mentions_bot=self.bot.id in mentions or f"@{self.bot.name}" in text, file=file,
                             kind=kind or _kind_of(file))
         if self.capabilities.read_room_messages:  # else the member spoke, but this kind of account never hears it
@@ -234,6 +235,19 @@ class SimulatedAdapter(Adapter):
                                  topic=topic, old_topic=old, changer_id=by)
         await self._push(event)
         return event
+
+    def mentions_in(self, room_id: str, text: str) -> list[str]:
+        """Members an `@Name` in the text is for, as WeChat resolves them: a display name or group nickname
+        of someone in the room, the longest that fits (`@Bobby` is Bobby, not Bob)."""
+        room = self._room(room_id)
+        names = sorted(((name, ref.id) for ref in room.members.values()
+                        for name in (ref.name, room.aliases.get(ref.id)) if name), key=lambda n: -len(n[0]))
+        found = []
+        for at in (i for i, char in enumerate(text) if char == "@"):
+            member = next((mid for name, mid in names if text.startswith(name, at + 1)), None)
+            if member is not None:
+                found.append(member)
+        return list(dict.fromkeys(found))
 
     # --- internals ---------------------------------------------------------------------
 

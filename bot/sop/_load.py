@@ -22,6 +22,7 @@ from pydantic import BaseModel, ValidationError
 
 from bot._context import MemberInfo, RoomInfo
 from bot._files import FileRefused, check_url_syntax, inside, is_url, project_file
+from bot._i18n import did_you_mean, explain_cron, explain_error, explain_template, keys_at, not_utf8, template_text
 from bot._plugin import Plugin
 from bot._templates import Rendered, Renderer, TemplateError
 from bot._yaml import YamlDoc, YamlError, load_yaml
@@ -105,7 +106,7 @@ def load_one(path: Path, project: Path, renderer: Renderer, templates: Sequence[
     for index, tag in enumerate(sop.targets.tags):
         if tag not in room_tags:
             raise YamlError(display, doc.line("targets", "tags", index),
-                            f"targets.tags: no room in qunbot.toml has tag {tag!r} (set [rooms.<id>] tags)")
+                            f"targets.tags: qunbot.toml 里没有哪个群带标签 {tag!r}（在 [rooms.<群id>] tags 里加上）")
     triggers: dict[str, BaseTrigger | None] = {}
     loaded = LoadedSop(path.stem, path, doc, sop, anchor_of(sop, tz), triggers)
     for step in sop.steps:
@@ -113,27 +114,28 @@ def load_one(path: Path, project: Path, renderer: Renderer, templates: Sequence[
         try:
             triggers[step.id] = trigger_for(sop, step, tz)
         except ValueError as err:
-            raise YamlError(display, loaded.line(step, when), f"steps.{step.id}.{when}: {err}") from None
+            raise YamlError(display, loaded.line(step, when), f"steps.{step.id}.{when}: {explain_cron(str(err))}"
+                            ) from None
         for index, name in enumerate(step.templates):
             try:
                 loaded.sources[name] = _template_source(renderer, templates, name)
             except TemplateError as err:  # both places: the step that uses it and the template's own line
                 key = ("variants", index) if step.variants else ("template",)
-                raise YamlError(display, loaded.line(step, *key), f"steps.{step.id}: {err}") from None
+                raise YamlError(display, loaded.line(step, *key), f"steps.{step.id}: {template_text(err)}") from None
         if step.file is not None:
             _check_file(loaded, step, project)
         if step.action is not None and plugins is not None:
             _check_action(loaded, step, plugins)
         if step.member_tags and plugins is not None and "insight" not in plugins:
-            raise YamlError(display, loaded.line(step, "member_tags"), f"steps.{step.id}.member_tags: needs the "
-                            "insight plugin (add \"insight\" to [plugins] enabled)")
+            raise YamlError(display, loaded.line(step, "member_tags"), f"steps.{step.id}.member_tags: 需要 insight "
+                            "插件（在 qunbot.toml 的 [plugins] enabled 里加上 \"insight\"）")
         if step.text is not None:
             _check_inline(loaded, step)
         for name in step.templates:
             try:
-                _check_variables(renderer, loaded, step, name)
+                _check_variables(renderer, loaded, step, name, templates)
             except TemplateError as err:  # an included or extended template that is missing or broken
-                raise YamlError(display, loaded.line(step), f"steps.{step.id}: {name}: {err}") from None
+                raise YamlError(display, loaded.line(step), f"steps.{step.id}: {name}: {template_text(err)}") from None
         for index, _ in enumerate(step.variants or (None,)):
             _trial_render(renderer, loaded, step, index, now)
     return loaded
@@ -150,7 +152,8 @@ def _trial_render(renderer: Renderer, loaded: LoadedSop, step: Step, variant: in
         message = err.message.lower()
         signs = ("is undefined", "has no attribute", "no filter", "no test", "recursion")
         if err.over_budget or any(sign in message for sign in signs):
-            raise YamlError(loaded.doc.file, loaded.line(step), f"steps.{step.id}: {err}") from None
+            text = template_text(err, available=available_variables(loaded, step))
+            raise YamlError(loaded.doc.file, loaded.line(step), f"steps.{step.id}: {text}") from None
 
 
 def _check_inline(loaded: LoadedSop, step: Step) -> None:
@@ -159,11 +162,11 @@ def _check_inline(loaded: LoadedSop, step: Step) -> None:
     try:
         ast = _PARSER.parse(step.text)
     except jinja2.TemplateSyntaxError as err:
-        raise YamlError(loaded.doc.file, line, f"steps.{step.id}.text: {err.message}") from None
-    unknown = jinja2.meta.find_undeclared_variables(ast) - _allowed(loaded, step) - {"bot_name"}
+        raise YamlError(loaded.doc.file, line, f"steps.{step.id}.text: {explain_template(err.message or '')}"
+                        ) from None
+    unknown = jinja2.meta.find_undeclared_variables(ast) - available_variables(loaded, step)
     if unknown:
-        raise YamlError(loaded.doc.file, line, f"steps.{step.id}.text uses undefined variable(s) "
-                        f"{', '.join(sorted(unknown))} (available: {', '.join(sorted(_allowed(loaded, step)))})")
+        raise YamlError(loaded.doc.file, line, f"steps.{step.id}.text: {_unknown_text(unknown, loaded, step)}")
 
 
 def variant_of(loaded: LoadedSop, step: Step, room_id: str) -> int:
@@ -216,8 +219,8 @@ def _check_file(loaded: LoadedSop, step: Step, project: Path) -> None:
         if is_url(step.file):
             check_url_syntax(step.file)
         elif not project_file(project, step.file).is_file():
-            raise YamlError(*where, f"steps.{step.id}.file: no file {step.file!r} in the project folder (give a "
-                            "path under the project, or an http(s) URL)")
+            raise YamlError(*where, f"steps.{step.id}.file: 项目文件夹里没有 {step.file!r}"
+                            "（写项目里的路径，或 http(s) 网址）")
     except FileRefused as err:
         raise YamlError(*where, f"steps.{step.id}.file: {err}") from None
 
@@ -232,15 +235,18 @@ def _template_source(renderer: Renderer, templates: Sequence[Path], name: str) -
             try:
                 source = candidate.read_text(encoding="utf-8")
             except (OSError, UnicodeDecodeError) as err:
-                raise TemplateError(f"{folder.name}/{name}", None, f"cannot read the template (save it as UTF-8 "
-                                    f"text): {err}") from None
+                line = candidate.read_bytes()[:err.start].count(b"\n") + 1 if isinstance(err, UnicodeDecodeError) \
+                    else None
+                raise TemplateError(f"{folder.name}/{name}", line, not_utf8() if line else f"读不了这个模板：{err}"
+                                    ) from None
             renderer.check(name)
             return source
-    raise TemplateError(f"{templates[0].name}/{name}" if templates else name, None, f"template not found: {name}")
+    raise TemplateError(f"{templates[0].name}/{name}" if templates else name, None, f"找不到模板 {name}")
 
 
-def _allowed(loaded: LoadedSop, step: Step) -> set[str]:
-    allowed = {*BASE_VARIABLES, *step.vars}
+def available_variables(loaded: LoadedSop, step: Step) -> set[str]:
+    """Every name a step's text may use: the engine's variables, the step's `vars:` and `bot_name`."""
+    allowed = {*BASE_VARIABLES, "bot_name", *step.vars}
     if loaded.anchor is not None:
         allowed.add("start")
     if step.after_join is not None:
@@ -248,12 +254,41 @@ def _allowed(loaded: LoadedSop, step: Step) -> set[str]:
     return allowed
 
 
-def _check_variables(renderer: Renderer, loaded: LoadedSop, step: Step, name: str) -> None:
-    allowed = _allowed(loaded, step)
-    unknown = renderer.undeclared_variables(name) - allowed
+def _unknown_text(unknown: set[str], loaded: LoadedSop, step: Step) -> str:
+    return (f"用了没有定义的变量 {'、'.join(sorted(unknown))}（可以用的变量："
+            f"{'、'.join(sorted(available_variables(loaded, step)))}；自己的值写在这一步的 vars: 里）")
+
+
+def _check_variables(renderer: Renderer, loaded: LoadedSop, step: Step, name: str, templates: Sequence[Path]) -> None:
+    """Every variable a template names must be given, even one only in a branch that will not run for this
+    step (`{% else %}`): which branch runs can depend on the room, so only the names are checked."""
+    unknown = renderer.undeclared_variables(name) - available_variables(loaded, step)
     if unknown:
-        raise YamlError(loaded.doc.file, loaded.line(step), f"steps.{step.id}: template {name} uses undefined "
-                        f"variable(s) {', '.join(sorted(unknown))} (available: {', '.join(sorted(allowed))})")
+        where = _first_use(templates, name, unknown) or name
+        raise YamlError(loaded.doc.file, loaded.line(step), f"steps.{step.id}: 模板 {where} "
+                        f"{_unknown_text(unknown, loaded, step)}")
+
+
+def _first_use(templates: Sequence[Path], name: str, variables: set[str], depth: int = 0) -> str | None:
+    """`scripts_templates/t.j2:4`: the template file and line where one of `variables` is first read,
+    following includes (the line docs/sop.md promises)."""
+    for folder in templates:
+        path = folder / name
+        if not path.is_file():
+            continue
+        try:
+            ast = _PARSER.parse(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, jinja2.TemplateSyntaxError):
+            return None
+        lines = [n.lineno for n in ast.find_all(jinja2.nodes.Name) if n.ctx == "load" and n.name in variables]
+        if lines:
+            return f"{folder.name}/{name}:{min(lines)}"
+        if depth < 5:
+            for ref in jinja2.meta.find_referenced_templates(ast):
+                if ref and (found := _first_use(templates, ref, variables, depth + 1)):
+                    return found
+        return None
+    return None
 
 
 def _check_action(loaded: LoadedSop, step: Step, plugins: Mapping[str, Plugin]) -> None:
@@ -262,12 +297,15 @@ def _check_action(loaded: LoadedSop, step: Step, plugins: Mapping[str, Plugin]) 
     plugin = plugins.get(spec.plugin)
     if plugin is None:
         raise YamlError(file, loaded.line(step, "action", "plugin"),
-                        f"steps.{step.id}.action: plugin {spec.plugin!r} is not enabled")
+                        f"steps.{step.id}.action: 插件 {spec.plugin} 没有启用（在 qunbot.toml 的 [plugins] enabled "
+                        "里加上它）")
     action = plugin.actions.get(spec.name)
     if action is None:
-        known = ", ".join(sorted(plugin.actions)) or "none"
+        known = "、".join(sorted(plugin.actions))
+        guess = did_you_mean(spec.name, sorted(plugin.actions))
         raise YamlError(file, loaded.line(step, "action", "name"),
-                        f"steps.{step.id}.action: plugin {spec.plugin} has no action {spec.name!r} (has: {known})")
+                        f"steps.{step.id}.action: 插件 {spec.plugin} 没有动作 {spec.name}"
+                        + (f"，是不是想写 {guess}？" if guess else f"（它有的动作：{known or '无'}）"))
     if action.params is not None:
         _validate_params(loaded, step, action.params)
 
@@ -281,7 +319,9 @@ def _validate_params(loaded: LoadedSop, step: Step, model: type[BaseModel]) -> N
         loc = [str(p) for p in first["loc"]]
         line = loaded.line(step, "action", "params", *loc) if loc else loaded.line(step, "action", "params")
         where = ".".join(["params", *loc])
-        raise YamlError(loaded.doc.file, line, f"steps.{step.id}.action.{where}: {first['msg']}") from None
+        parent = first["loc"][:-1] if first["type"] == "extra_forbidden" else first["loc"]
+        text = explain_error(first, allowed=keys_at(model, parent))
+        raise YamlError(loaded.doc.file, line, f"steps.{step.id}.action.{where}: {text}") from None
 
 
 def _display(path: Path, project: Path) -> str:

@@ -8,16 +8,17 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from fnmatch import fnmatchcase
 
 from bot._config import ProjectConfig
 from bot._context import RoomInfo
+from bot._i18n import template_text
 from bot._templates import Renderer, TemplateError
 from bot._yaml import YamlError
 from bot.sop._load import LoadedSop, render_step, sample_member, sample_room, variant_of
 from bot.sop._schema import Step, Targets, parse_duration
-from bot.sop._triggers import fire_times
+from bot.sop._triggers import date_range, fire_times
 
 _WEEKDAYS = "一二三四五六日"
 KIND_LABELS = {"content": "内容", "interaction": "互动", "marketing": "营销"}
@@ -124,6 +125,7 @@ def _legend(files: dict[str, LoadedSop], shown: dict[str, LoadedSop], entries: l
             elif loaded.anchor is not None and loaded.anchor < start:
                 line += f"；这一场（{loaded.anchor:%Y-%m-%d %H:%M} 开始）已经结束"
         lines.append(line)
+        lines += _range_lines(loaded)
     skipped = [name for name in files if name not in shown and files[name].sop.enabled]
     if room and skipped:
         line = f"  （{'、'.join(skipped)} 不发到「{room}」"
@@ -131,6 +133,23 @@ def _legend(files: dict[str, LoadedSop], shown: dict[str, LoadedSop], entries: l
         if not by_topic and any(files[name].sop.targets.topics for name in skipped):
             line += "；按群名选群的文件，请用 --room 加群名预览"
         lines.append(line + "）")
+    return lines
+
+
+def _range_lines(loaded: LoadedSop) -> list[str]:
+    """The date range of each recurring step that has one, and where it comes from (from/until, or start:)."""
+    lines = []
+    for step in loaded.sop.steps:
+        trigger = loaded.triggers.get(step.id)
+        if (step.at is None and step.cron is None) or trigger is None:
+            continue
+        first, last = date_range(loaded.sop, step, getattr(trigger, "timezone", UTC))
+        if first is None and last is None:
+            continue
+        given = step.from_ or step.until or loaded.sop.from_ or loaded.sop.until
+        why = "from/until" if given else "按 start: 这一场的日子；要一直发，写 until: 不限"
+        span = (f"{first:%m-%d %H:%M}" if first else "不限") + " 到 " + (f"{last:%m-%d %H:%M}" if last else "不限")
+        lines.append(f"      · {step.id} 只在 {span} 之间发（{why}）")
     return lines
 
 
@@ -178,5 +197,5 @@ def _text_lines(entry: Entry, variant: int, target: RoomInfo, renderer: Renderer
                                member=sample_member(entry.step))
         text = rendered.text if rendered else ""
     except (TemplateError, YamlError) as err:
-        text = f"⚠ 无法渲染：{err}"
+        text = f"⚠ 无法渲染：{template_text(err) if isinstance(err, TemplateError) else err}"
     return [f"         {line}" if line.strip() else "" for line in text.splitlines()]

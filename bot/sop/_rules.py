@@ -87,10 +87,13 @@ def marketing_problems(files: Iterable[LoadedSop], rooms: Mapping[str, RoomSetti
             continue
         at, sold, total = windows[0]
         blame = next(p for p in posts if p.marketing and at <= p.at < at + WINDOW)
-        more = f"; {len(windows) - 1} more window(s) from " + ", ".join(
-            w[0].astimezone(tz).strftime("%m-%d") for w in windows[1:]) if len(windows) > 1 else ""
+        more = f"；另外还有 {len(windows) - 1} 段也超了（从 " + "、".join(
+            w[0].astimezone(tz).strftime("%m-%d") for w in windows[1:]) + " 开始）" if len(windows) > 1 else ""
+        kind, _, value = label.partition(" ")
+        who = {"room": f"群 {value}", "topic": f"群名 {value}", "tag": f"标签 {value}"}[kind]
         problems.append(
-            f"{blame.file.doc.file}:{blame.line}: long-term group rule ({label}): {sold} of {total} posts are "
-            f"marketing in the 7 days from {at.astimezone(tz).strftime('%Y-%m-%d %H:%M')} "
-            f"({sold / total:.0%} > {share:.0%} allowed by [sop] marketing_share){more}")
+            f"{blame.file.doc.file}:{blame.line}: 长期群营销比例超了（{who}）：从 "
+            f"{at.astimezone(tz).strftime('%Y-%m-%d %H:%M')} 起的 7 天里 {total} 条有 {sold} 条是营销"
+            f"（{sold / total:.0%}，[sop] marketing_share 只允许 {share:.0%}）{more}。减少 kind: marketing 的步骤、"
+            "加几条内容，或把文件改成 group: flash")
     return problems

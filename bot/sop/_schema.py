@@ -31,7 +31,7 @@ def parse_duration(text: str | int, *, signed: bool) -> timedelta:
     raw = str(text).strip()
     value = parse_offset(raw if raw.startswith(("+", "-")) or raw == "0" else f"+{raw}")
     if value < timedelta(0) and not signed:
-        raise ValueError(f"{raw!r} must not be negative")
+        raise ValueError(f"{raw!r} 不能是负数")
     return value
 
 
@@ -56,7 +56,7 @@ class Targets(_Strict):
     @model_validator(mode="after")
     def _some(self) -> Targets:
         if not (self.rooms or self.topics or self.tags):
-            raise ValueError("give at least one of rooms, topics or tags")
+            raise ValueError("至少写 rooms、topics、tags 中的一项（发到哪些群）")
         return self
 
 
@@ -87,6 +87,10 @@ class Step(_Strict):
     to: Literal["room", "dm"] = "room"
     mention: bool = True
     """Join steps in a room @-mention the new member."""
+    from_: str | None = Field(None, alias="from")
+    """Recurring steps only: first moment (or day) it may post; see `DateRange` and docs/sop.md."""
+    until: str | None = None
+    """Recurring steps only: last moment (or day) it may post; `never` lifts the default of a file with start:."""
     member_tags: tuple[str, ...] = ()
     """Join steps only: sent only to a new member who has all these insight tags when the step comes due
     (e.g. `[silent]` for a nudge); others are skipped. Needs the insight plugin."""
@@ -95,15 +99,15 @@ class Step(_Strict):
     @classmethod
     def _id(cls, value: str) -> str:
         if not _ID.fullmatch(value):
-            raise ValueError(f"step id {value!r} may use letters, digits, _, - and Chinese characters, no spaces "
-                             "(it names the step in logs and keeps each post sent once)")
+            raise ValueError(f"步骤 id {value!r} 只能用字母、数字、_、- 和汉字，不能有空格"
+                             "（它在日志里指这一步，也保证每条只发一次）")
         return value
 
     @field_validator("at")
     @classmethod
     def _hm(cls, value: str | None) -> str | None:
         if value is not None and not _HM.fullmatch(value.strip()):
-            raise ValueError(f"time {value!r} must be HH:MM, such as \"08:00\"")
+            raise ValueError(f"时间 {value!r} 要写成 时:分，如 \"08:00\"")
         return value
 
     @field_validator("offset")
@@ -125,17 +129,21 @@ class Step(_Strict):
         when = [k for k in WHEN_KEYS if getattr(self, k) is not None]
         what = [k for k in WHAT_KEYS if getattr(self, k) is not None]
         if len(when) != 1:
-            raise ValueError(f"step {self.id!r} needs exactly one of {', '.join(WHEN_KEYS)} (has {when or 'none'})")
+            raise ValueError(f"步骤 {self.id} 要写且只写 {'、'.join(WHEN_KEYS)} 中的一个（什么时候发），"
+                             f"现在{'写了 ' + '、'.join(when) if when else '一个也没写'}")
         if len(what) != 1:
-            raise ValueError(f"step {self.id!r} needs exactly one of {', '.join(WHAT_KEYS)} (has {what or 'none'})")
+            raise ValueError(f"步骤 {self.id} 要写且只写 {'、'.join(WHAT_KEYS)} 中的一个（发什么），"
+                             f"现在{'写了 ' + '、'.join(what) if what else '一个也没写'}")
         if self.days is not None and self.at is None:
-            raise ValueError("days only goes with at")
+            raise ValueError("days 只能和 at 一起用")
+        if (self.from_ is not None or self.until is not None) and self.at is None and self.cron is None:
+            raise ValueError("from / until 只用于 at 或 cron 步骤（每天、每周重复的步骤）")
         if self.member_tags and self.after_join is None:
-            raise ValueError("member_tags only works for after_join steps (it picks which new members get it)")
+            raise ValueError("member_tags 只用于 after_join 步骤（它决定哪些新成员收到）")
         if self.to == "dm" and self.after_join is None:
-            raise ValueError("to: dm only works for after_join steps (a direct message to the new member)")
+            raise ValueError("to: dm 只用于 after_join 步骤（私聊新成员）")
         if self.action is not None and self.file is not None:
-            raise ValueError("an action step cannot carry a file")
+            raise ValueError("action 步骤不能带 file")
         if self.days is not None:
             day_of_week(self.days)
         return self
@@ -162,6 +170,10 @@ class SopFile(_Strict):
     targets: Targets
     start: str | None = None
     """The anchor of `offset` steps: `2026-12-12T20:00:00+08:00` or `2026-12-12 20:00` (bot time zone)."""
+    from_: str | None = Field(None, alias="from")
+    """Every recurring step of the file posts from then on (a step's own `from` narrows it further)."""
+    until: str | None = None
+    """Every recurring step of the file posts until then."""
     grace: str = "10m"
     """Default lateness allowed for every step: later than this, a post is skipped and logged."""
     steps: tuple[Step, ...] = Field(min_length=1)
@@ -172,17 +184,12 @@ class SopFile(_Strict):
         parse_duration(value, signed=False)
         return value
 
-    @model_validator(mode="after")
-    def _consistent(self) -> SopFile:
-        ids = [s.id for s in self.steps]
-        dup = sorted({i for i in ids if ids.count(i) > 1})
-        if dup:
-            raise ValueError(f"step ids must be unique in a file: {', '.join(dup)}")
-        if self.start is not None:
-            parse_start(self.start, None)
-        elif any(s.offset is not None for s in self.steps):
-            raise ValueError("steps with offset need a start: at the top of the file")
-        return self
+    @field_validator("start")
+    @classmethod
+    def _start(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_start(value, None)
+        return value
 
     def grace_of(self, step: Step) -> timedelta:
         return parse_duration(step.grace or self.grace, signed=False)
@@ -201,7 +208,7 @@ def day_of_week(days: str | tuple[str, ...] | None = None) -> str:
         elif re.fullmatch(r"(mon|tue|wed|thu|fri|sat|sun)-(mon|tue|wed|thu|fri|sat|sun)", key):
             out.append(key)
         else:
-            raise ValueError(f"unknown day {item!r}: use mon…sun, 周一…周日, 工作日 or 周末")
+            raise ValueError(f"不认识的日子 {item!r}：请写 周一…周日、工作日、周末（或 mon…sun）")
     return ",".join(out)
 
 
@@ -210,7 +217,7 @@ def parse_start(text: str, tz: tzinfo | None) -> datetime:
     try:
         value = datetime.fromisoformat(str(text).strip())
     except ValueError:
-        raise ValueError(f"start {text!r} must be a date and time such as 2026-12-12T20:00:00+08:00") from None
+        raise ValueError(f"start {text!r} 要写成日期和时间，如 \"2026-12-12 20:00\"") from None
     if value.tzinfo is None and tz is not None:
         value = value.replace(tzinfo=tz)
     return value
@@ -219,24 +226,37 @@ def parse_start(text: str, tz: tzinfo | None) -> datetime:
 def parse_sop(doc: YamlDoc) -> SopFile:
     """Validate one loaded YAML document; a problem is a YamlError with the line."""
     if not isinstance(doc.data, dict):
-        raise YamlError(doc.file, doc.line(), "an SOP file is a mapping with targets: and steps:")
+        raise YamlError(doc.file, doc.line(), "SOP 文件的最外层要写 targets: 和 steps:（见 docs/sop.md）")
     try:
-        return SopFile.model_validate(doc.data)
+        sop = SopFile.model_validate(doc.data)
     except ValidationError as err:
-        raise _readable(doc, pydantic_error_to_yaml_error(doc, err)) from None
+        raise _step_ids(doc, pydantic_error_to_yaml_error(doc, err, model=SopFile)) from None
+    seen: set[str] = set()
+    for index, step in enumerate(sop.steps):  # on the duplicate's own line: the first one is fine
+        if step.id in seen:
+            raise YamlError(doc.file, doc.line("steps", index, "id"),
+                            f"steps.{step.id}.id: 步骤 id {step.id} 重复了（同一个文件里每个步骤的 id 要不同）")
+        seen.add(step.id)
+    if sop.start is None:
+        for index, step in enumerate(sop.steps):
+            if step.offset is not None:
+                raise YamlError(doc.file, doc.line("steps", index, "offset"), f"steps.{step.id}.offset: 用 offset "
+                                "的步骤需要在文件开头写 start:（开场时间，如 start: \"2026-12-12 20:00\"）")
+    bounds = [(("from",), "from", sop.from_), (("until",), "until", sop.until)]
+    for index, step in enumerate(sop.steps):
+        bounds += [(("steps", index, "from"), f"steps.{step.id}.from", step.from_),
+                   (("steps", index, "until"), f"steps.{step.id}.until", step.until)]
+    for path, where, value in bounds:
+        if value is not None:
+            try:
+                parse_bound(value, None, None, end=False, has_start=sop.start is not None)
+            except ValueError as err:
+                raise YamlError(doc.file, doc.line(*path), f"{where}: {err}") from None
+    return sop
 
 
-_PLAINER = {"Extra inputs are not permitted": "unknown key (docs/sop.md lists the keys an SOP file takes)",
-            "Input should be a valid tuple": "should be a list, such as [a, b]"}
-
-
-def _readable(doc: YamlDoc, err: YamlError) -> YamlError:
-    """`steps.2.at` → `steps.morning.at` (admins know their steps by id, as every other SOP error names
-    them), and pydantic's wording made plainer."""
-    message = err.message
-    for wording, plainer in _PLAINER.items():
-        message = message.replace(wording, plainer)
-    err = YamlError(err.file, err.line, message)
+def _step_ids(doc: YamlDoc, err: YamlError) -> YamlError:
+    """`steps.2.at` → `steps.morning.at`: admins know their steps by id, as every other SOP error names them."""
     found = re.match(r"steps\.(\d+)\b", err.message)
     steps = doc.data.get("steps") if isinstance(doc.data, dict) else None
     if found is None or not isinstance(steps, list):
@@ -246,6 +266,36 @@ def _readable(doc: YamlDoc, err: YamlError) -> YamlError:
     if not isinstance(step_id, str | int) or not str(step_id).strip():
         return err
     return YamlError(err.file, err.line, f"steps.{step_id}{err.message[found.end():]}")
+
+
+UNBOUNDED = ("any", "不限")
+_RELATIVE = re.compile(r"start\s*(?:([+-])\s*(\S+))?")
+_DATE = re.compile(r"(\d{4})-(\d{1,2})-(\d{1,2})")
+
+
+def parse_bound(text: str, tz: tzinfo | None, anchor: datetime | None, *, end: bool,
+                has_start: bool = True) -> datetime | None:
+    """The moment a `from:` / `until:` value means (None: unbounded, `any` or 不限). A bare date is the
+    whole day: `from` its first moment, `until` its last. `start+3d` is relative to the file's start."""
+    raw = str(text).strip()
+    if raw.lower() in UNBOUNDED:
+        return None
+    if (relative := _RELATIVE.fullmatch(raw)) is not None:
+        if not has_start:
+            raise ValueError(f"{raw} 是相对开场的时间，需要文件开头写 start:")
+        sign, amount = relative.groups()
+        offset = parse_duration(f"{sign}{amount}", signed=True) if amount else timedelta(0)
+        return None if anchor is None else anchor + offset
+    try:
+        if (day := _DATE.fullmatch(raw)) is not None:
+            moment = datetime(*map(int, day.groups()))
+            moment += timedelta(days=1, microseconds=-1) if end else timedelta(0)
+        else:
+            moment = datetime.fromisoformat(raw)
+    except ValueError:
+        raise ValueError(f"{raw!r} 要写成日期（2026-12-01）、日期和时间（2026-12-01 08:00）、"
+                         "相对开场的时间（start+3d、start-1d），或 不限") from None
+    return moment.replace(tzinfo=tz) if moment.tzinfo is None and tz is not None else moment
 
 
 def load_sop(path: Any) -> tuple[YamlDoc, SopFile]:

@@ -13,7 +13,7 @@ from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.date import DateTrigger
 
-from bot.sop._schema import SopFile, Step, day_of_week, parse_duration, parse_start
+from bot.sop._schema import SopFile, Step, day_of_week, parse_bound, parse_duration, parse_start
 
 _CRON_DAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _TICK = timedelta(microseconds=1)
@@ -27,9 +27,11 @@ def trigger_for(sop: SopFile, step: Step, tz: tzinfo) -> BaseTrigger | None:
     """The trigger of a recurring or sequence step (None for join-relative steps). ValueError if invalid."""
     if step.at is not None:
         hour, minute = step.at.strip().split(":")
-        return CronTrigger(hour=int(hour), minute=int(minute), day_of_week=day_of_week(step.days), timezone=tz)
+        first, last = date_range(sop, step, tz)
+        return CronTrigger(hour=int(hour), minute=int(minute), day_of_week=day_of_week(step.days), timezone=tz,
+                           start_date=first, end_date=last)
     if step.cron is not None:
-        return crontab(step.cron, tz)
+        return crontab(step.cron, tz, *date_range(sop, step, tz))
     if step.offset is not None:
         anchor = anchor_of(sop, tz)
         assert anchor is not None  # the schema requires start: with offsets
@@ -37,15 +39,38 @@ def trigger_for(sop: SopFile, step: Step, tz: tzinfo) -> BaseTrigger | None:
     return None
 
 
-def crontab(expr: str, tz: tzinfo) -> CronTrigger:
+def date_range(sop: SopFile, step: Step, tz: tzinfo) -> tuple[datetime | None, datetime | None]:
+    """When a recurring step may post: its own `from`/`until`, else the file's, else, in a file with
+    `start:`, the days its sequence spans (a daily post in a sale file must not outlive the sale).
+    Both ends are inclusive; None is unbounded."""
+    anchor = anchor_of(sop, tz)
+    first, last = default_range(sop, tz) if anchor is not None else (None, None)
+    for text, end in ((step.from_ or sop.from_, False), (step.until or sop.until, True)):
+        if text is not None:
+            value = parse_bound(text, tz, anchor, end=end)
+            first, last = (first, value) if end else (value, last)
+    return first, last
+
+
+def default_range(sop: SopFile, tz: tzinfo) -> tuple[datetime, datetime]:
+    """The whole days from the first to the last post of a file's sequence (its start included)."""
+    anchor = anchor_of(sop, tz)
+    assert anchor is not None
+    moments = [anchor] + [anchor + parse_duration(s.offset, signed=True) for s in sop.steps if s.offset is not None]
+    first = min(moments).astimezone(tz).replace(hour=0, minute=0, second=0, microsecond=0)
+    last = max(moments).astimezone(tz).replace(hour=23, minute=59, second=59, microsecond=999999)
+    return first, last
+
+
+def crontab(expr: str, tz: tzinfo, first: datetime | None = None, last: datetime | None = None) -> CronTrigger:
     """A standard five-field crontab line. APScheduler 3's own `from_crontab` counts weekdays from
     Monday = 0; crontab counts from Sunday = 0, so numeric weekdays are translated to names first."""
     fields = expr.split()
     if len(fields) != 5:
-        raise ValueError(f"cron {expr!r} needs five fields: minute hour day month weekday")
+        raise ValueError(f"cron {expr!r} 要写五段：分 时 日 月 星期（如 \"0 8 * * 1-5\"）")
     minute, hour, day, month, weekday = fields
     return CronTrigger(minute=minute, hour=hour, day=day, month=month, day_of_week=_cron_weekdays(weekday),
-                       timezone=tz)
+                       timezone=tz, start_date=first, end_date=last)
 
 
 def _cron_weekdays(field: str) -> str:

@@ -211,10 +211,6 @@ def _entries_here(ctx: Context, bank: FaqBank) -> set[str] | None:
     return _entries_for_topic(bank, ctx.room.topic if ctx.room else "", ctx.room_id)
 
 
-_plans: dict[str, tuple[str, object]] = {}
-"""event id -> what the handler will do ("entry", Match) or ("ai", question): decided by the rule."""
-
-
 async def _will_answer(ctx: Context) -> bool:
     """Rule of the FAQ matcher: an entry answers, or the AI is to be asked. Blocks lower handlers then."""
     text = ctx.text.strip()
@@ -236,9 +232,7 @@ async def _will_answer(ctx: Context) -> bool:
         plan = ("ai", text)
     else:
         return False
-    if len(_plans) > 10_000:
-        _plans.clear()
-    _plans[ctx.event.id] = plan
+    ctx.state["plan"] = plan
     return True
 
 
@@ -247,7 +241,7 @@ asked = plugin.on_message(rule=_will_answer, priority=80, block=True)
 
 @asked.handle
 async def answer(ctx: Context) -> None:
-    kind, what = _plans.pop(ctx.event.id, ("", None))
+    kind, what = ctx.state.get("plan", ("", None))
     if kind == "entry":
         assert isinstance(what, Match)
         _answered[(ctx.room_id or f"dm:{ctx.member_id}", what.entry.id)] = ctx.now

@@ -100,8 +100,6 @@ plugin = Plugin(
 plugin.service = service
 
 _words: dict[str, WatchedFile[GuardWords]] = {}
-_findings: dict[str, Finding] = {}
-"""event id -> the finding the rule check made, for the handler that acts on it (bounded below)."""
 _joins: dict[tuple[str, str], list[datetime]] = {}
 
 
@@ -138,7 +136,6 @@ def _watch(ctx: Context) -> FloodWatch:
 async def forget_windows(ctx: Context) -> None:
     """A (re)started bot starts its flood windows afresh; strikes are in the database and stay."""
     service.watches.clear()
-    _findings.clear()
     _joins.clear()
 
 
@@ -184,9 +181,7 @@ async def _violates(ctx: Context) -> bool:
                 break
     if finding is None:
         return False
-    if len(_findings) > 10_000:
-        _findings.clear()
-    _findings[ctx.event.id] = finding
+    ctx.state["finding"] = finding
     return True
 
 
@@ -195,7 +190,7 @@ watch = plugin.on_message(rule=_violates, priority=1, block=True)
 
 @watch.handle
 async def act(ctx: Context) -> None:
-    finding = _findings.pop(ctx.event.id, None)
+    finding = ctx.state.get("finding")
     if finding is None or ctx.room_id is None or ctx.member_id is None:
         return
     config = ctx.config

@@ -64,7 +64,7 @@ class IcebreakConfig(BaseModel):
             try:
                 re.compile(value)
             except re.error as err:
-                raise ValueError(f"not a valid regular expression: {err}") from None
+                raise ValueError(f"不是有效的正则表达式：{err}") from None
         return value
 
     @field_validator("nickname_example")
@@ -74,7 +74,7 @@ class IcebreakConfig(BaseModel):
             return value  # the format itself is wrong, and that error is reported
         readable, regex = info.data["nickname_format"], info.data["nickname_pattern"]
         if not nickname_fits(value, regex or pattern_from_format(readable)):
-            raise ValueError(f"{value!r} does not fit the nickname format {regex or readable!r}")
+            raise ValueError(f"示例 {value!r} 不符合群昵称格式 {regex or readable!r}")
         return value
 
     @model_validator(mode="after")

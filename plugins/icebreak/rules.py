@@ -28,7 +28,8 @@ def pattern_from_format(readable: str) -> str:
     seps = re.findall(f"[{re.escape(SEPARATORS)}]+", text)
     fields = [f for f in re.split(f"[{re.escape(SEPARATORS)}]+", text) if f]
     if len(fields) < 2 or not seps:
-        raise ValueError(f"nickname_format {readable!r} needs at least two fields joined by one of {SEPARATORS!r}")
+        raise ValueError(f"nickname_format {readable!r} 至少要两段，用 {' '.join(SEPARATORS.strip())} 或空格"
+                         "连起来（如 城市-昵称-职业）")
     used = set("".join(seps))
     other = re.escape("".join(sorted(used - {" "})))
     # Inner spaces allowed, none at the ends (they belong to the separator) — unless a space separates.

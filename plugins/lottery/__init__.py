@@ -15,12 +15,12 @@ from typing import Any
 from pydantic import BaseModel, Field, ValidationError
 from sqlmodel import col, func, select
 
-from bot import OPERATOR, ROOM_ADMIN, Context, Plugin, insert_unique
+from bot import OPERATOR, ROOM_ADMIN, Context, Merge, Plugin, explain_validation, insert_unique
 
 from . import beacon as drand
 from .fairness import canonical_entrants, commitment, draw_winners, mixed_seed
 from .models import MIGRATIONS, LotteryDraw, LotteryEntry
-from .options import StartDraw, parse_command, parse_moment
+from .options import COMMAND_KEYS, StartDraw, parse_command, parse_moment
 from .posted import closed_footer, drawn_footer, normalize_value, opened_footer
 from .service import LotteryService
 
@@ -183,8 +183,14 @@ async def enter(ctx: Context) -> None:
     if not ctx.config.confirm_entries:
         return
     count = len(ctx.db.exec(select(LotteryEntry.id).where(LotteryEntry.draw_id == draw.id)).all())
-    await ctx.say(template="lottery/entered.j2" if added else "lottery/duplicate.j2", draw=draw, count=count,
-                  mentions=(ctx.member_id,), key=f"lottery:{draw.id}:entry:{ctx.event.id}")
+    key = f"lottery:{draw.id}:entry:{ctx.event.id}"
+    if not added:
+        await ctx.say(template="lottery/duplicate.j2", draw=draw, count=count, mentions=(ctx.member_id,), key=key)
+        return
+    deadline = f"{draw.deadline.astimezone(ctx.now.tzinfo):%H:%M}"
+    await ctx.say(template="lottery/entered.j2", draw=draw, count=count, mentions=(ctx.member_id,), key=key,
+                  merge=Merge(f"lottery.entered:{draw.id}", "lottery/entered_merged.j2",
+                              {"number": count, "deadline": deadline}))
 
 
 def _ineligible(ctx: Context, draw: LotteryDraw) -> list[str]:
@@ -311,8 +317,7 @@ async def show_history(ctx: Context) -> None:
 
 
 def _short(err: Exception) -> str:
+    """Why a command was refused, in the member's words: `奖品` rather than pydantic's `prize: Field required`."""
     if isinstance(err, ValidationError):
-        first = err.errors(include_url=False)[0]
-        where = ".".join(str(part) for part in first["loc"])
-        return f"{where}: {first['msg'].removeprefix('Value error, ')}"
+        return explain_validation(err, StartDraw, names={v: k for k, v in reversed(COMMAND_KEYS.items())})
     return str(err)

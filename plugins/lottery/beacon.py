@@ -12,9 +12,10 @@ import asyncio
 import hashlib
 import json
 import math
+import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -105,9 +106,21 @@ async def fetch(settings: BeaconSettings, number: int) -> Beacon:
     return beacon
 
 
+def _bls() -> Any:
+    """py_ecc's BLS scheme. Importing py_ecc raises the whole interpreter's recursion limit to 100 000,
+    which turns any runaway recursion in the bot (an admin's template that includes itself) into a crash of
+    the process instead of a RecursionError: the limit is put back."""
+    limit = sys.getrecursionlimit()
+    try:
+        from py_ecc.bls import G2Basic
+    finally:
+        sys.setrecursionlimit(limit)
+    return G2Basic
+
+
 def check(settings: BeaconSettings, beacon: Beacon, number: int) -> list[str]:
     """Why this is not round `number` of the pinned chain (empty: it is)."""
-    from py_ecc.bls import G2Basic
+    G2Basic = _bls()
 
     problems: list[str] = []
     if beacon.round != number:

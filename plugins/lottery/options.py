@@ -81,13 +81,13 @@ def parse_moment(text: str, now: datetime, *, future: bool = False) -> datetime:
     if match := _TIME_OF_DAY.fullmatch(cleaned):
         hour, minute = int(match[1]), int(match[2])
         if hour > 23 or minute > 59:
-            raise ValueError(f"bad time {text!r}")
+            raise ValueError(f"时间 {text} 不对（时 0–23，分 0–59）")
         moment = now.replace(hour=hour, minute=minute, second=0, microsecond=0)
         return moment + timedelta(days=1) if future and moment <= now else moment
     try:
         parsed = datetime.fromisoformat(cleaned.replace(" ", "T", 1))
     except ValueError:
-        raise ValueError(f"bad time {text!r}: use 20:00, 2026-11-23 or 2026-11-23 20:00") from None
+        raise ValueError(f"时间 {text} 看不懂：写 20:00、2026-11-23 或 2026-11-23 20:00") from None
     return parsed.replace(tzinfo=now.tzinfo) if parsed.tzinfo is None else parsed
 
 
@@ -102,13 +102,13 @@ def parse_command(args: str, *, posted: bool = False) -> StartDraw:
         if sep:
             keys = POSTED_KEYS if posted else COMMAND_KEYS
             if key not in keys:
-                raise ValueError(f"unknown option {key!r}")
+                raise ValueError(f"不认识「{key}」：能写的有 {'、'.join(keys)}")
             last = keys[key]
             values[last] = value
         elif last is not None:
             values[last] = f"{values[last]} {token}"
         else:
-            raise ValueError(f"expected key=value, got {token!r}")
+            raise ValueError(f"「{token}」要写成 名称=值，如 奖品=口红")
     data: dict[str, object] = dict(values)
     for flag in ("signed_in_today", "include_admins"):
         if flag in values:

@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
-from bot import OPERATOR, ROOM_ADMIN, Context, MembersJoined, Plugin, parse_duration
+from bot import OPERATOR, ROOM_ADMIN, Context, MembersJoined, Merge, Plugin, is_direct_message, parse_duration
 
 from .catalog import CatalogFile, load_catalog
 from .models import MIGRATIONS, PointsRedemption
@@ -56,9 +56,9 @@ class PointsConfig(BaseModel):
     @classmethod
     def _ascending(cls, levels: list[LevelConfig]) -> list[LevelConfig]:
         if not levels or levels[0].threshold != 0:
-            raise ValueError("the first level must start at threshold 0")
+            raise ValueError("第一个等级的 threshold 要从 0 开始")
         if any(b.threshold <= a.threshold for a, b in itertools.pairwise(levels)):
-            raise ValueError("level thresholds must increase")
+            raise ValueError("等级的 threshold 要一级比一级高")
         return levels
 
     @model_validator(mode="after")
@@ -129,7 +129,9 @@ async def sign_in(ctx: Context) -> None:
                         streak=points.streak(ctx.db, ctx.room_id, ctx.member_id, ctx.today))
         return
     await ctx.reply(template="points/signin_ok.j2", signin=done, balance=done.balance,
-                    tomorrow=ctx.config.points_for_streak(done.streak + 1))
+                    tomorrow=ctx.config.points_for_streak(done.streak + 1),
+                    merge=Merge("points.signin", "points/signin_merged.j2",
+                                {"points": done.points, "streak": done.streak}))
 
 
 balance = plugin.on_fullmatch("积分", "我的积分", words_from="balance_words",
@@ -144,6 +146,23 @@ async def show_balance(ctx: Context) -> None:
                     streak=service.streak(ctx.db, ctx.room_id, ctx.member_id, ctx.today),
                     signed_today=service.signed_in_on(ctx.db, ctx.room_id, ctx.member_id, ctx.today),
                     **_levels_view(earned))
+
+
+dm_signin = plugin.on_fullmatch("签到", "打卡", words_from="signin_words", rule=is_direct_message(), priority=10,
+                                block=True)
+dm_balance = plugin.on_fullmatch("积分", "我的积分", words_from="balance_words", rule=is_direct_message(),
+                                 priority=10, block=True)
+
+
+@dm_signin.handle
+async def sign_in_privately(ctx: Context) -> None:
+    """Points belong to a room, so a private 签到 / 积分 says where to send it (instead of the bot's menu)."""
+    await ctx.reply(template="points/in_rooms_only.j2", word=ctx.text.strip(), signin=True)
+
+
+@dm_balance.handle
+async def balance_privately(ctx: Context) -> None:
+    await ctx.reply(template="points/in_rooms_only.j2", word=ctx.text.strip(), signin=False)
 
 
 ranking = plugin.on_fullmatch("排行榜", "积分排行", words_from="rank_words",

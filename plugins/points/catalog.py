@@ -44,7 +44,7 @@ def load_catalog(path: Path) -> Catalog:
     try:
         catalog = Catalog.model_validate(doc.data or {})
     except ValidationError as err:
-        raise pydantic_error_to_yaml_error(doc, err) from None
+        raise pydantic_error_to_yaml_error(doc, err, model=Catalog) from None
     seen: dict[str, int] = {}
     for index, item in enumerate(catalog.items):
         if item.name.casefold() in seen:

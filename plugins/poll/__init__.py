@@ -6,10 +6,10 @@ who asked for it, in as many messages as WeChat's mention limits need.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlmodel import col, select
 
-from bot import ROOM_ADMIN, Context, Plugin, insert_unique, parse_duration
+from bot import ROOM_ADMIN, Context, Merge, Plugin, explain_validation, insert_unique, parse_duration
 
 from .models import Poll, PollVote
 from .parsing import choice, normalize, parse_poll
@@ -38,6 +38,9 @@ class OpenPoll(BaseModel):
     options: list[str] = Field(min_length=2, max_length=20)
     duration: str | None = None
     allow_change: bool | None = None
+
+
+_NAMES = {"title": "标题", "options": "选项", "duration": "时长"}
 
 
 class FollowUp(BaseModel):
@@ -102,6 +105,9 @@ async def open_command(ctx: Context) -> None:
         params = OpenPoll(title=title, options=options, duration=duration)
         if duration:
             parse_duration(duration)
+    except ValidationError as err:  # before ValueError, its base: pydantic's English stays out of the group
+        await ctx.reply(template="poll/usage.j2", error=explain_validation(err, OpenPoll, names=_NAMES))
+        return
     except ValueError as err:
         await ctx.reply(template="poll/usage.j2", error=str(err).splitlines()[0])
         return
@@ -159,7 +165,9 @@ async def vote(ctx: Context) -> None:
             outcome, index = "kept", ballot.option
     if ctx.config.confirm_votes:
         await ctx.reply(template="poll/voted.j2", poll=poll, outcome=outcome, number=index + 1,
-                        option=poll.options[index])
+                        option=poll.options[index],
+                        merge=Merge(f"poll.voted:{poll.id}", "poll/voted_merged.j2",
+                                    {"outcome": outcome, "number": index + 1, "option": poll.options[index]}))
 
 
 # --- results and close ------------------------------------------------------------------------------

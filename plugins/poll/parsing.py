@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
-_SEPARATORS = re.compile(r"[|\n]")
+_SEPARATORS = re.compile(r"[|｜\n]")
 _NUMBER = re.compile(r"(?:第\s*)?(\d{1,2})\s*(?:号|个|项)?")
 _NUMERALS = {"一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9, "十": 10}
 _TRIM = " \t.。,，!！?？~～:：、"
@@ -17,11 +17,14 @@ def normalize(text: str) -> str:
 
 
 def parse_poll(args: str) -> tuple[str, list[str], str | None]:
-    """`下期上新选哪款？|玫瑰口红|保湿面膜|时长=1d` (or one per line) → title, options, duration."""
-    parts = [p.strip() for p in _SEPARATORS.split(unicodedata.normalize("NFKC", args)) if p.strip()]
+    """`下期上新选哪款？|玫瑰口红|保湿面膜|时长=1d` (or one per line) → title, options, duration.
+
+    Title and options keep what the admin typed (a full-width ？ stays ？); only the separators and the
+    `时长=` keyword are read width-blind."""
+    parts = [p.strip() for p in _SEPARATORS.split(args) if p.strip()]
     duration = None
-    if parts and parts[-1].startswith("时长="):
-        duration = parts.pop().removeprefix("时长=").strip()
+    if parts and unicodedata.normalize("NFKC", parts[-1]).startswith("时长="):
+        duration = unicodedata.normalize("NFKC", parts.pop()).removeprefix("时长=").strip()
     if len(parts) < 3:
         raise ValueError("需要一个标题和至少两个选项，用 | 或换行分隔")
     return parts[0], parts[1:], duration

@@ -13,7 +13,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 from sqlmodel import col, func, select
 
-from bot import ROOM_ADMIN, Context, Plugin, insert_unique
+from bot import ROOM_ADMIN, Context, Merge, Plugin, insert_unique
 
 from .bank import LETTERS, Question, check_banks, find_bank
 from .matching import is_correct, looks_like_answer
@@ -103,7 +103,7 @@ async def start_round(ctx: Context, params: StartQuiz, *, started_by: str | None
         bank_id, bank = find_bank(_banks_dir(ctx), params.bank)
     except LookupError as err:
         ctx.log.warning("quiz not started: %s", err)
-        await ctx.say(template="quiz/usage.j2", error=f"题库「{params.bank or ''}」不存在或有错误：{err}")
+        await ctx.say(template="quiz/usage.j2", error=f"没有找到题库「{params.bank or ''}」（{err}）")
         return
     count = min(params.questions or config.questions_per_round, len(bank.questions))
     quiz = QuizRound(
@@ -179,7 +179,10 @@ async def answer(ctx: Context) -> None:
         source="quiz", key=f"quiz:{quiz.id}:{index}:{ctx.member_id}", at=ctx.now)
     row.awarded = points if granted else 0
     ctx.db.add(row)
-    await ctx.reply(template="quiz/correct.j2", rank=rank, points=points if granted else 0, number=index + 1)
+    awarded = points if granted else 0
+    await ctx.reply(template="quiz/correct.j2", rank=rank, points=awarded, number=index + 1,
+                    merge=Merge(f"quiz.correct:{quiz.id}:{index}", "quiz/correct_merged.j2",
+                                {"rank": rank, "points": awarded}))
 
 
 # --- closing a question, ending the round ----------------------------------------------------------

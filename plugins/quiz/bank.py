@@ -32,14 +32,14 @@ class Question(BaseModel):
     @model_validator(mode="after")
     def _answer_given(self) -> Question:
         if self.answer is None and not self.answers:
-            raise ValueError("give `answer` (or `answers`)")
+            raise ValueError("要写 answer（或 answers）：正确答案")
         if self.choices is not None:
             if self.answer is None:
-                raise ValueError("a choice question needs `answer`: the letter of the right choice")
+                raise ValueError("选择题要写 answer：正确选项的字母")
             if choice_index(self.answer, self.choices) is None:
-                raise ValueError(f"answer {self.answer!r} is not one of the choices A-{LETTERS[len(self.choices) - 1]}")
+                raise ValueError(f"answer {self.answer!r} 不在选项 A-{LETTERS[len(self.choices) - 1]} 里")
         elif not any(normalize_answer(a) for a in self.accepted()):
-            raise ValueError("an accepted answer is empty once spaces and punctuation are dropped")
+            raise ValueError("有一个答案去掉空格和标点后是空的")
         return self
 
     def accepted(self) -> list[str]:
@@ -73,7 +73,7 @@ def load_bank(path: Path) -> Bank:
     try:
         return Bank.model_validate(doc.data)
     except ValidationError as err:
-        raise pydantic_error_to_yaml_error(doc, err) from None
+        raise pydantic_error_to_yaml_error(doc, err, model=Bank) from None
 
 
 def bank_files(folder: Path) -> list[Path]:
@@ -82,16 +82,22 @@ def bank_files(folder: Path) -> list[Path]:
 
 def find_bank(folder: Path, wanted: str | None) -> tuple[str, Bank]:
     """A bank by file stem or `name` (the first bank if `wanted` is empty); LookupError if none fits."""
-    errors: list[str] = []
+    broken: list[str] = []
+    names: list[str] = []
     for path in bank_files(folder):
         try:
             bank = load_bank(path)
-        except YamlError as err:
-            errors.append(str(err))
+        except YamlError as err:  # its message without the file's path: members read this
+            broken.append(f"{path.stem}（{err.message}）")
             continue
+        names.append(bank.name or path.stem)
         if not wanted or wanted in (path.stem, bank.name):
             return path.stem, bank
-    raise LookupError(errors[0] if errors else f"no question bank {wanted or ''!r} in {folder}")
+    # Members read this: bank names only, never the server's paths (admins find the details in `qunbot check`).
+    found = f"现有题库：{'、'.join(names)}" if names else "还没有可用的题库"
+    if broken:
+        found += f"；有错误的题库：{'、'.join(broken)}，请管理员运行 qunbot check"
+    raise LookupError(found)
 
 
 def check_banks(folder: Path) -> Iterator[str]:

@@ -23,8 +23,9 @@ class WelcomeConfig(BaseModel):
 
     delay: str = "30s"
     """How long after the first join the greeting goes out; joins within it share the message."""
-    max_mentions: int = Field(default=20, ge=1, le=100)
-    """At most this many newcomers @-mentioned in one message; larger batches are split."""
+    max_mentions: int | None = Field(default=None, ge=1, le=100)
+    """At most this many newcomers @-mentioned in one message; larger batches are split. Default: the
+    account's `pacing.max_mentions`, the same limit merged replies (签到 …) keep."""
     invite_words: list[str] = ["邀请记录", "邀请榜"]
     """Admin command: who invited how many newcomers into this room."""
     invite_top: int = Field(default=10, ge=1, le=50)
@@ -125,7 +126,8 @@ async def greet(ctx: Context) -> None:
             row.status = "left"
         ctx.db.add(row)
     batch = list(here.values())
-    chunks = [batch[i:i + config.max_mentions] for i in range(0, len(batch), config.max_mentions)]
+    size = config.max_mentions or ctx.max_mentions
+    chunks = [batch[i:i + size] for i in range(0, len(batch), size)]
     for number, chunk in enumerate(chunks, start=1):
         inviters = list(dict.fromkeys(r.inviter_id for r in chunk if r.inviter_id and r.inviter_id not in here))
         await ctx.say(template="welcome/greeting.j2", newcomers=[ctx.member_info(r.member_id) for r in chunk],

@@ -143,7 +143,7 @@ async def test_an_admin_who_addresses_the_bot_tags_the_member_not_the_bot(harnes
     ({"tags": {"x": "active_days(7) >="}}, "tags.x"),
     ({"tags": {"x": "chats > 3"}}, "unknown name(s) chats"),
     ({"stages": {"vip": "true"}}, "unknown stage 'vip'"),
-    ({"recompute_every": "soon"}, "bad duration"),
+    ({"recompute_every": "soon"}, "时长 'soon' 看不懂"),
 ])
 async def test_bad_rules_are_config_errors_naming_the_key(repo, rules, message):
     with pytest.raises(ConfigError) as err:

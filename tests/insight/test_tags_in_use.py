@@ -50,7 +50,7 @@ async def test_member_tags_need_the_insight_plugin(tmp_path):
 
     project = _project(tmp_path, NUDGE)
     _, problems = load_project(project, load_config(project))
-    assert len(problems) == 1 and "nudge.yaml:6" in problems[0] and "insight plugin" in problems[0]
+    assert len(problems) == 1 and "nudge.yaml:6" in problems[0] and "需要 insight 插件" in problems[0]
 
 
 async def test_member_tags_only_on_join_steps(tmp_path):
@@ -59,7 +59,7 @@ async def test_member_tags_only_on_join_steps(tmp_path):
 
     project = _project(tmp_path, NUDGE.replace("after_join: 3d", 'at: "08:00"'))
     _, problems = load_project(project, load_config(project))
-    assert len(problems) == 1 and "member_tags only works for after_join steps" in problems[0]
+    assert len(problems) == 1 and "member_tags 只用于 after_join 步骤" in problems[0]
 
 
 async def test_lottery_only_for_active_members(repo):

@@ -251,7 +251,7 @@ def test_readable_format_becomes_a_pattern():
     assert rules.nickname_fits("Shanghai-Anna Lee-UX designer", pattern)
     for wrong in ("小红", "上海-小红", "上海--设计师", "上海-小红-设计师-猫", "", None):
         assert not rules.nickname_fits(wrong, pattern)
-    with pytest.raises(ValueError, match="at least two fields"):
+    with pytest.raises(ValueError, match="至少要两段"):
         rules.pattern_from_format("昵称")
 
 
@@ -267,9 +267,9 @@ async def test_an_explicit_pattern_wins_over_the_readable_format(repo):
 
 
 @pytest.mark.parametrize(("rooms", "settings", "complaint"), [
-    ({}, {"nickname_example": "小红"}, "plugins.icebreak.nickname_example: Value error, '小红' does not fit"),
-    ({}, {"nickname_pattern": "(["}, "plugins.icebreak.nickname_pattern: Value error, not a valid regular"),
-    ({}, {"nickname_format": "昵称"}, "plugins.icebreak.nickname_format: Value error, nickname_format '昵称' needs"),
+    ({}, {"nickname_example": "小红"}, "plugins.icebreak.nickname_example: 示例 '小红' 不符合群昵称格式"),
+    ({}, {"nickname_pattern": "(["}, "plugins.icebreak.nickname_pattern: 不是有效的正则表达式"),
+    ({}, {"nickname_format": "昵称"}, "plugins.icebreak.nickname_format: nickname_format '昵称' 至少要两段"),
     ({}, {"remind_after": "later"}, "plugins.icebreak.remind_after"),
     ({"g2": {"plugins": {"icebreak": {"nickname_format": "昵称|城市"}}}}, {}, "rooms.g2.plugins.icebreak"),
 ])

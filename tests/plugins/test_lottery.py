@@ -13,6 +13,7 @@ import pytest
 from click.testing import CliRunner
 from sqlmodel import select
 
+from bot._i18n import is_translated
 from bot.cli import main
 from bot.testing import BotHarness
 
@@ -167,7 +168,23 @@ async def test_bad_command_explains_usage(harness):
         await _harness_with_room(bot)
         await _open(bot, "奖品=口红 名额=零 时长=10m")
         text = bot.pop_text()
-    assert "抽奖没有开始" in text and "winners" in text and "用法" in text
+    assert "抽奖没有开始：名额: 要写整数（现在是 零）" in text and "用法" in text
+
+
+@pytest.mark.parametrize(("args", "reason"), [
+    ("名额=3 时长=10m", "抽奖没有开始：缺少奖品"),
+    ("奖品=口红 名额=0", "抽奖没有开始：名额: 不能小于 1（现在是 0）"),
+    ("奖品=口红 人员=3", "抽奖没有开始：不认识「人员」"),
+    ("口红", "抽奖没有开始：「口红」要写成 名称=值"),
+    ("奖品=口红 截止=25:00", "抽奖没有开始：截止: 时间 25:00 不对"),
+])
+async def test_a_bad_command_is_answered_in_chinese_with_what_to_type(harness, args, reason):
+    async with harness as bot:
+        await _harness_with_room(bot)
+        await _open(bot, args)
+        text = bot.pop_text()
+    assert text.startswith(f"@群主 {reason}") and "用法：开始抽奖 奖品=口红" in text, text
+    assert is_translated(text)
 
 
 async def test_draw_open_across_a_crash_is_drawn_once_at_its_deadline(harness):

@@ -14,13 +14,26 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from py_ecc.bls import G2Basic
 from sqlmodel import select
 
 from bot.cli import main
 from bot.testing import BotHarness
 
 REPO = Path(__file__).resolve().parents[2]
+
+
+def _bls():
+    """py_ecc, imported without keeping the recursion limit of 100 000 it sets for the whole process (left so,
+    every later test's runaway recursion, such as a self-including template, crashes pytest)."""
+    limit = sys.getrecursionlimit()
+    try:
+        from py_ecc.bls import G2Basic
+    finally:
+        sys.setrecursionlimit(limit)
+    return G2Basic
+
+
+G2Basic = _bls()
 MEMBERS = {"owner1": "群主", "u1": "Alice", "u2": "Bob", "u3": "Carol", "u4": "Dave", "u5": "Eve"}
 START = datetime.fromisoformat("2026-11-23T09:00:00+08:00")
 
@@ -592,3 +605,17 @@ async def test_beacon_and_announced_draws_verify_on_postgresql(postgres_url, moc
         draws = [_draw(bot, draw_id) for draw_id in (1, 2)]
     assert [d.status for d in draws] == ["drawn", "drawn"] and draws[0].beacon["round"] == draws[0].beacon_round
     assert all(r.ok for r in results), [r.report() for r in results]
+
+
+def test_checking_a_beacon_leaves_the_interpreters_recursion_limit_alone():
+    """py_ecc raises the limit to 100 000 on import; left so, a template that includes itself would crash the
+    bot (a C stack overflow) instead of being an error on its line."""
+    import subprocess
+
+    code = ("import sys; sys.path.insert(0, 'plugins'); before = sys.getrecursionlimit()\n"
+            "from lottery import beacon\n"
+            "beacon._bls()\n"
+            "assert sys.getrecursionlimit() == before, sys.getrecursionlimit()\n")
+    result = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[2],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr

@@ -224,7 +224,7 @@ def test_levels_must_start_at_zero_and_increase(tmp_path):
         f'[plugins]\ndirs = ["{REPO / "plugins"}"]\nenabled = ["points"]\n'
         '[[plugins.points.levels]]\nname = "a"\nthreshold = 10\n', encoding="utf-8")
     result = CliRunner().invoke(main, ["--project", str(tmp_path), "check"])
-    assert result.exit_code != 0 and "threshold 0" in result.stderr + result.stdout
+    assert result.exit_code != 0 and "threshold 要从 0 开始" in result.stderr + result.stdout
 
 
 async def test_ranking_lists_the_top_members_of_the_room(bot):

@@ -34,6 +34,7 @@ async def test_votes_by_number_or_text_and_changed_votes(repo):
         await bot.say("g1", "u4", "投票结果")
         results = bot.pop_text()
     assert "1. 玫瑰口红" in opened and "3. 眼霜" in opened
+    assert "下期上新选哪款？" in opened and "?" not in opened  # the title as typed, full-width ？ kept
     assert votes == {"u1": 1, "u2": 1, "u3": 1}
     assert replies == ["@Alice 已投 1. 玫瑰口红", "@Bob 已投 2. 保湿面膜", "@Carol 已投 2. 保湿面膜",
                        "@Alice 已改投 2. 保湿面膜", "@Alice 你已经投了 2. 保湿面膜"]
@@ -93,3 +94,27 @@ async def test_follow_up_by_sop_action_and_non_admin_denied(repo):
         [message] = bot.pop()
     assert "投票结束：选款（1 票）" in closed
     assert message.mentions == ("u1",) and "面膜上架了" in message.text
+
+
+async def test_full_width_separators_and_punctuation_in_a_poll_are_kept(repo):
+    async with BotHarness(repo, plugins=["poll"]) as bot:
+        bot.room("g1", members=MEMBERS, admins=["owner1"])
+        await bot.say("g1", "owner1", "发起投票 周末去哪儿？｜爬山！｜看展（美术馆）｜时长＝1h")
+        opened = bot.pop_text()
+        await bot.say("g1", "u1", "看展(美术馆)")       # half-width brackets still vote for the option
+        vote = bot.pop_text()
+    assert "周末去哪儿？" in opened and "1. 爬山！" in opened and "2. 看展（美术馆）" in opened, opened
+    assert vote == "@Alice 已投 2. 看展（美术馆）"
+
+
+async def test_a_bad_poll_command_is_answered_in_chinese(repo):
+    from bot._i18n import is_translated
+
+    async with BotHarness(repo, plugins=["poll"]) as bot:
+        bot.room("g1", members=MEMBERS, admins=["owner1"])
+        await bot.say("g1", "owner1", "发起投票 选哪个|" + "|".join(f"款{i}" for i in range(21)))
+        too_many = bot.pop_text()
+        await bot.say("g1", "owner1", "发起投票 选哪个|红|蓝|时长=一会儿")
+        bad_duration = bot.pop_text()
+    assert "选项: 最多只能写 20 项" in too_many and is_translated(too_many), too_many
+    assert "时长 '一会儿' 看不懂" in bad_duration, bad_duration

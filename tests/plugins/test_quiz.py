@@ -142,9 +142,14 @@ async def test_admins_start_and_members_cannot():
         await bot.runtime.invoke_action(bot.sim.account, "quiz", "start", room_id="g1", key="sop:quiz",
                                         params={"questions": 1, "seconds": 30})
         await bot.drain()
-        assert "共 1 题，每题 30秒" in bot.pop_text()
+        assert "共 1 题，每题限时 30秒" in bot.pop_text()
         await bot.advance("30s")
         assert "排行榜" in bot.pop_text()
+        await bot.runtime.invoke_action(bot.sim.account, "quiz", "start", room_id="g1", key="sop:quiz2",
+                                        params={"questions": 1, "seconds": 60})
+        await bot.drain()
+        started = bot.pop_text()
+        assert "每题限时 1分钟" in started and "1分，" not in started  # 分 alone, next to 积分, read as points
 
 
 def test_check_reports_bad_bank_with_file_and_line(tmp_path):
@@ -155,7 +160,7 @@ def test_check_reports_bad_bank_with_file_and_line(tmp_path):
         "name: 坏题库\nquestions:\n  - question: 一加一？\n    choices: [一, 二]\n    answer: C\n", encoding="utf-8")
     result = CliRunner().invoke(main, ["--project", str(tmp_path), "check"])
     assert result.exit_code != 0
-    assert "bad.yaml:3: questions.0: answer 'C' is not one of the choices A-B" in result.stderr
+    assert "bad.yaml:3: questions.0: answer 'C' 不在选项 A-B 里" in result.stderr
 
 
 async def test_an_sop_step_starts_a_round_through_the_action_hook_and_it_survives_a_restart():
@@ -170,3 +175,10 @@ async def test_an_sop_step_starts_a_round_through_the_action_hook_and_it_survive
         await bot.advance("60s")
         revealed = bot.pop_text()
         assert "第 2/2 题" in revealed and _balance(bot, "u1") == 10
+
+
+async def test_an_unknown_bank_is_answered_with_the_banks_there_are_and_no_server_paths():
+    async with _harness() as bot:
+        reply = await _start(bot, "没这个 3")
+    assert reply.startswith("答题没有开始：没有找到题库「没这个」（现有题库：护肤小知识）"), reply
+    assert "用法：开始答题 题库名 题数" in reply and "/" not in reply.split("用法")[0]

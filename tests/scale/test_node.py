@@ -74,5 +74,5 @@ async def test_two_nodes_share_the_accounts_and_the_survivor_takes_every_account
 
 
 def test_a_heartbeat_too_slow_for_the_lease_is_a_config_error():
-    with pytest.raises(ConfigError, match=r"cluster: .*heartbeat \(20.0s\) must be at most half of lease_ttl"):
+    with pytest.raises(ConfigError, match=r"cluster: heartbeat（20.0 秒）最多是 lease_ttl（30.0 秒）的一半"):
         parse_config({"cluster": {"lease_ttl": 30, "heartbeat": 20}})
