@@ -190,6 +190,7 @@ def test_one_post_over_the_monthly_budget_is_refused(tmp_path):
     from bot.sop._check import load_project
 
     daily_and_once = (THREE_DAILY.split("  - id: noon")[0].replace("targets:", 'start: "2026-12-10 10:00"\ntargets:')
+                      .replace('at: "08:00"', 'at: "08:00"\n    from: "2026-12-01"\n    until: "2026-12-31"')
                       + "  - id: once\n    offset: +1h\n    text: 活动开始\n")
     project = quota_project(tmp_path, daily_and_once)
     config = load_config(project)
