@@ -14,9 +14,19 @@ from typing import Any
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
-from bot import OPERATOR, ROOM_ADMIN, Context, MembersJoined, Merge, Plugin, is_direct_message, parse_duration
+from bot import (
+    OPERATOR,
+    ROOM_ADMIN,
+    Context,
+    MembersJoined,
+    Merge,
+    Plugin,
+    WatchedFile,
+    is_direct_message,
+    parse_duration,
+)
 
-from .catalog import CatalogFile, load_catalog
+from .catalog import Catalog, load_catalog
 from .models import MIGRATIONS, PointsRedemption
 from .service import DEFAULT_LEVELS, MAX_CHANGE, InsufficientPoints, Level, PointsService, SoldOut
 
@@ -83,7 +93,7 @@ plugin = Plugin(
 )
 service = PointsService()
 plugin.service = service
-_catalogs: dict[str, CatalogFile] = {}
+_catalogs: dict[str, WatchedFile[Catalog]] = {}
 
 
 @plugin.on_startup
@@ -100,9 +110,9 @@ def check_catalog(project: Any, config: PointsConfig) -> list[str]:
     return []
 
 
-def _catalog(ctx: Context) -> CatalogFile:
+def _catalog(ctx: Context) -> WatchedFile[Catalog]:
     path = ctx.project / ctx.config.catalog
-    return _catalogs.setdefault(str(path), CatalogFile(path))
+    return _catalogs.setdefault(str(path), WatchedFile(path, load_catalog, Catalog()))
 
 
 def _levels_view(earned: int) -> dict[str, Any]:

@@ -52,23 +52,3 @@ def load_catalog(path: Path) -> Catalog:
                             f"商品「{item.name}」重复（第 {seen[item.name.casefold()] + 1} 项已有）")
         seen[item.name.casefold()] = index
     return catalog
-
-
-class CatalogFile:
-    """The catalog re-read when the file changes; a broken edit keeps the last good version running."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._stamp: float | None = None
-        self._catalog = Catalog()
-        self.error: YamlError | None = None
-
-    def get(self) -> Catalog:
-        stamp = self.path.stat().st_mtime_ns if self.path.exists() else None
-        if stamp != self._stamp:
-            self._stamp = stamp
-            try:
-                self._catalog, self.error = load_catalog(self.path), None
-            except YamlError as err:
-                self.error = err
-        return self._catalog
