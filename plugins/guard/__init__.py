@@ -100,6 +100,7 @@ plugin = Plugin(
 plugin.service = service
 
 _words: dict[str, WatchedFile[GuardWords]] = {}
+_rules: dict[tuple[object, ...], list[LinkRule | QrCodeRule | ShareRule | ContactRule | BannedWordRule]] = {}
 _joins: dict[tuple[str, str], list[datetime]] = {}
 
 
@@ -110,15 +111,23 @@ def _words_file(project: Path, config: GuardConfig) -> WatchedFile[GuardWords]:
 
 def _content_rules(project: Path, config: GuardConfig
                    ) -> list[LinkRule | QrCodeRule | ShareRule | ContactRule | BannedWordRule]:
-    words = _words_file(project, config).get()
-    built = {
-        "link": lambda: LinkRule([*config.allowed_domains, *words.allowed_domains]),
-        "qrcode": QrCodeRule,
-        "share": ShareRule,
-        "contact": ContactRule,
-        "banned_word": lambda: BannedWordRule(words.banned_words),
-    }
-    return [built[name]() for name in config.rules if name in built]
+    """The rules for these settings, built once per version of the word list (not once per message)."""
+    watched = _words_file(project, config)
+    words = watched.get()
+    key = (str(watched.path), watched.version, tuple(config.rules), tuple(config.allowed_domains))
+    rules = _rules.get(key)
+    if rules is None:
+        built = {
+            "link": lambda: LinkRule([*config.allowed_domains, *words.allowed_domains]),
+            "qrcode": QrCodeRule,
+            "share": ShareRule,
+            "contact": ContactRule,
+            "banned_word": lambda: BannedWordRule(words.banned_words),
+        }
+        if len(_rules) > 64:  # old word-list versions
+            _rules.clear()
+        rules = _rules[key] = [built[name]() for name in config.rules if name in built]
+    return rules
 
 
 def _watch(ctx: Context) -> FloodWatch:
