@@ -114,6 +114,8 @@ class Outbox:
         """The earliest `not_before` queued since the loop last looked: a wake need not look before it."""
         self._unrecorded: dict[int, dict[str, object]] = {}
         """Outcomes the database could not record when they happened: row id -> column values."""
+        self._unclaimed: dict[int, int] = {}
+        """Claims a database error may have left behind (row id -> attempts before): nothing was sent."""
         self.lease: Lease | None = None
         """Set when processes share the database: only the lease holder claims messages."""
         self.on_disconnect: Callable[[Exception], None] | None = None
@@ -355,7 +357,7 @@ class Outbox:
     async def _step(self) -> datetime | None:
         """Send the row that may go first, if it may go now; return when to look again."""
         now = self._clock.now()
-        if self._unrecorded:
+        if self._unrecorded or self._unclaimed:
             self._record_unrecorded()
         if self._offline or (self.lease is not None and not self.lease.held()):
             return None  # woken again by `resume` / the lease keeper
@@ -403,14 +405,22 @@ class Outbox:
                 return now
             attempts = message.attempts + 1
             fence = (self.lease.fence(),) if self.lease is not None else ()
-            claimed = session.execute(
-                update(OutboxMessage).where(col(OutboxMessage.id) == row.id, OutboxMessage.status == "pending", *fence)
-                .values(status="sending", attempts=attempts)
-            )
-            session.commit()
-            if claimed.rowcount != 1:  # type: ignore[attr-defined]
-                return now
-            session.refresh(message)  # read again after the claim: replies merged in meanwhile go with it
+            try:
+                claimed = session.execute(
+                    update(OutboxMessage).where(col(OutboxMessage.id) == row.id, OutboxMessage.status == "pending",
+                                                *fence).values(status="sending", attempts=attempts)
+                )
+                if claimed.rowcount != 1:  # type: ignore[attr-defined]
+                    session.rollback()
+                    return now
+                session.refresh(message)  # inside the claim: replies merged in before it go with it
+                session.commit()
+            except SQLAlchemyError:
+                # Nothing went to WeChat. If the claim did commit (its answer lost with the connection), the
+                # row must not sit `sending` until a restart calls it uncertain: put it back in the queue.
+                assert row.id is not None
+                self._unclaimed[row.id] = attempts - 1
+                raise
             await self._deliver(session, message, now, attempts)
         return self._clock.now()
 
@@ -503,13 +513,20 @@ class Outbox:
                         status, str(err).splitlines()[0])
 
     def _record_unrecorded(self) -> None:
+        fence = (self.lease.fence(),) if self.lease is not None else ()
         with Session(self._engine) as session:
             for row_id, values in self._unrecorded.items():
                 session.execute(update(OutboxMessage).where(col(OutboxMessage.id) == row_id).values(**values))
+            for row_id, attempts in self._unclaimed.items():  # claimed, never handed over: queued again
+                session.execute(update(OutboxMessage).where(col(OutboxMessage.id) == row_id,
+                                                            OutboxMessage.status == "sending", *fence)
+                                .values(status="pending", attempts=attempts))
             session.commit()
-        log.info("outbox %s: recorded the outcome of %d message(s) from during the database outage", self.account,
-                 len(self._unrecorded))
+        if self._unrecorded:
+            log.info("outbox %s: recorded the outcome of %d message(s) from during the database outage",
+                     self.account, len(self._unrecorded))
         self._unrecorded.clear()
+        self._unclaimed.clear()
 
     def _allowed_at(self, row: Any, lane: str, now: datetime, *, closed: bool = False) -> datetime:
         start = row.not_before.astimezone(self._clock.tz)

@@ -120,3 +120,80 @@ async def test_a_timer_and_queued_sends_due_during_an_outage_happen_once_it_is_b
     messages = [r.getMessage() for r in caplog.records]
     assert any("database unavailable; trying again" in m for m in messages)
     assert any("database error" in m and "retrying" in m for m in messages)
+
+
+async def test_a_cut_right_after_a_message_is_claimed_leaves_it_to_be_sent_not_stuck(project):
+    """The database goes away between the claim (`sending`) and the hand-over to WeChat: the message
+    is not sent yet, so it must go back to the queue and go out once the database is back, not sit
+    `sending` until a restart (which would then log it `uncertain` and never send it)."""
+    plugin = Plugin("morning")
+
+    @plugin.on_fullmatch("发").handle
+    async def send(ctx: Context) -> None:
+        await ctx.say("早安", key="morning")
+
+    async with BotHarness(project, plugins=[plugin]) as bot:
+        bot.room("g1", members={"u1": "Alice"})
+        engine = bot.runtime.engine
+        claimed = {"seen": False, "failed": False}
+
+        def fail_once_after_the_claim(conn, cursor, statement, parameters, context, executemany) -> None:
+            if claimed["seen"] and not claimed["failed"]:
+                claimed["failed"] = True
+                raise OperationalError("(statement)", {}, ConnectionError("the database is restarting"))
+            if statement.lstrip().upper().startswith("UPDATE CORE_OUTBOX") and "sending" in repr(parameters):
+                claimed["seen"] = True
+
+        event.listen(engine, "after_cursor_execute", fail_once_after_the_claim)
+        await bot.say("g1", "u1", "发")
+        await bot.advance("10s")
+        await bot.settle()
+        event.remove(engine, "after_cursor_execute", fail_once_after_the_claim)
+        texts = [m.text for m in bot.pop()]
+        with bot.db() as session:
+            rows = {r.key: r.status for r in session.exec(select(OutboxMessage))}
+    assert claimed["failed"], "the fault was never injected; nothing was tested"
+    assert texts == ["早安"]
+    assert rows == {"morning": "sent"}
+
+
+async def test_a_claim_whose_commit_answer_is_lost_goes_back_to_the_queue_and_is_sent_once(project):
+    """The claim commits, but the answer is lost with the connection: the outbox cannot know, so it puts
+    the row back to the queue (only if it is still its own `sending` claim) and sends it once."""
+    plugin = Plugin("morning")
+
+    @plugin.on_fullmatch("发").handle
+    async def send(ctx: Context) -> None:
+        await ctx.say("早安", key="morning")
+
+    async with BotHarness(project, plugins=[plugin]) as bot:
+        bot.room("g1", members={"u1": "Alice"})
+        dialect = bot.runtime.engine.dialect
+        real_commit = dialect.do_commit
+        state = {"claim": False, "lost": False}
+
+        def note_the_claim(conn, cursor, statement, parameters, context, executemany) -> None:
+            if statement.lstrip().upper().startswith("UPDATE CORE_OUTBOX") and "sending" in repr(parameters):
+                state["claim"] = True
+
+        def commit_then_lose_the_answer(dbapi_connection) -> None:
+            real_commit(dbapi_connection)
+            if state["claim"] and not state["lost"]:
+                state["lost"] = True
+                raise OperationalError("COMMIT", {}, ConnectionError("server closed the connection"))
+
+        event.listen(bot.runtime.engine, "after_cursor_execute", note_the_claim)
+        dialect.do_commit = commit_then_lose_the_answer
+        try:
+            await bot.say("g1", "u1", "发")
+            await bot.advance("10s")
+            await bot.settle()
+        finally:
+            dialect.do_commit = real_commit
+            event.remove(bot.runtime.engine, "after_cursor_execute", note_the_claim)
+        texts = [m.text for m in bot.pop()]
+        with bot.db() as session:
+            rows = {r.key: (r.status, r.attempts) for r in session.exec(select(OutboxMessage))}
+    assert state["lost"], "the fault was never injected; nothing was tested"
+    assert texts == ["早安"]
+    assert rows == {"morning": ("sent", 1)}
