@@ -30,7 +30,7 @@ from bot._events import ActionInvoked, DirectMessage, Event, RoomMessage, TimerF
 from bot._group import EventGroups, current_group
 from bot._limits import MemberRateLimit
 from bot._loader import load_plugins, plugin_configs
-from bot._members import Members
+from bot._members import SPEAKERS_FLUSH_AFTER, Members
 from bot._migrations import upgrade
 from bot._models import Room, ScheduledTask
 from bot._outbox import MIGRATIONS as OUTBOX_MIGRATIONS
@@ -78,7 +78,8 @@ class Runtime:
         )
         self.redelivery = Redelivery(self.engine)
         self.members = Members(self.engine, config, clock.now,
-                               defer=lambda callback: clock.call_at(clock.now(), callback, name="members.flush"),
+                               defer=lambda callback: clock.call_at(clock.now() + SPEAKERS_FLUSH_AFTER, callback,
+                                                                    name="members.flush"),
                                claim=lambda session, event: self.redelivery.claim(session, event, RECORD,
                                                                                   clock.now()))
         self.tasks = Tasks(self.engine, clock, self._fire_task)

@@ -71,3 +71,23 @@ async def test_a_burst_of_speakers_is_written_in_one_transaction(project) -> Non
         await bot.drain()
         assert len(commits) == 1
         assert {spoke_at(bot, "g1", f"u{i}") for i in range(5)} == {bot.now}
+
+
+async def test_speakers_spread_over_a_second_share_one_write_after_it(project) -> None:
+    """Chatter arrives one message at a time with the loop turning between (as from a live adapter):
+    the speakers' times still go in one commit, a second after the first, not one commit per turn."""
+    from sqlalchemy import event
+
+    bot = BotHarness(project, plugins=[])
+    bot.room("g1", "一群", members={f"u{i}": f"成员{i}" for i in range(10)})
+    async with bot:
+        commits = []
+        event.listen(bot.runtime.engine, "commit", lambda conn: commits.append(1))
+        first = bot.now
+        for i in range(10):
+            await bot.say("g1", f"u{i}", "哈哈", drain=False)
+            await bot.advance(timedelta(milliseconds=90))  # the loop turns and the clock moves between messages
+        assert commits == [] and spoke_at(bot, "g1", "u0") is None
+        await bot.advance(timedelta(milliseconds=200))
+        assert len(commits) == 1
+        assert spoke_at(bot, "g1", "u0") == first and spoke_at(bot, "g1", "u9") == first + timedelta(milliseconds=810)
