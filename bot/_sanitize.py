@@ -26,6 +26,27 @@ def clean_text(text: str) -> str:
     return text
 
 
+def _dirty(value: Any) -> bool:
+    """Whether `value` holds a text `clean_text` would change (cheap: nearly every event is clean)."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            return True
+        if value.isascii():
+            return False
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return True
+        return False
+    if isinstance(value, MemberRef):
+        return _dirty(value.id) or _dirty(value.name)
+    if isinstance(value, tuple):
+        return any(_dirty(item) for item in value)
+    if isinstance(value, dict):
+        return any(_dirty(key) or _dirty(item) for key, item in value.items())
+    return False
+
+
 def _clean(value: Any) -> Any:
     if isinstance(value, str):
         return clean_text(value)
@@ -38,14 +59,23 @@ def _clean(value: Any) -> Any:
     return value
 
 
+_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def _fields(kind: type) -> tuple[str, ...]:
+    names = _FIELDS.get(kind)
+    if names is None:
+        names = _FIELDS[kind] = tuple(f.name for f in dataclasses.fields(kind))
+    return names
+
+
 def clean(value: T) -> T:
     """A copy of an event or room snapshot (frozen dataclasses) with every text in it cleaned."""
     changes = {}
-    for field in dataclasses.fields(value):  # type: ignore[arg-type]
-        old = getattr(value, field.name)
-        new = _clean(old)
-        if new != old:
-            changes[field.name] = new
+    for name in _fields(type(value)):
+        old = getattr(value, name)
+        if _dirty(old):
+            changes[name] = _clean(old)
     return dataclasses.replace(value, **changes) if changes else value  # type: ignore[type-var]
 
 
