@@ -15,6 +15,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
+import math
 import random
 import sys
 import tempfile
@@ -24,6 +26,10 @@ from pathlib import Path
 from typing import Any
 
 from bench._common import Result, Target, rounded
+from bot._runtime import Runtime
+from bot._simulation import Simulation
+from bot.adapters._profiles import account_capabilities
+from bot.adapters.simulated import SimulatedAdapter
 
 REPO = Path(__file__).resolve().parent.parent
 CHATTER = ("早", "哈哈哈", "今天好冷", "这个精华用着不错", "晚上好", "收到", "谢谢群主", "周末愉快")
@@ -33,15 +39,31 @@ def _db_mb(path: Path) -> float:
     return sum(p.stat().st_size for p in path.parent.glob(path.name + "*")) / 1e6
 
 
+class _Fleet(Simulation):
+    """The simulation with one simulated account per `rooms_per_account` rooms, as a brand would run them:
+    one account alone cannot send 200 rooms' daily posts within the pacing (it skips them as late)."""
+
+    def __init__(self, project: Path, **kwargs: Any) -> None:
+        super().__init__(project, **kwargs)
+        self.adapters = {self.account: self.adapter}
+        for account in self.config.accounts[1:]:
+            self.adapters[account.id] = SimulatedAdapter(account.id, self.clock,
+                                                         capabilities=account_capabilities(account))
+
+    def make_runtime(self) -> Runtime:
+        return Runtime(self.project, self.config, clock=self.clock, adapters=self.adapters, db_url=self.db_url,
+                       plugins=self._plugins, seed=self._seed)
+
+
 async def run(days: int = 90, rooms: int = 200, members: int = 30, signins: int = 3, chatter: int = 3,
-              retention: dict[str, str] | None = None, progress: Any = lambda _: None) -> Result:
+              rooms_per_account: int = 20, retention: dict[str, str] | None = None,
+              progress: Any = lambda _: None) -> Result:
     from sqlalchemy import func
     from sqlmodel import Session, select
 
     from bot._config import load_config
     from bot._events import MemberRef
     from bot._models import OutboxMessage, ScheduledTask
-    from bot._simulation import Simulation
     from bot.sop._models import SopDelivery
 
     root = Path(tempfile.mkdtemp(prefix="bench-soak-"))
@@ -49,14 +71,18 @@ async def run(days: int = 90, rooms: int = 200, members: int = 30, signins: int 
     config = load_config(REPO)
     if retention:  # shorter windows show the plateau within a shorter run
         config = config.model_copy(update={"retention": config.retention.model_copy(update=retention)})
+    accounts = [f"a{n:02d}" for n in range(max(1, math.ceil(rooms / rooms_per_account)))]
+    template = config.accounts[0]
+    config = config.model_copy(update={"accounts": [template.model_copy(update={"id": a}) for a in accounts]})
     start = datetime(2026, 1, 5, 0, 0, tzinfo=config.bot.tz)
-    sim = Simulation(REPO, start=start, config=config, db_url=f"sqlite:///{db}", seed=7)
+    sim = _Fleet(REPO, start=start, config=config, db_url=f"sqlite:///{db}", seed=7)
     rng = random.Random(7)
     ids = [f"g{r:03d}" for r in range(rooms)]
-    for room in ids:
-        sim.adapter.add_room(room, f"完子会员{room}群", members=[MemberRef(f"{room}-m{m:02d}", f"成员{m}")
-                                                               for m in range(members)],
-                             admins=[f"{room}-m00"])
+    for n, room in enumerate(ids):
+        sim.adapters[accounts[n // rooms_per_account]].add_room(
+            room, f"完子会员{room}群", members=[MemberRef(f"{room}-m{m:02d}", f"成员{m}") for m in range(members)],
+            admins=[f"{room}-m00"])
+    logging.getLogger("qunbot").setLevel(logging.ERROR)  # late posts are counted below, not logged one by one
     await sim.start()
     per_day: list[float] = []   # wall seconds
     cpu_day: list[float] = []   # this process's CPU seconds: what the database costs, whatever else runs
@@ -66,12 +92,13 @@ async def run(days: int = 90, rooms: int = 200, members: int = 30, signins: int 
             began, began_cpu = time.perf_counter(), time.process_time()
             base = start + timedelta(days=day)
             await sim.advance_to(base + timedelta(hours=9))          # the 08:00 posts go out
-            for room in ids:
-                for n in rng.sample(range(1, members), signins):
-                    await sim.adapter.say(room, f"{room}-m{n:02d}", "签到")
+            for n, room in enumerate(ids):
+                adapter = sim.adapters[accounts[n // rooms_per_account]]
+                for m in rng.sample(range(1, members), signins):
+                    await adapter.say(room, f"{room}-m{m:02d}", "签到")
                 for _ in range(chatter):
-                    await sim.adapter.say(room, f"{room}-m{rng.randrange(1, members):02d}", rng.choice(CHATTER))
-                await sim.adapter.join(room, [MemberRef(f"{room}-d{day:03d}", f"新人{day}")], inviter=f"{room}-m01")
+                    await adapter.say(room, f"{room}-m{rng.randrange(1, members):02d}", rng.choice(CHATTER))
+                await adapter.join(room, [MemberRef(f"{room}-d{day:03d}", f"新人{day}")], inviter=f"{room}-m01")
             await sim.advance_to(base + timedelta(days=1))            # noon and night posts, timers, pruning
             per_day.append(time.perf_counter() - began)
             cpu_day.append(time.process_time() - began_cpu)
@@ -86,6 +113,8 @@ async def run(days: int = 90, rooms: int = 200, members: int = 30, signins: int 
                                         ("core_scheduled_task", ScheduledTask))}
             blank = session.exec(select(func.count()).select_from(OutboxMessage)
                                  .where(OutboxMessage.text == "")).one()
+            statuses = dict(session.exec(select(OutboxMessage.status, func.count())
+                                         .group_by(OutboxMessage.status)).all())
     finally:
         await sim.stop()
     window = max(1, min(5, days // 4))
@@ -96,14 +125,14 @@ async def run(days: int = 90, rooms: int = 200, members: int = 30, signins: int 
     early, late = early_late(per_day)
     early_cpu, late_cpu = early_late(cpu_day)
     figures = {
-        "days": days, "rooms": rooms, "retention": retention or "defaults",
+        "days": days, "rooms": rooms, "accounts": len(accounts), "retention": retention or "defaults",
         "seconds_per_day_early": rounded(early, 2), "seconds_per_day_late": rounded(late, 2),
         "late_over_early": rounded(late / early, 2),
         "cpu_seconds_per_day_early": rounded(early_cpu, 2), "cpu_seconds_per_day_late": rounded(late_cpu, 2),
         "cpu_late_over_early": rounded(late_cpu / early_cpu, 2),
         "cpu_seconds_per_day": [rounded(v, 2) for v in cpu_day],
         "database_mb": {str(k): rounded(v, 1) for k, v in sizes.items()},
-        "rows_kept": kept, "outbox_texts_blanked": blank,
+        "rows_kept": kept, "outbox_texts_blanked": blank, "outbox_statuses_kept": statuses,
     }
     return Result("soak", figures, [
         Target("CPU time per simulated day, last days / first days", figures["cpu_late_over_early"], 1.5,
