@@ -122,17 +122,22 @@ async def test_a_timer_and_queued_sends_due_during_an_outage_happen_once_it_is_b
     assert any("database error" in m and "retrying" in m for m in messages)
 
 
-async def test_a_cut_right_after_a_message_is_claimed_leaves_it_to_be_sent_not_stuck(project):
-    """The database goes away between the claim (`sending`) and the hand-over to WeChat: the message
-    is not sent yet, so it must go back to the queue and go out once the database is back, not sit
-    `sending` until a restart (which would then log it `uncertain` and never send it)."""
+def _one_post() -> Plugin:
+    """发 -> one post, keyed `morning`."""
     plugin = Plugin("morning")
 
     @plugin.on_fullmatch("发").handle
     async def send(ctx: Context) -> None:
         await ctx.say("早安", key="morning")
 
-    async with BotHarness(project, plugins=[plugin]) as bot:
+    return plugin
+
+
+async def test_a_cut_right_after_a_message_is_claimed_leaves_it_to_be_sent_not_stuck(project):
+    """The database goes away between the claim (`sending`) and the hand-over to WeChat: the message
+    is not sent yet, so it must go back to the queue and go out once the database is back, not sit
+    `sending` until a restart (which would then log it `uncertain` and never send it)."""
+    async with BotHarness(project, plugins=[_one_post()]) as bot:
         bot.room("g1", members={"u1": "Alice"})
         engine = bot.runtime.engine
         claimed = {"seen": False, "failed": False}
@@ -160,13 +165,7 @@ async def test_a_cut_right_after_a_message_is_claimed_leaves_it_to_be_sent_not_s
 async def test_a_claim_whose_commit_answer_is_lost_goes_back_to_the_queue_and_is_sent_once(project):
     """The claim commits, but the answer is lost with the connection: the outbox cannot know, so it puts
     the row back to the queue (only if it is still its own `sending` claim) and sends it once."""
-    plugin = Plugin("morning")
-
-    @plugin.on_fullmatch("发").handle
-    async def send(ctx: Context) -> None:
-        await ctx.say("早安", key="morning")
-
-    async with BotHarness(project, plugins=[plugin]) as bot:
+    async with BotHarness(project, plugins=[_one_post()]) as bot:
         bot.room("g1", members={"u1": "Alice"})
         dialect = bot.runtime.engine.dialect
         real_commit = dialect.do_commit
