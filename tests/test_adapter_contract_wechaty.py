@@ -15,15 +15,13 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from wechaty_peer.driver import Peer, missing_packages, unavailable
+from wechaty_peer.driver import Peer, require_peer
 
 from bot._clock import RealClock
 from bot._events import MemberRef
 from bot.adapters.contract import NEWCOMER, ROOM_MEMBERS, AdapterContract, Delivered
 
-if reason := unavailable() or missing_packages():
-    pytest.skip(reason, allow_module_level=True)
-pytest.importorskip("wechaty_puppet_service", reason="install the wechaty extra: pip install -e '.[wechaty]'")
+require_peer()
 
 pytestmark = pytest.mark.filterwarnings("ignore:The 'warn' method is deprecated:DeprecationWarning")
 ROOM = "g1@chatroom"

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 from sqlmodel import Session
 from wechaty_peer.discovery import Discovery
-from wechaty_peer.driver import Peer, missing_packages, unavailable
+from wechaty_peer.driver import Peer, require_peer
 
 from bot._clock import RealClock
 from bot._config import load_config
@@ -33,11 +33,7 @@ from bot._runtime import Runtime
 from bot.adapters import AdapterError, Disconnected, make_adapter
 from bot.adapters import _wechaty_compat as compat
 
-if reason := unavailable():
-    pytest.skip(reason, allow_module_level=True)
-pytest.importorskip("wechaty_puppet_service", reason="install the wechaty extra: pip install -e '.[wechaty]'")
-if reason := missing_packages():
-    pytest.fail(reason, pytrace=False)
+require_peer()
 
 pytestmark = pytest.mark.filterwarnings("ignore:The 'warn' method is deprecated:DeprecationWarning")
 

@@ -33,6 +33,18 @@ def missing_packages() -> str | None:
     return None
 
 
+def require_peer() -> None:
+    """At a test module's top: skip it where Node.js or python-wechaty's client is missing; fail it where the
+    peer's npm packages are (`scripts/test` installs them, so their absence is a broken set-up, not a skip)."""
+    import pytest
+
+    if reason := unavailable():
+        pytest.skip(reason, allow_module_level=True)
+    pytest.importorskip("wechaty_puppet_service", reason="install the wechaty extra: pip install -e '.[wechaty]'")
+    if reason := missing_packages():
+        pytest.fail(reason, pytrace=False)
+
+
 class Peer:
     """One running peer: `await Peer.start()`, `await peer.cmd(...)`, `await peer.wait_for(...)`."""
 
