@@ -1,13 +1,14 @@
 """`python -m bench`: run the benchmarks, print a table, write bench/results.json.
 
 Each benchmark runs in a fresh Python process (resident memory and caches of one do not colour the
-next), in the order dispatch, SOP, accounts, sign-in, burst. Every figure held to a target is a rate or a
+next), in the order dispatch, SOP, accounts, sign-in, burst, wave. Every figure held to a target is a rate or a
 ratio measured side by side in the same run, because absolute times on shared machines drift.
 
     python -m bench                      # full sizes (several minutes)
     python -m bench --quick              # tiny sizes, a smoke run
     python -m bench --only dispatch sop  # some of them
     python -m bench --sop-virtual        # add the virtual-clock SOP figures (minutes more)
+    python -m bench --only wave --wave-accounts 10  # the 08:00 wave with fewer accounts (full: 100, minutes)
     python -m bench --only fleet         # real processes on PostgreSQL (not in the default run)
 """
 
@@ -24,7 +25,7 @@ from typing import Any
 
 from bench._common import machine
 
-ORDER = ("dispatch", "sop", "accounts", "signin", "burst")
+ORDER = ("dispatch", "sop", "accounts", "signin", "burst", "wave")
 EXTRA = ("fleet",)
 """Run only when named: the fleet benchmark needs PostgreSQL and starts real processes."""
 FULL: dict[str, dict[str, Any]] = {
@@ -33,6 +34,7 @@ FULL: dict[str, dict[str, Any]] = {
     "accounts": {"accounts": 100, "rooms": 20, "members": 500},
     "signin": {"rooms": 200, "members": 100},
     "burst": {"cases": [["signin", 100], ["signin", 500], ["lottery", 300], ["poll", 300]]},
+    "wave": {"accounts": 100, "rooms": 20, "members": 500},
     "fleet": {"accounts": 40, "rooms": 30},
 }
 QUICK: dict[str, dict[str, Any]] = {
@@ -41,6 +43,7 @@ QUICK: dict[str, dict[str, Any]] = {
     "accounts": {"accounts": 5, "rooms": 4, "members": 50},
     "signin": {"rooms": 10, "members": 20},
     "burst": {"cases": [["signin", 30], ["lottery", 20], ["poll", 20]]},
+    "wave": {"accounts": 3, "rooms": 4, "members": 50},
     "fleet": {"accounts": 8, "rooms": 20},
 }
 
@@ -54,6 +57,8 @@ async def run_one(name: str, sizes: dict[str, Any]) -> dict[str, Any]:
         from bench.bench_accounts import run
     elif name == "burst":
         from bench.bench_burst import run
+    elif name == "wave":
+        from bench.bench_wave import run
     elif name == "fleet":
         from bench.bench_fleet import run
     else:
@@ -86,6 +91,7 @@ def main() -> None:
     parser.add_argument("--only", nargs="+", choices=ORDER + EXTRA, default=list(ORDER))
     parser.add_argument("--quick", action="store_true", help="tiny sizes: checks the benchmarks run, not speed")
     parser.add_argument("--sop-virtual", action="store_true", help="add the virtual-clock SOP figures")
+    parser.add_argument("--wave-accounts", type=int, metavar="N", help="run the wave with N accounts (full: 100)")
     parser.add_argument("--json", type=Path, default=Path(__file__).parent / "results.json")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -98,6 +104,8 @@ def main() -> None:
     for name in (n for n in ORDER + EXTRA if n in args.only):
         print(f"running {name} ...", file=sys.stderr, flush=True)
         child_sizes = dict(sizes[name], **({"virtual": True} if name == "sop" and args.sop_virtual else {}))
+        if name == "wave" and args.wave_accounts:
+            child_sizes["accounts"] = args.wave_accounts
         done = subprocess.run([sys.executable, "-m", "bench", "--child", name], input=json.dumps(child_sizes),
                               capture_output=False, stdout=subprocess.PIPE, text=True, check=False)
         if done.returncode != 0:

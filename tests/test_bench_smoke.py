@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 
-from bench import bench_accounts, bench_burst, bench_dispatch, bench_signin, bench_sop
+from bench import bench_accounts, bench_burst, bench_dispatch, bench_signin, bench_sop, bench_wave
 from bench.__main__ import QUICK, table
 
 
@@ -61,6 +63,24 @@ async def test_burst_acknowledges_every_member_and_holds_each_case_to_its_bound(
     assert figures["signin_30_acknowledged"] == 30 and figures["poll_20_acknowledged"] == 20
     assert figures["signin_30_bound_messages"] == 2  # ceil(30 / max_mentions 20)
     assert len(result.targets) == 2 * 3
+
+
+async def test_wave_acknowledges_every_sign_in_of_every_account() -> None:
+    result = await bench_wave.run(accounts=2, rooms=3, members=20, window=60.0)
+    figures = result.figures
+    assert figures["signins"] == figures["acknowledged"] == 2 * 3 * 4  # 20 % of 20 members, in 6 rooms
+    assert figures["bound_messages_per_room"] == 1  # ceil(4 / max_mentions 20)
+    assert 1 <= figures["messages_per_room_mean"] <= figures["messages_per_room_max"] <= 4
+    assert figures["hourly_max_one_account"] * 2 >= figures["messages"]  # the busier account holds at least half
+    assert figures["ack_p50_s"] <= figures["ack_p99_s"] <= figures["ack_max_s"]
+    assert all(t.met for t in result.targets)
+
+
+def test_busiest_hour_counts_sends_within_any_rolling_hour() -> None:
+    at = datetime(2026, 11, 23, 8, tzinfo=UTC)
+    sends = [at, at + timedelta(minutes=30), at + timedelta(minutes=60), at + timedelta(minutes=61)]
+    assert bench_wave.busiest_hour(sends) == 3  # 08:30, 09:00, 09:01: 08:00 left the hour as 09:00 came
+    assert bench_wave.busiest_hour([]) == 0
 
 
 def test_table_marks_missed_targets() -> None:
