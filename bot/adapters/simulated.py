@@ -240,6 +240,8 @@ class SimulatedAdapter(Adapter):
         """Members an `@Name` in the text is for, as WeChat resolves them: a display name or group nickname
         of someone in the room, the longest that fits (`@Bobby` is Bobby, not Bob)."""
         room = self._room(room_id)
+        if "@" not in text:
+            return []
         names = sorted(((name, ref.id) for ref in room.members.values()
                         for name in (ref.name, room.aliases.get(ref.id)) if name), key=lambda n: -len(n[0]))
         found = []
