@@ -44,3 +44,26 @@ async def test_members_cannot_trigger_actions(project):
         sent = bot.pop()
         assert "owner" in bot.sim.adapter.sim_rooms["g1"].members
     assert [m.action for m in sent] == [None]  # only the polite refusal
+
+
+async def test_a_member_the_bot_removes_leaves_as_on_wechat(project):
+    """WeChat reports a removal as the member leaving: plugins hear it, and the membership ends (so a
+    removed ad account gets no onboarding posts afterwards)."""
+    from bot._events import MembersLeft
+    from bot._models import Membership
+
+    heard: list[tuple[str, ...]] = []
+    listener = Plugin("listener")
+
+    @listener.on_event(MembersLeft).handle
+    async def left(ctx: Context) -> None:
+        heard.append(ctx.event.member_ids)
+
+    async with BotHarness(project, plugins=[moderator(), listener]) as bot:
+        bot.room("g1", members={"owner": "群主", "spam": "广告号"}, admins=["owner"])
+        await bot.say("g1", "owner", "踢 spam")
+        await bot.settle()
+        with bot.db() as session:
+            membership = session.get(Membership, ("g1", "spam"))
+    assert heard == [("spam",)]
+    assert membership is not None and membership.left_at is not None

@@ -155,7 +155,13 @@ class SimulatedAdapter(Adapter):
         if refused:
             raise SendError(refused)
         if message.action == "remove_member" and message.room_id and message.member_id:
-            self.sim_rooms[message.room_id].members.pop(message.member_id, None)
+            room_id, member_id = message.room_id, message.member_id
+            if self.sim_rooms[room_id].members.pop(member_id, None) is not None:
+
+                async def reported() -> None:  # WeChat reports a removal as the member leaving, just after
+                    await self.leave(room_id, [member_id])
+
+                self.clock.call_at(self.clock.now(), reported, name="simulated.removed")
         elif message.action == "set_topic" and message.room_id:
             self.sim_rooms[message.room_id].topic = message.text
         elif message.action is not None:
