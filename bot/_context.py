@@ -14,23 +14,28 @@ from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import BaseModel
 from sqlalchemy.orm import SessionTransaction
 from sqlmodel import Session
 
 from bot._entropy import secret_hex
-from bot._events import DirectMessage, Event, MemberRef, RoomMessage, TimerFired
+from bot._events import DirectMessage, Event, MemberRef, TimerFired
 from bot._group import current_group
 from bot._models import Membership
 from bot._outbox import MergeInto
 from bot.adapters._base import Capabilities
 
 if TYPE_CHECKING:
+    from bot._clock import Clock
+    from bot._config import ProjectConfig
+    from bot._members import Members
+    from bot._outbox import Outbox
     from bot._plugin import Plugin
-    from bot._runtime import Runtime
-    from bot.adapters._base import Capabilities
+    from bot._tasks import Tasks
+    from bot._templates import Renderer
+    from bot.adapters._base import Adapter, Capabilities
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,12 +92,37 @@ class Merge:
     values: Mapping[str, Any] = field(default_factory=dict)
 
 
+class ContextHost(Protocol):
+    """What a `Context` reaches in the runtime (through `self._rt`); `Runtime` is one.
+
+    Typed this narrowly so this module need not import `bot._runtime`, which imports it.
+    """
+
+    clock: Clock
+    config: ProjectConfig
+    members: Members
+    adapters: dict[str, Adapter]
+    plugins: dict[str, Plugin]
+    renderer: Renderer
+    tasks: Tasks
+    project: Path
+    seed: int | None
+
+    def new_session(self) -> Session: ...
+    def outbox(self, account: str) -> Outbox: ...
+    def plugin_config(self, plugin_name: str, room_id: str | None) -> Any: ...
+    def plugin_enabled(self, plugin_name: str, room_id: str) -> bool: ...
+    def service(self, plugin_name: str) -> Any: ...
+    def run_in_background(self, work: Awaitable[Mapping[str, Any] | None], *, account: str, plugin_name: str,
+                          then: str, room_id: str | None, key: str) -> None: ...
+
+
 class Context:
     """What a handler, timer or action gets. Build nothing here yourself: the runtime does."""
 
     def __init__(
         self,
-        runtime: Runtime,
+        runtime: ContextHost,
         plugin: Plugin,
         event: Event,
         *,
@@ -460,15 +490,6 @@ class Context:
         finally:
             self._session.close()
         return ok and (self._sends > 0 or bool(self._armed))
-
-
-def message_parts(event: Event) -> tuple[str | None, str | None]:
-    """(room_id, member_id) an event is about, for building a context."""
-    if isinstance(event, RoomMessage):
-        return event.room_id, event.sender.id
-    if isinstance(event, DirectMessage):
-        return None, event.sender.id
-    return getattr(event, "room_id", None), getattr(event, "member_id", None)
 
 
 def validate_config(model: type[BaseModel] | None, raw: dict[str, Any]) -> Any:

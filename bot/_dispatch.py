@@ -15,18 +15,25 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable
 from contextlib import suppress
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from sqlalchemy.exc import DBAPIError
 
-from bot._context import Context, message_parts
 from bot._db import database_unreachable
-from bot._events import DirectMessage, Event, RoomMessage
+from bot._events import DirectMessage, Event, RoomMessage, message_parts
 from bot._group import WouldWait, current_group, drive
 from bot._plugin import Matcher
 
 if TYPE_CHECKING:
-    from bot._runtime import Runtime
+    from sqlalchemy.orm import SessionTransaction
+    from sqlmodel import Session
+
+    from bot._clock import Clock
+    from bot._config import ProjectConfig
+    from bot._limits import MemberRateLimit
+    from bot._plugin import Plugin
+    from bot._redelivery import Redelivery
+    from bot._templates import Renderer
 
 log = logging.getLogger("qunbot.dispatch")
 
@@ -41,6 +48,50 @@ Outcome = Literal["ok", "failed", "unreachable"]
 
 class DatabaseUnreachable(Exception):
     """The database did not answer while an event ran; the runtime holds the event and runs it again later."""
+
+
+class HandlerContext(Protocol):
+    """A handler's `Context` as the dispatcher sees it: who and where, and the hooks that open, commit and
+    discard one handler run. Plugins get the whole `Context`; this module never needs to import it."""
+
+    event: Event
+    room_id: str | None
+    member_id: str | None
+    text: str
+    _session: Session | None
+    _savepoint: SessionTransaction | None
+    _sends: int
+    _armed: list[int]
+    _waited: bool
+
+    def is_operator(self, member_id: str | None = None) -> bool: ...
+    async def reply(self, text: str | None = None, *, template: str | None = None) -> bool: ...
+    def _begin(self) -> None: ...
+    def _finish(self, ok: bool) -> bool: ...
+    def _release(self) -> None: ...
+
+
+class DispatchHost(Protocol):
+    """What running an event asks of the runtime, and nothing more; `Runtime` is one.
+
+    The dispatcher's narrow interface: with it this module imports neither `bot._runtime` nor
+    `bot._context` (the runtime imports both), and a test could run events against a small fake.
+    """
+
+    dispatcher: Dispatcher
+    """The matcher index."""
+    command_limit: MemberRateLimit
+    redelivery: Redelivery
+    clock: Clock
+    config: ProjectConfig
+    """Read for `bot.handler_timeout` and `bot.permission_denied_reply` only."""
+    renderer: Renderer
+    """Asked only whether the permission-denied template exists."""
+
+    def plugin_enabled(self, plugin_name: str, room_id: str) -> bool: ...
+    def after_commit(self, ctx: HandlerContext) -> None: ...
+    def new_context(self, plugin: Plugin, event: Event, *, room_id: str | None = None, member_id: str | None = None,
+                    text: str = "", args: str = "", match: re.Match[str] | None = None) -> HandlerContext: ...
 
 
 @dataclass(slots=True)
@@ -167,7 +218,7 @@ def strip_bot_mention(text: str, bot_name: str) -> str:
     return text.strip(_SPACES)
 
 
-async def run_event(runtime: Runtime, event: Event, text: str, progress: Progress | None = None) -> None:
+async def run_event(runtime: DispatchHost, event: Event, text: str, progress: Progress | None = None) -> None:
     """Run every matcher the event wakes, honouring priority and `block`.
 
     Raises `DatabaseUnreachable` if the database does not answer; `progress` then tells a second run which
@@ -183,8 +234,8 @@ async def run_event(runtime: Runtime, event: Event, text: str, progress: Progres
         plugin = matcher.plugin
         if room_id is not None and not runtime.plugin_enabled(plugin.name, room_id):
             continue
-        ctx = Context(runtime, plugin, event, room_id=room_id, member_id=member_id, text=text,
-                      args=candidate.args, match=candidate.match)
+        ctx = runtime.new_context(plugin, event, room_id=room_id, member_id=member_id, text=text,
+                                  args=candidate.args, match=candidate.match)
         try:
             verdict = await _admit(runtime, ctx, matcher, progress)
         except BaseException:
@@ -222,7 +273,7 @@ async def run_event(runtime: Runtime, event: Event, text: str, progress: Progres
             blocked_at = matcher.priority
 
 
-async def _admit(runtime: Runtime, ctx: Context, matcher: Matcher, progress: Progress,
+async def _admit(runtime: DispatchHost, ctx: HandlerContext, matcher: Matcher, progress: Progress,
                  ) -> Literal["run", "skip", "block"]:
     """Rule, command limit and permission for one matcher: run it, skip it, or skip it and block lower ones."""
     try:
@@ -248,7 +299,7 @@ async def _admit(runtime: Runtime, ctx: Context, matcher: Matcher, progress: Pro
     return "run"
 
 
-def _handled_before(runtime: Runtime, event: Event, progress: Progress) -> frozenset[str]:
+def _handled_before(runtime: DispatchHost, event: Event, progress: Progress) -> frozenset[str]:
     if progress.handled is None:
         try:
             progress.handled = runtime.redelivery.handled(event)
@@ -259,7 +310,7 @@ def _handled_before(runtime: Runtime, event: Event, progress: Progress) -> froze
     return progress.handled
 
 
-async def run_isolated(runtime: Runtime, ctx: Context, call: Callable[..., Awaitable[Any]] | Any,
+async def run_isolated(runtime: DispatchHost, ctx: HandlerContext, call: Callable[..., Awaitable[Any]] | Any,
                        label: str, *args: Any) -> bool:
     """Run one handler with a timeout; log and roll back on failure. True if it succeeded.
 
@@ -272,7 +323,7 @@ async def run_isolated(runtime: Runtime, ctx: Context, call: Callable[..., Await
     return outcome == "ok"
 
 
-async def run_handler(runtime: Runtime, ctx: Context, call: Callable[..., Awaitable[Any]] | Any,
+async def run_handler(runtime: DispatchHost, ctx: HandlerContext, call: Callable[..., Awaitable[Any]] | Any,
                       label: str, *args: Any) -> Outcome:
     """`run_isolated`, telling a handler that failed because the database is unreachable from one that failed."""
     sends_before = ctx._sends
@@ -340,7 +391,7 @@ def _disconnected(err: BaseException) -> bool:
     return isinstance(err, DBAPIError) and bool(err.connection_invalidated)
 
 
-def _discard(ctx: Context, sends: int) -> None:
+def _discard(ctx: HandlerContext, sends: int) -> None:
     """Forget a handler run's session and queued work before running it again."""
     if ctx._savepoint is not None:  # in a group commit: only this run's savepoint
         savepoint, ctx._savepoint, ctx._session = ctx._savepoint, None, None
@@ -358,13 +409,13 @@ def _discard(ctx: Context, sends: int) -> None:
     ctx._armed.clear()
 
 
-async def _deny(runtime: Runtime, ctx: Context, matcher: Matcher) -> None:
+async def _deny(runtime: DispatchHost, ctx: HandlerContext, matcher: Matcher) -> None:
     log.info("member %s may not use %r in %s", ctx.member_id, matcher, ctx.room_id or "a direct message")
     if runtime.config.bot.permission_denied_reply and runtime.renderer.exists("core/permission_denied.j2"):
-        deny = Context(runtime, matcher.plugin, ctx.event, room_id=ctx.room_id, member_id=ctx.member_id,
-                       text=ctx.text)
+        deny = runtime.new_context(matcher.plugin, ctx.event, room_id=ctx.room_id, member_id=ctx.member_id,
+                                   text=ctx.text)
         await run_isolated(runtime, deny, _reply_denied, f"{matcher.plugin.name}.permission_denied")
 
 
-async def _reply_denied(ctx: Context) -> None:
+async def _reply_denied(ctx: HandlerContext) -> None:
     await ctx.reply(template="core/permission_denied.j2")

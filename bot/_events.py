@@ -177,3 +177,12 @@ class ActionInvoked(Event):
     name: str
     room_id: str | None
     source: str = ""
+
+
+def message_parts(event: Event) -> tuple[str | None, str | None]:
+    """(room_id, member_id) an event is about, for building a context."""
+    if isinstance(event, RoomMessage):
+        return event.room_id, event.sender.id
+    if isinstance(event, DirectMessage):
+        return None, event.sender.id
+    return getattr(event, "room_id", None), getattr(event, "member_id", None)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import re
 from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
@@ -518,6 +519,11 @@ class Runtime:
 
     def new_session(self) -> Session:
         return Session(self.engine, expire_on_commit=False)
+
+    def new_context(self, plugin: Plugin, event: Event, *, room_id: str | None = None, member_id: str | None = None,
+                    text: str = "", args: str = "", match: re.Match[str] | None = None) -> Context:
+        """A handler's context for an event: how the dispatcher makes one without importing `Context`."""
+        return Context(self, plugin, event, room_id=room_id, member_id=member_id, text=text, args=args, match=match)
 
     def outbox(self, account: str) -> Outbox:
         return self._outboxes[account]
