@@ -8,7 +8,7 @@ and written through to the database.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -172,19 +172,19 @@ class Members:
             _many(session, _UPDATE_MEMBERSHIP, [{"rid": r["rid"], "mid": r["mid"], "admin": r["admin"]}
                                                 for r in old if not r["alias"]])
 
-    def refresh_roles(self, snapshots: Iterable[RoomSnapshot]) -> None:
-        """Take rooms' admins from a fresh look at WeChat (who is in the room is left to join/leave events)."""
+    def refresh_roles(self, roles: Mapping[str, set[str]]) -> None:
+        """Take rooms' admins (room id -> admins and owner) from a fresh look at WeChat (who is in the room is
+        left to join/leave events)."""
         with session_scope(self._engine) as session:
-            for snap in snapshots:
-                admins = set(snap.admin_ids) | ({snap.owner_id} if snap.owner_id else set())
-                if admins == self._admins.get(snap.id, set()):
+            for room_id, admins in roles.items():
+                if admins == self._admins.get(room_id, set()):
                     continue
-                room = _MEMBERSHIP.room_id == snap.id
+                room = _MEMBERSHIP.room_id == room_id
                 session.execute(update(Membership.__table__).where(  # type: ignore[arg-type]
                     room & _MEMBERSHIP.is_admin & _MEMBERSHIP.member_id.not_in(admins)).values(is_admin=False))
                 session.execute(update(Membership.__table__).where(  # type: ignore[arg-type]
                     room & _MEMBERSHIP.member_id.in_(admins) & _MEMBERSHIP.left_at.is_(None)).values(is_admin=True))
-                self._admins[snap.id] = admins
+                self._admins[room_id] = admins
 
     def _sync_members(self, session: Session, snaps: dict[str, RoomSnapshot]) -> None:
         """Insert unknown members and rename known ones, as `_upsert_member` would one by one."""

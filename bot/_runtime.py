@@ -39,7 +39,7 @@ from bot._outbox import Outbox
 from bot._plugin import Matcher, Plugin
 from bot._redelivery import PRUNE_EVERY, RECORD, Redelivery
 from bot._sandbox import render_budget
-from bot._sanitize import clean_event, clean_snapshots
+from bot._sanitize import clean_event, clean_snapshots, room_roles
 from bot._tasks import Tasks
 from bot._templates import Renderer
 from bot.adapters._base import Adapter
@@ -174,7 +174,7 @@ class Runtime:
     async def _refresh_roles(self) -> None:
         """Read each running account's rooms again, so an admin WeChat demoted stops being one here."""
         for account in sorted(self.active):
-            self.members.refresh_roles(clean_snapshots(await self.adapters[account].rooms()))
+            self.members.refresh_roles(room_roles(await self.adapters[account].rooms()))
 
     async def stop_account(self, account: str) -> None:
         """Stop sending and firing for one account and disconnect it (its rows stay for the next owner)."""

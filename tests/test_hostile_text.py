@@ -10,8 +10,9 @@ import pytest
 from sqlmodel import select
 
 from bot import Context, Plugin
+from bot._events import MemberRef, RoomSnapshot
 from bot._models import Member, ScheduledTask, TaskFailure
-from bot._sanitize import clean_text
+from bot._sanitize import clean_text, room_roles
 from bot._tasks import FAILED_RETRIES
 from bot.testing import BotHarness
 
@@ -22,6 +23,13 @@ def test_clean_text_drops_nul_and_replaces_lone_surrogates():
     assert clean_text("Al\x00ice") == "Alice"
     assert clean_text("a\ud800b").encode("utf-8") == b"a?b"
     assert clean_text("签到 🎉") == "签到 🎉"
+
+
+def test_a_role_refresh_reads_cleaned_admins_and_owner_of_each_room():
+    snapshot = RoomSnapshot(id="g\x001", topic="群", members=(MemberRef("a\x00dm", "管理员"),),
+                            admin_ids=("a\x00dm",), owner_id="o\ud800wner")
+    roles = room_roles([snapshot, RoomSnapshot(id="g2", topic="二群", members=(), admin_ids=())])
+    assert roles == {"g1": {"adm", "o?wner"}, "g2": set()}
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
