@@ -87,6 +87,8 @@ class OutboxMessage(SQLModel, table=True):
     """Replies with the same merge key to the same room merge into one message while it is still queued."""
     parts: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     """For a merged message: one entry per reply in it (key, member, the values its line shows)."""
+    merge_template: str | None = None
+    """For a merged message: the merged form's template, rendered over `parts` once, when the message is sent."""
 
 
 class ScheduledTask(SQLModel, table=True):
