@@ -199,7 +199,7 @@ async def run_event(runtime: Runtime, event: Event, text: str, progress: Progres
             if (id(matcher), index) in progress.done:
                 continue
             label = f"{plugin.name}.{handler.__name__}"
-            if label in _handled_before(runtime, event, progress):
+            if label in _handled_before(runtime, ctx, progress):
                 log.info("message %s was handled by %s already (redelivered); skipped", event.id, label)
                 progress.done.add((id(matcher), index))
                 continue
@@ -218,6 +218,7 @@ async def run_event(runtime: Runtime, event: Event, text: str, progress: Progres
                 raise DatabaseUnreachable(label)
             progress.done.add((id(matcher), index))
             progress.sends[id(matcher)] = ctx._sends
+        ctx._release()  # the session the redelivery check opened, if no handler ran to close it
         if matcher.block:
             blocked_at = matcher.priority
 
@@ -248,10 +249,10 @@ async def _admit(runtime: Runtime, ctx: Context, matcher: Matcher, progress: Pro
     return "run"
 
 
-def _handled_before(runtime: Runtime, event: Event, progress: Progress) -> frozenset[str]:
+def _handled_before(runtime: Runtime, ctx: Context, progress: Progress) -> frozenset[str]:
     if progress.handled is None:
         try:
-            progress.handled = runtime.redelivery.handled(event)
+            progress.handled = runtime.redelivery.handled(ctx.event, ctx.db)
         except Exception as err:
             if database_unreachable(err):
                 raise DatabaseUnreachable(str(err).splitlines()[0]) from err

@@ -46,13 +46,17 @@ class Redelivery:
         self._claim = dialect_insert(engine.dialect.name)(InboundMark.__table__).on_conflict_do_nothing(
         ).returning(literal_column("1"))
 
-    def handled(self, event: Event) -> frozenset[str]:
-        """Handlers that already committed for this message (empty the first time it arrives)."""
+    def handled(self, event: Event, session: Session | None = None) -> frozenset[str]:
+        """Handlers that already committed for this message (empty the first time it arrives).
+
+        Read in `session` if given (the handler's own, which it opens anyway: no connection of its own)."""
         if not from_transport(event):
             return frozenset()
+        params = {"account": event.account, "mid": event.id}
+        if session is not None:
+            return frozenset(session.execute(_DONE, params).scalars().all())
         with self._engine.connect() as connection:
-            rows = connection.execute(_DONE, {"account": event.account, "mid": event.id}).scalars().all()
-        return frozenset(rows)
+            return frozenset(connection.execute(_DONE, params).scalars().all())
 
     def claim(self, session: Session, event: Event, handler: str, at: datetime) -> bool:
         """Mark `handler` done for this message in the caller's transaction; False if it was already.
