@@ -16,7 +16,7 @@ from sqlalchemy import bindparam, delete, literal_column, select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from bot._db import dialect_insert
+from bot._db import Prepared, dialect_insert
 from bot._events import DirectMessage, Event, MemberRenamed, MembersJoined, MembersLeft, RoomMessage, RoomTopicChanged
 from bot._models import InboundMark
 
@@ -43,8 +43,8 @@ class Redelivery:
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
-        self._claim = dialect_insert(engine.dialect.name)(InboundMark.__table__).on_conflict_do_nothing(
-        ).returning(literal_column("1"))
+        self._claim = Prepared(dialect_insert(engine.dialect.name)(InboundMark.__table__).on_conflict_do_nothing(
+        ).returning(literal_column("1")), ("account", "message_id", "handler", "seen_at"))
 
     def handled(self, event: Event, session: Session | None = None) -> frozenset[str]:
         """Handlers that already committed for this message (empty the first time it arrives).
@@ -66,7 +66,7 @@ class Redelivery:
         if not from_transport(event):
             return True
         row = {"account": event.account, "message_id": event.id, "handler": handler, "seen_at": at}
-        return session.execute(self._claim, row).first() is not None
+        return self._claim.first(session, row) is not None
 
     def prune(self, now: datetime) -> int:
         """Forget message ids older than the retention window; returns how many marks went."""
