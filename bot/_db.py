@@ -114,14 +114,21 @@ class Prepared:
         compiled = self._compiled(conn)
         if compiled is None:
             return conn.execute(self.statement, params).first()
-        return compiled.run(conn, params, fetch=True)
+        return compiled.run(conn, params, fetch="one")
+
+    def all(self, session: Session, params: Mapping[str, Any]) -> list[Sequence[Any]]:
+        conn = session.connection()
+        compiled = self._compiled(conn)
+        if compiled is None:
+            return list(conn.execute(self.statement, params).all())
+        return compiled.run(conn, params, fetch="all")
 
     def rowcount(self, session: Session, params: Mapping[str, Any]) -> int:
         conn = session.connection()
         compiled = self._compiled(conn)
         if compiled is None:
             return int(conn.execute(self.statement, params).rowcount)  # type: ignore[attr-defined]
-        return compiled.run(conn, params, fetch=False)
+        return compiled.run(conn, params, fetch=None)
 
     def _compiled(self, conn: Connection) -> _Compiled | None:
         if conn._has_events or conn.engine._has_events:
@@ -151,7 +158,7 @@ class _Compiled:
         columns = list(statement.exported_columns) if hasattr(statement, "exported_columns") else []
         return cls(compiled, dialect, columns)
 
-    def run(self, conn: Connection, params: Mapping[str, Any], *, fetch: bool) -> Any:
+    def run(self, conn: Connection, params: Mapping[str, Any], *, fetch: str | None) -> Any:
         values = self._compiled.construct_params(params)
         for name, process in self._binds:
             values[name] = process(values[name])
@@ -160,17 +167,20 @@ class _Compiled:
         try:
             cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
             cursor.execute(self._sql, args)
-            if not fetch:
+            if fetch is None:
                 return cursor.rowcount
-            row = cursor.fetchone() if cursor.description else None
+            rows = [] if not cursor.description else cursor.fetchall() if fetch == "all" else [cursor.fetchone()]
         except Exception as err:
             conn._handle_dbapi_exception(err, self._sql, args, cursor, None)
         finally:
             if cursor is not None:
                 with suppress(Exception):
                     cursor.close()
-        if row is None or not any(self._results):
-            return row
+        if any(self._results):
+            rows = [row if row is None else self._convert(row) for row in rows]
+        return rows if fetch == "all" else rows[0] if rows else None
+
+    def _convert(self, row: Sequence[Any]) -> tuple[Any, ...]:
         return tuple(value if process is None else process(value)
                      for value, process in zip(row, self._results, strict=False))
 

@@ -31,7 +31,8 @@ RECORD = ""
 """The `handler` of the runtime's own record of a membership event."""
 
 _MARK = InboundMark.__table__.c  # type: ignore[attr-defined]
-_DONE = select(_MARK.handler).where(_MARK.account == bindparam("account"), _MARK.message_id == bindparam("mid"))
+_DONE = Prepared(select(_MARK.handler).where(_MARK.account == bindparam("account"),
+                                             _MARK.message_id == bindparam("mid")))
 
 
 def from_transport(event: Event) -> bool:
@@ -54,9 +55,9 @@ class Redelivery:
             return frozenset()
         params = {"account": event.account, "mid": event.id}
         if session is not None:
-            return frozenset(session.execute(_DONE, params).scalars().all())
+            return frozenset(row[0] for row in _DONE.all(session, params))
         with self._engine.connect() as connection:
-            return frozenset(connection.execute(_DONE, params).scalars().all())
+            return frozenset(connection.execute(_DONE.statement, params).scalars().all())
 
     def claim(self, session: Session, event: Event, handler: str, at: datetime) -> bool:
         """Mark `handler` done for this message in the caller's transaction; False if it was already.

@@ -53,6 +53,8 @@ def test_values_go_in_and_come_out_as_through_sqlalchemy(engine):
         assert insert.first(session, _row("k1", at)) is None  # the conflict: nothing returned
         session.commit()
         row_id, parts, created = newest.first(session, {"key": "k1"})
+        assert newest.all(session, {"key": "k1"}) == [(row_id, parts, created)]
+        assert newest.all(session, {"key": "none"}) == [] and newest.first(session, {"key": "none"}) is None
         stored = session.get(OutboxMessage, row_id)
     assert parts == stored.parts == [{"member": {"id": "u1"}, "points": 10}]
     assert created == stored.created_at == at.astimezone(UTC)
