@@ -58,10 +58,24 @@ def make_engine(url: str, *, base_dir: Path | None = None) -> Engine:
             parsed = parsed.set(database=str(path))
         engine = create_engine(parsed, connect_args={"check_same_thread": False})
         event.listen(engine, "connect", _sqlite_pragmas)
-        return engine
+        return _plain_savepoints(engine)
     if parsed.get_backend_name() == "postgresql" and parsed.get_driver_name() in ("", "psycopg2"):
         parsed = parsed.set(drivername="postgresql+psycopg")
-    return create_engine(parsed, pool_pre_ping=True)
+    return _plain_savepoints(create_engine(parsed, pool_pre_ping=True))
+
+
+def _plain_savepoints(engine: Engine) -> Engine:
+    """SAVEPOINT / RELEASE / ROLLBACK TO as plain SQL on the same connection (its events and error handling).
+
+    SQLAlchemy compiles each anew (every savepoint has its own name, so none is cached), and a group commit
+    opens one per handler run: the two compiles cost more than a sign-in's own INSERTs."""
+    dialect, quote = engine.dialect, engine.dialect.identifier_preparer.quote
+    dialect.do_savepoint = lambda conn, name: conn.exec_driver_sql(f"SAVEPOINT {quote(name)}")  # type: ignore[method-assign]
+    dialect.do_release_savepoint = (  # type: ignore[method-assign]
+        lambda conn, name: conn.exec_driver_sql(f"RELEASE SAVEPOINT {quote(name)}"))
+    dialect.do_rollback_to_savepoint = (  # type: ignore[method-assign]
+        lambda conn, name: conn.exec_driver_sql(f"ROLLBACK TO SAVEPOINT {quote(name)}"))
+    return engine
 
 
 _UNREACHABLE_STATES = ("08", "57P01", "57P02", "57P03")
@@ -101,6 +115,7 @@ class Prepared:
     type processors SQLAlchemy would apply, results through its result processors, and a driver error comes
     out as SQLAlchemy's (a dropped connection invalidates it). While anything listens to the engine's
     statements (tests inject faults that way) it runs the ordinary way. `keys`: the INSERT's columns.
+    Run it in a session, or on `session.connection()` fetched once for several (that lookup costs too).
     """
 
     def __init__(self, statement: Any, keys: Sequence[str] | None = None) -> None:
@@ -108,23 +123,23 @@ class Prepared:
         self._keys = list(keys) if keys is not None else None
         self._by_dialect: dict[str, _Compiled | None] = {}
 
-    def first(self, session: Session, params: Mapping[str, Any]) -> Sequence[Any] | None:
+    def first(self, session: Session | Connection, params: Mapping[str, Any]) -> Sequence[Any] | None:
         """The first row (a tuple), or None."""
-        conn = session.connection()
+        conn = session if isinstance(session, Connection) else session.connection()
         compiled = self._compiled(conn)
         if compiled is None:
             return conn.execute(self.statement, params).first()
         return compiled.run(conn, params, fetch="one")
 
-    def all(self, session: Session, params: Mapping[str, Any]) -> list[Sequence[Any]]:
-        conn = session.connection()
+    def all(self, session: Session | Connection, params: Mapping[str, Any]) -> list[Sequence[Any]]:
+        conn = session if isinstance(session, Connection) else session.connection()
         compiled = self._compiled(conn)
         if compiled is None:
             return list(conn.execute(self.statement, params).all())
         return compiled.run(conn, params, fetch="all")
 
-    def rowcount(self, session: Session, params: Mapping[str, Any]) -> int:
-        conn = session.connection()
+    def rowcount(self, session: Session | Connection, params: Mapping[str, Any]) -> int:
+        conn = session if isinstance(session, Connection) else session.connection()
         compiled = self._compiled(conn)
         if compiled is None:
             return int(conn.execute(self.statement, params).rowcount)  # type: ignore[attr-defined]
