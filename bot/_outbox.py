@@ -201,7 +201,8 @@ class Outbox:
         """Add a reply to the room's queued message of its merge key, inside the caller's transaction; False if
         there is none with room for another @-mention (or it went to WeChat already): then `enqueue` it."""
         now = self._clock.now()
-        row = self._open_merge.first(session, {"room_id": room_id, "merge_key": merge.key})
+        conn = session.connection()
+        row = self._open_merge.first(conn, {"room_id": room_id, "merge_key": merge.key})
         if row is None:
             return False
         row_id, queued_parts, created_at = row
@@ -215,7 +216,7 @@ class Outbox:
         created = created_at.astimezone(self._clock.tz)
         hold = min(now + timedelta(seconds=self._pacing.merge_quiet),
                    created + timedelta(seconds=self._pacing.merge_wait))
-        merged = self._merge.rowcount(session, {"row_id": row_id, "new_parts": parts,
+        merged = self._merge.rowcount(conn, {"row_id": row_id, "new_parts": parts,
                                                 "new_not_before": now if full else hold})
         self._note_fresh(now if full else hold)
         return merged == 1

@@ -275,15 +275,16 @@ class PointsService:
         if not -MAX_CHANGE <= amount <= MAX_CHANGE:
             raise ValueError(f"a points change is at most {MAX_CHANGE} either way, not {amount}")
         sql = _statements(session)  # prepared Core statements: no ORM bookkeeping on the hot path
+        db = session.connection()
         who = {"room_id": room_id, "member_id": member_id}
         ledger = {**who, "amount": amount, "kind": kind, "reason": reason, "source": source, "key": key,
                   "actor_id": actor_id, "created_at": at}
         level_delta = 0 if kind == "spend" else amount
         if amount > 0:
             # The ledger row first: a used key stops here with nothing to undo.
-            if sql.ledger.first(session, ledger) is None:
+            if sql.ledger.first(db, ledger) is None:
                 return None
-            credited = sql.credit.first(session, {**who, "balance": amount, "earned": level_delta, "level_rank": 1})
+            credited = sql.credit.first(db, {**who, "balance": amount, "earned": level_delta, "level_rank": 1})
             assert credited is not None  # an upsert always returns its row
             balance, earned, rank = credited
             reached = self.level_for(earned)
@@ -293,12 +294,12 @@ class PointsService:
         # A deduction: the conditional write comes first. It takes SQLite's write lock / PostgreSQL's
         # row lock, so the condition is checked against the latest committed balance.
         by = {"room": room_id, "member": member_id}
-        taken = sql.debit.first(session, {**by, "need": -amount, "earned_delta": -level_delta})
+        taken = sql.debit.first(db, {**by, "need": -amount, "earned_delta": -level_delta})
         if taken is None:
             raise InsufficientPoints(self.balance(session, room_id, member_id), -amount)
-        if sql.ledger.first(session, ledger) is None:
+        if sql.ledger.first(db, ledger) is None:
             # The key was used already: give back what we took, in this same transaction.
-            sql.debit_undo.rowcount(session, {**by, "need": -amount, "earned_delta": -level_delta})
+            sql.debit_undo.rowcount(db, {**by, "need": -amount, "earned_delta": -level_delta})
             return None
         return int(taken[0])
 
