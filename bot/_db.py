@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -158,11 +159,15 @@ class _Compiled:
     def __init__(self, compiled: Any, dialect: Any, columns: Sequence[Any]) -> None:
         self._compiled = compiled
         self._sql = compiled.string
-        self._positions = list(compiled.positiontup) if dialect.positional else None
+        self._positional = bool(dialect.positional)
+        positions = list(compiled.positiontup or ()) if dialect.positional else []
+        self._pick = (itemgetter(*positions) if len(positions) > 1
+                      else (lambda values: (values[positions[0]],)) if positions else (lambda values: ()))
         processors = ((compiled.escaped_bind_names.get(key, key), bind.type.dialect_impl(dialect).bind_processor(
             dialect)) for key, bind in compiled.binds.items())
         self._binds = [(name, process) for name, process in processors if process is not None]
         self._results = [column.type.dialect_impl(dialect).result_processor(dialect, None) for column in columns]
+        self._converts = any(self._results)
 
     @classmethod
     def of(cls, statement: Any, dialect: Any, keys: list[str] | None) -> _Compiled | None:
@@ -177,7 +182,7 @@ class _Compiled:
         values = self._compiled.construct_params(params)
         for name, process in self._binds:
             values[name] = process(values[name])
-        args = values if self._positions is None else tuple(values[name] for name in self._positions)
+        args = self._pick(values) if self._positional else values
         cursor = None
         try:
             cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
@@ -191,7 +196,7 @@ class _Compiled:
             if cursor is not None:
                 with suppress(Exception):
                     cursor.close()
-        if any(self._results):
+        if self._converts:
             rows = [row if row is None else self._convert(row) for row in rows]
         return rows if fetch == "all" else rows[0] if rows else None
 
