@@ -80,7 +80,7 @@ class Merge:
 
     `key` names the kind ("points.signin"); `template` is the merged form the admin can edit, rendered
     with `items` (one per reply: `item.member` plus `values`) and `count`; `values` must be JSON-able.
-    A reply on its own keeps its usual template.
+    A reply on its own keeps its usual template. The merged form is rendered once, as the message goes out.
     """
 
     key: str
