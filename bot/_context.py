@@ -341,7 +341,7 @@ class Context:
         who = self.member_id if self.member_id in mentions else mentions[0]
         info = self._rt.members.member_info(who, room)
         part = {"member": {"id": info.id, "name": info.name, "display": info.display}, **merge.values}
-        return MergeInto(merge.key, part, merge.template)
+        return MergeInto(merge.key, part, merge.template, info.id)
 
     def _merged_form_renders(self, merge: MergeInto, room: str) -> MergeInto | None:
         """`merge` if its merged form renders (tried once, as a message of its kind begins); None sends this

@@ -147,12 +147,18 @@ class Prepared:
         return compiled.run(conn, params, fetch=None)
 
     def _compiled(self, conn: Connection) -> _Compiled | None:
-        if conn._has_events or conn.engine._has_events:
+        if (conn._has_events or conn.engine._has_events) and _listened(conn):  # a flag stays set: ask the lists
             return None
         name = conn.dialect.name
         if name not in self._by_dialect:
             self._by_dialect[name] = _Compiled.of(self.statement, conn.dialect, self._keys)
         return self._by_dialect[name]
+
+
+def _listened(conn: Connection) -> bool:
+    events = conn.dispatch
+    return bool(events.before_execute or events.after_execute or events.before_cursor_execute
+                or events.after_cursor_execute)
 
 
 class _Compiled:

@@ -64,6 +64,8 @@ class MergeInto:
     key: str
     part: dict[str, Any]
     template: str
+    mention: str
+    """The member this reply answers: the queued message's `mentions` gains them as it merges."""
 
 
 RenderMerged = Callable[[OutboxMessage], tuple[str, tuple[str, ...]]]
@@ -140,7 +142,7 @@ class Outbox:
             index_elements=["account", "key"]), _ENQUEUE_KEYS)
         table = OutboxMessage.__table__.c  # type: ignore[attr-defined]
         self._open_merge = Prepared(  # the newest queued message of a merge key in a room, locked until commit
-            select(table.id, table.parts, table.created_at)
+            select(table.id, table.parts, table.mentions, table.created_at)
             .where(table.account == self.account, table.room_id == bindparam("room_id"),
                    table.merge_key == bindparam("merge_key"), table.status == "pending")
             .order_by(table.id.desc()).limit(1).with_for_update()
@@ -153,7 +155,8 @@ class Outbox:
         )
         self._merge = Prepared(
             update(OutboxMessage.__table__).where(table.id == bindparam("row_id"), table.status == "pending")
-            .values(parts=bindparam("new_parts"), not_before=bindparam("new_not_before"))
+            .values(parts=bindparam("new_parts"), mentions=bindparam("new_mentions"),
+                    not_before=bindparam("new_not_before"))
         )
 
     @property
@@ -205,7 +208,7 @@ class Outbox:
         row = self._open_merge.first(conn, {"room_id": room_id, "merge_key": merge.key})
         if row is None:
             return False
-        row_id, queued_parts, created_at = row
+        row_id, queued_parts, mentions, created_at = row
         parts = list(queued_parts)
         if any(part.get("key") == key for part in parts):
             return True  # the same reply again (a handler run twice): it is in there once
@@ -217,7 +220,8 @@ class Outbox:
         hold = min(now + timedelta(seconds=self._pacing.merge_quiet),
                    created + timedelta(seconds=self._pacing.merge_wait))
         merged = self._merge.rowcount(conn, {"row_id": row_id, "new_parts": parts,
-                                                "new_not_before": now if full else hold})
+                                             "new_mentions": list(dict.fromkeys([*mentions, merge.mention])),
+                                             "new_not_before": now if full else hold})
         self._note_fresh(now if full else hold)
         return merged == 1
 

@@ -39,6 +39,19 @@ async def test_signins_queued_together_go_out_as_one_message_in_the_merged_templ
     assert list(sent[0].mentions) == ["u1", "u2", "u3", "u4", "u5"]
 
 
+async def test_a_queued_merged_message_already_lists_everyone_it_will_mention():
+    """Its text is rendered when it goes out; who it acknowledges is on the row from each merge on."""
+    async with harness() as bot:
+        bot.room("g1", members=MEMBERS)
+        for n in range(1, 4):
+            await bot.say("g1", f"u{n}", "签到", drain=False)
+        with bot.db() as session:
+            queued = session.exec(select(OutboxMessage).where(OutboxMessage.status == "pending")).all()
+        assert [(row.mentions, len(row.parts)) for row in queued] == [(["u1", "u2", "u3"], 3)]
+        await bot.drain()
+        assert list(bot.pop()[0].mentions) == ["u1", "u2", "u3"]
+
+
 async def test_a_lone_signin_keeps_its_own_template():
     async with harness() as bot:
         bot.room("g1", members=MEMBERS)
