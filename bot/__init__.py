@@ -5,7 +5,7 @@ The public plugin API is re-exported here; modules starting with `_` are private
 
 from bot._config import ConfigError, ProjectConfig
 from bot._context import Context, MemberInfo, MembershipInfo, Merge, RoomInfo
-from bot._db import UTCDateTime, dialect_insert
+from bot._db import Prepared, UTCDateTime, dialect_insert
 from bot._durations import parse_duration
 from bot._events import (
     ActionInvoked,
@@ -66,6 +66,7 @@ __all__ = [
     "Outgoing",
     "Permission",
     "Plugin",
+    "Prepared",
     "ProjectConfig",
     "Rendered",
     "RoomInfo",

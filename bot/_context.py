@@ -25,6 +25,7 @@ from bot._events import DirectMessage, Event, MemberRef, TimerFired
 from bot._group import current_group
 from bot._models import Membership
 from bot._outbox import MergeInto
+from bot._templates import TemplateError
 from bot.adapters._base import Capabilities
 
 if TYPE_CHECKING:
@@ -84,7 +85,7 @@ class Merge:
 
     `key` names the kind ("points.signin"); `template` is the merged form the admin can edit, rendered
     with `items` (one per reply: `item.member` plus `values`) and `count`; `values` must be JSON-able.
-    A reply on its own keeps its usual template.
+    A reply on its own keeps its usual template. The merged form is rendered once, as the message goes out.
     """
 
     key: str
@@ -337,10 +338,11 @@ class Context:
         outbox = self._rt.outbox(self.account)
         merge_into = self._merge_into(merge, room, tuple(mentions)) if merge is not None and room else None
         merge_key = key or f"{self._key_base()}:{self._sends + 1}"
-        if merge_into is not None and room is not None and file is None \
-                and outbox.merge(self.db, key=merge_key, room_id=room, merge=merge_into):
-            self._sends += 1
-            return True  # it joined a queued message: its own text is never needed
+        if merge_into is not None and room is not None and file is None:
+            if outbox.merge(self.db, key=merge_key, room_id=room, merge=merge_into):
+                self._sends += 1
+                return True  # it joined a queued message: its own text is never needed
+            merge_into = self._merged_form_renders(merge_into, room)
         found: tuple[str, ...] = ()
         if template is not None:
             rendered = self.render(template, **variables)
@@ -369,13 +371,17 @@ class Context:
         who = self.member_id if self.member_id in mentions else mentions[0]
         info = self._rt.members.member_info(who, room)
         part = {"member": {"id": info.id, "name": info.name, "display": info.display}, **merge.values}
+        return MergeInto(merge.key, part, merge.template, info.id)
 
-        def render(parts: list[dict[str, Any]]) -> tuple[str, tuple[str, ...]]:
-            rendered = self.render(merge.template, items=parts, count=len(parts))
-            everyone = tuple(dict.fromkeys([*(p["member"]["id"] for p in parts), *rendered.mentions]))
-            return self._rt.members.with_mentions(rendered.text, everyone, room), everyone
-
-        return MergeInto(merge.key, part, render)
+    def _merged_form_renders(self, merge: MergeInto, room: str) -> MergeInto | None:
+        """`merge` if its merged form renders (tried once, as a message of its kind begins); None sends this
+        reply on its own, in its own template, and so every reply after it while the template stays broken."""
+        try:
+            render_merged(self._rt, merge.template, self.plugin.name, room, [merge.part])
+        except Exception as err:
+            self.log.error("could not render %s, so the reply goes on its own: %s", merge.template, err)
+            return None
+        return merge
 
     async def remove_member(self, member_id: str, *, room: str | None = None, key: str | None = None) -> bool:
         """Remove a member from a room (default: this room), paced like a message.
@@ -490,6 +496,30 @@ class Context:
         finally:
             self._session.close()
         return ok and (self._sends > 0 or bool(self._armed))
+
+
+def render_merged(runtime: ContextHost, template: str, plugin_name: str, room: str, parts: list[dict[str, Any]],
+                  *, fallback: str | None = None) -> tuple[str, tuple[str, ...]]:
+    """Replies merged into one message: (text, mentions) of `template` over all their parts, rendered as the
+    replying plugin's context renders (the last member to join is `member`). Rendered once, when it is sent.
+
+    With `fallback` (the first reply's own text), a template that broke after the message began still
+    acknowledges everyone: their @-names before that text."""
+    everyone = tuple(dict.fromkeys(part["member"]["id"] for part in parts))
+    try:
+        rendered = runtime.renderer.render(
+            template, member=runtime.members.member_info(parts[-1]["member"]["id"], room),
+            room=runtime.members.room_info(room), now=runtime.clock.now(),
+            config=runtime.plugin_config(plugin_name, room), items=parts, count=len(parts))
+    except TemplateError as err:
+        if fallback is None:
+            raise
+        logging.getLogger(f"qunbot.plugin.{plugin_name}").error(
+            "could not render %s over %d merged replies; sending the first one's text to all of them: %s",
+            template, len(parts), err)
+        return runtime.members.with_mentions(fallback, everyone, room), everyone
+    everyone = tuple(dict.fromkeys([*everyone, *rendered.mentions]))
+    return runtime.members.with_mentions(rendered.text, everyone, room), everyone
 
 
 def validate_config(model: type[BaseModel] | None, raw: dict[str, Any]) -> Any:

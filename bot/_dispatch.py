@@ -64,6 +64,8 @@ class HandlerContext(Protocol):
     _armed: list[int]
     _waited: bool
 
+    @property
+    def db(self) -> Session: ...
     def is_operator(self, member_id: str | None = None) -> bool: ...
     async def reply(self, text: str | None = None, *, template: str | None = None) -> bool: ...
     def _begin(self) -> None: ...
@@ -250,7 +252,7 @@ async def run_event(runtime: DispatchHost, event: Event, text: str, progress: Pr
             if (id(matcher), index) in progress.done:
                 continue
             label = f"{plugin.name}.{handler.__name__}"
-            if label in _handled_before(runtime, event, progress):
+            if label in _handled_before(runtime, ctx, progress):
                 log.info("message %s was handled by %s already (redelivered); skipped", event.id, label)
                 progress.done.add((id(matcher), index))
                 continue
@@ -269,6 +271,7 @@ async def run_event(runtime: DispatchHost, event: Event, text: str, progress: Pr
                 raise DatabaseUnreachable(label)
             progress.done.add((id(matcher), index))
             progress.sends[id(matcher)] = ctx._sends
+        ctx._release()  # the session the redelivery check opened, if no handler ran to close it
         if matcher.block:
             blocked_at = matcher.priority
 
@@ -299,10 +302,10 @@ async def _admit(runtime: DispatchHost, ctx: HandlerContext, matcher: Matcher, p
     return "run"
 
 
-def _handled_before(runtime: DispatchHost, event: Event, progress: Progress) -> frozenset[str]:
+def _handled_before(runtime: DispatchHost, ctx: HandlerContext, progress: Progress) -> frozenset[str]:
     if progress.handled is None:
         try:
-            progress.handled = runtime.redelivery.handled(event)
+            progress.handled = runtime.redelivery.handled(ctx.event, ctx.db)
         except Exception as err:
             if database_unreachable(err):
                 raise DatabaseUnreachable(str(err).splitlines()[0]) from err

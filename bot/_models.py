@@ -87,6 +87,9 @@ class OutboxMessage(SQLModel, table=True):
     """Replies with the same merge key to the same room merge into one message while it is still queued."""
     parts: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     """For a merged message: one entry per reply in it (key, member, the values its line shows)."""
+    merge_template: str | None = None
+    """For a merged message: the merged form's template, rendered over `parts` once, when the message is claimed
+    to be sent (until then `text` is the first reply's own, and `mentions` lists every reply's member)."""
 
 
 class ScheduledTask(SQLModel, table=True):

@@ -15,7 +15,8 @@ unless the lease is current.
 Members before broadcasts: answers to members (priority 0) go ahead of bulk SOP posts (priority 1)
 within the same limits; each class keeps its order per room. Replies that carry a merge key (签到 at
 08:00) merge into a queued message of the same key in the same room, up to `max_mentions` members,
-inside the caller's transaction; a message already handed to WeChat is never altered.
+inside the caller's transaction; a message already handed to WeChat is never altered. A merge only
+appends its part: the merged text is rendered once, over all parts, when the message is claimed to be sent.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from sqlmodel import Session, col, select
 
 from bot._clock import Clock, TimerHandle
 from bot._config import PacingSettings
-from bot._db import dialect_insert
+from bot._db import Prepared, dialect_insert
 from bot._events import Outgoing
 from bot._migrations import Migration
 from bot._models import OutboxMessage
@@ -58,12 +59,17 @@ MEMBERS, BULK = 0, 1
 
 @dataclass(frozen=True, slots=True)
 class MergeInto:
-    """How a reply merges with others of its kind: the merge key, its own part, and how to render them all."""
+    """How a reply merges with others of its kind: the merge key, its own part, and the merged form's template."""
 
     key: str
     part: dict[str, Any]
-    render: Callable[[list[dict[str, Any]]], tuple[str, tuple[str, ...]]]
-    """All parts -> (text, mentions) of the merged message; raising keeps this reply a message of its own."""
+    template: str
+    mention: str
+    """The member this reply answers: the queued message's `mentions` gains them as it merges."""
+
+
+RenderMerged = Callable[[OutboxMessage], tuple[str, tuple[str, ...]]]
+"""A merged message's (text, mentions) over all its parts (the runtime renders them as the plugin would)."""
 
 
 def _add_merge_columns(conn: Connection) -> None:
@@ -77,9 +83,18 @@ def _add_merge_columns(conn: Connection) -> None:
         conn.execute(text("CREATE INDEX ix_outbox_merge ON core_outbox (room_id, merge_key, status)"))
 
 
-MIGRATIONS = [Migration(2, "outbox: send priority and merged replies", _add_merge_columns)]
+def _add_merge_template(conn: Connection) -> None:
+    if "merge_template" not in {column["name"] for column in inspect(conn).get_columns("core_outbox")}:
+        conn.execute(text("ALTER TABLE core_outbox ADD COLUMN merge_template VARCHAR"))
+
+
+MIGRATIONS = [Migration(2, "outbox: send priority and merged replies", _add_merge_columns),
+              Migration(3, "outbox: merged replies rendered once, when sent", _add_merge_template)]
 """The outbox's changes to the core schema (version 1 is the first release's tables)."""
 
+_ENQUEUE_KEYS = ("account", "key", "room_id", "to", "text", "mentions", "file", "action", "member_id", "source",
+                 "status", "attempts", "created_at", "not_before", "expires_at", "last_error", "priority", "merge_key",
+                 "parts", "merge_template")
 QUOTA_COUNTED = ("sent", "uncertain", "awaiting_confirmation")
 """Statuses of a room post that used up the room's quota: a post waiting for the owner's confirmation counts
 until it is cancelled, so the quota is never overrun by tasks confirmed late."""
@@ -120,11 +135,14 @@ class Outbox:
         """Set when processes share the database: only the lease holder claims messages."""
         self.on_disconnect: Callable[[Exception], None] | None = None
         """Called when the adapter reports the connection dropped (the runtime reconnects)."""
+        self.render_merged: RenderMerged | None = None
+        """Renders a merged message when it is claimed (set by the runtime; without it nothing merges)."""
         insert = dialect_insert(engine.dialect.name)
-        self._enqueue = insert(OutboxMessage.__table__).on_conflict_do_nothing(index_elements=["account", "key"])
+        self._enqueue = Prepared(insert(OutboxMessage.__table__).on_conflict_do_nothing(
+            index_elements=["account", "key"]), _ENQUEUE_KEYS)
         table = OutboxMessage.__table__.c  # type: ignore[attr-defined]
-        self._open_merge = (  # the newest queued message of a merge key in a room, locked until commit
-            select(table.id, table.parts, table.created_at)
+        self._open_merge = Prepared(  # the newest queued message of a merge key in a room, locked until commit
+            select(table.id, table.parts, table.mentions, table.created_at)
             .where(table.account == self.account, table.room_id == bindparam("room_id"),
                    table.merge_key == bindparam("merge_key"), table.status == "pending")
             .order_by(table.id.desc()).limit(1).with_for_update()
@@ -135,9 +153,9 @@ class Outbox:
             .where(table.account == self.account, table.status == "pending")
             .order_by(table.priority, table.id).limit(_SCAN)
         )
-        self._merge = (
+        self._merge = Prepared(
             update(OutboxMessage.__table__).where(table.id == bindparam("row_id"), table.status == "pending")
-            .values(parts=bindparam("new_parts"), text=bindparam("new_text"), mentions=bindparam("new_mentions"),
+            .values(parts=bindparam("new_parts"), mentions=bindparam("new_mentions"),
                     not_before=bindparam("new_not_before"))
         )
 
@@ -167,18 +185,19 @@ class Outbox:
                                                      file=file, action=action, member_id=member_id))
         if refused:
             log.warning("outbox %s: not sending %s to %s: %s", self.account, key, room_id or to, refused)
-        merge_key, parts = None, []
-        if merge is not None and room_id is not None:
-            merge_key, parts = merge.key, [{"key": key, **merge.part}]
+        merge_key, parts, merge_template = None, [], None
+        if merge is not None and room_id is not None and self.render_merged is not None:
+            merge_key, parts, merge_template = merge.key, [{"key": key, **merge.part}], merge.template
             not_before = max(not_before or now, now + timedelta(seconds=self._pacing.merge_quiet))
         self._note_fresh(not_before or now)
-        # values as parameters (one cached statement), on the Core connection (no ORM bookkeeping)
-        session.connection().execute(self._enqueue, {
+        # values as parameters of one prepared statement (no ORM bookkeeping, no per-call compile-cache lookup)
+        self._enqueue.rowcount(session, {
             "account": self.account, "key": key, "room_id": room_id, "to": to, "text": text,
             "mentions": list(mentions), "file": file, "action": action, "member_id": member_id, "source": source,
             "status": "failed" if refused else "pending", "attempts": 0, "created_at": now,
             "not_before": not_before or now, "expires_at": expires_at, "last_error": refused,
-            "priority": BULK if source.startswith("sop:") else MEMBERS, "merge_key": merge_key, "parts": parts})
+            "priority": BULK if source.startswith("sop:") else MEMBERS, "merge_key": merge_key, "parts": parts,
+            "merge_template": merge_template})
         return refused
 
     def merge(self, session: Session, *, key: str, room_id: str, merge: MergeInto) -> bool:
@@ -186,29 +205,25 @@ class Outbox:
         there is none with room for another @-mention (or it went to WeChat already): then `enqueue` it."""
         now = self._clock.now()
         conn = session.connection()
-        row = conn.execute(self._open_merge, {"room_id": room_id, "merge_key": merge.key}).first()
+        row = self._open_merge.first(conn, {"room_id": room_id, "merge_key": merge.key})
         if row is None:
             return False
-        parts = list(row.parts)
+        row_id, queued_parts, mentions, created_at = row
+        parts = list(queued_parts)
         if any(part.get("key") == key for part in parts):
             return True  # the same reply again (a handler run twice): it is in there once
         if len(parts) >= self._pacing.max_mentions:
             return False
-        parts.append({"key": key, **merge.part})
-        try:
-            text, mentions = merge.render(parts)
-        except Exception as err:  # a broken merged template: the reply still goes, on its own
-            log.error("outbox %s: could not merge %s into one message, sending it on its own: %s", self.account,
-                      key, err)
-            return False
+        parts.append({"key": key, **merge.part})  # the text is rendered once, when the message is claimed
         full = len(parts) >= self._pacing.max_mentions
-        created = row.created_at.astimezone(self._clock.tz)
+        created = created_at.astimezone(self._clock.tz)
         hold = min(now + timedelta(seconds=self._pacing.merge_quiet),
                    created + timedelta(seconds=self._pacing.merge_wait))
-        merged = conn.execute(self._merge, {"row_id": row.id, "new_parts": parts, "new_text": text,
-                                            "new_mentions": list(mentions), "new_not_before": now if full else hold})
+        merged = self._merge.rowcount(conn, {"row_id": row_id, "new_parts": parts,
+                                             "new_mentions": list(dict.fromkeys([*mentions, merge.mention])),
+                                             "new_not_before": now if full else hold})
         self._note_fresh(now if full else hold)
-        return merged.rowcount == 1  # type: ignore[attr-defined]
+        return merged == 1
 
     def _note_fresh(self, not_before: datetime) -> None:
         if self._fresh is None or not_before < self._fresh:
@@ -414,6 +429,8 @@ class Outbox:
                     session.rollback()
                     return now
                 session.refresh(message)  # inside the claim: replies merged in before it go with it
+                if message.merge_template is not None and len(message.parts) > 1:
+                    self._render_merged(message)
                 session.commit()
             except SQLAlchemyError:
                 # Nothing went to WeChat. If the claim did commit (its answer lost with the connection), the
@@ -423,6 +440,18 @@ class Outbox:
                 raise
             await self._deliver(session, message, now, attempts)
         return self._clock.now()
+
+    def _render_merged(self, row: OutboxMessage) -> None:
+        """The merged text over every part, rendered once, in the claim (committed with it, so a restart that
+        asks the adapter about a `sending` row asks about the text that went)."""
+        try:
+            assert self.render_merged is not None
+            text, mentions = self.render_merged(row)
+        except Exception:  # the runtime falls back on its own for a broken template; this is a bug: still send
+            log.exception("outbox %s: could not render merged message %s; sending it as it was queued", self.account,
+                          row.key)
+            return
+        row.text, row.mentions = text, list(mentions)
 
     async def _deliver(self, session: Session, row: OutboxMessage, now: datetime, attempts: int) -> None:
         lane = row.room_id or f"dm:{row.to}"

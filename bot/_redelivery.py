@@ -16,7 +16,7 @@ from sqlalchemy import bindparam, delete, literal_column, select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from bot._db import dialect_insert
+from bot._db import Prepared, dialect_insert
 from bot._events import DirectMessage, Event, MemberRenamed, MembersJoined, MembersLeft, RoomMessage, RoomTopicChanged
 from bot._models import InboundMark
 
@@ -31,7 +31,8 @@ RECORD = ""
 """The `handler` of the runtime's own record of a membership event."""
 
 _MARK = InboundMark.__table__.c  # type: ignore[attr-defined]
-_DONE = select(_MARK.handler).where(_MARK.account == bindparam("account"), _MARK.message_id == bindparam("mid"))
+_DONE = Prepared(select(_MARK.handler).where(_MARK.account == bindparam("account"),
+                                             _MARK.message_id == bindparam("mid")))
 
 
 def from_transport(event: Event) -> bool:
@@ -43,16 +44,20 @@ class Redelivery:
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
-        self._claim = dialect_insert(engine.dialect.name)(InboundMark.__table__).on_conflict_do_nothing(
-        ).returning(literal_column("1"))
+        self._claim = Prepared(dialect_insert(engine.dialect.name)(InboundMark.__table__).on_conflict_do_nothing(
+        ).returning(literal_column("1")), ("account", "message_id", "handler", "seen_at"))
 
-    def handled(self, event: Event) -> frozenset[str]:
-        """Handlers that already committed for this message (empty the first time it arrives)."""
+    def handled(self, event: Event, session: Session | None = None) -> frozenset[str]:
+        """Handlers that already committed for this message (empty the first time it arrives).
+
+        Read in `session` if given (the handler's own, which it opens anyway: no connection of its own)."""
         if not from_transport(event):
             return frozenset()
+        params = {"account": event.account, "mid": event.id}
+        if session is not None:
+            return frozenset(row[0] for row in _DONE.all(session, params))
         with self._engine.connect() as connection:
-            rows = connection.execute(_DONE, {"account": event.account, "mid": event.id}).scalars().all()
-        return frozenset(rows)
+            return frozenset(connection.execute(_DONE.statement, params).scalars().all())
 
     def claim(self, session: Session, event: Event, handler: str, at: datetime) -> bool:
         """Mark `handler` done for this message in the caller's transaction; False if it was already.
@@ -62,7 +67,7 @@ class Redelivery:
         if not from_transport(event):
             return True
         row = {"account": event.account, "message_id": event.id, "handler": handler, "seen_at": at}
-        return session.execute(self._claim, row).first() is not None
+        return self._claim.first(session, row) is not None
 
     def prune(self, now: datetime) -> int:
         """Forget message ids older than the retention window; returns how many marks went."""

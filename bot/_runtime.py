@@ -23,7 +23,7 @@ from sqlmodel import Session, col, select
 
 from bot._clock import Clock
 from bot._config import ProjectConfig
-from bot._context import Context
+from bot._context import Context, render_merged
 from bot._coverage import FIX_HINT, KnownRoom, lack_sentence, plugin_findings, plugin_label
 from bot._db import database_unreachable, make_engine, session_scope
 from bot._dispatch import DatabaseUnreachable, Dispatcher, Progress, run_event, run_isolated, strip_bot_mention
@@ -33,7 +33,7 @@ from bot._limits import MemberRateLimit
 from bot._loader import load_plugins, plugin_configs
 from bot._members import SPEAKERS_FLUSH_AFTER, Members
 from bot._migrations import upgrade
-from bot._models import Room, ScheduledTask
+from bot._models import OutboxMessage, Room, ScheduledTask
 from bot._outbox import MIGRATIONS as OUTBOX_MIGRATIONS
 from bot._outbox import Outbox
 from bot._plugin import Matcher, Plugin
@@ -95,6 +95,7 @@ class Runtime:
         }
         for account, outbox in self._outboxes.items():
             outbox.on_disconnect = partial(self._connection_lost, account)
+            outbox.render_merged = self._render_merged
             self.adapters[account].bind(self.engine, outbox.settle)
         self._reconnecting: set[str] = set()
         self.active: set[str] = set()
@@ -540,6 +541,10 @@ class Runtime:
         self._outboxes[account].wake()
         if armed:
             self.tasks.arm(armed)
+
+    def _render_merged(self, row: OutboxMessage) -> tuple[str, tuple[str, ...]]:
+        assert row.merge_template is not None and row.room_id is not None
+        return render_merged(self, row.merge_template, row.source, row.room_id, row.parts, fallback=row.text)
 
     def service(self, plugin_name: str) -> Any:
         plugin = self.plugins.get(plugin_name)

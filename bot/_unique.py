@@ -13,18 +13,19 @@ from typing import Any
 from sqlalchemy import literal_column
 from sqlmodel import Session, SQLModel
 
-from bot._db import dialect_insert
+from bot._db import Prepared, dialect_insert
 
-_STATEMENTS: dict[tuple[str, Any], Any] = {}
+_STATEMENTS: dict[tuple[str, Any, tuple[str, ...]], Prepared] = {}
 
 
 def insert_unique(session: Session, model: type[SQLModel], **values: Any) -> bool:
     """INSERT … ON CONFLICT DO NOTHING in the caller's transaction; True if the row was inserted."""
     dialect = session.get_bind().dialect.name
     table = model.__table__  # type: ignore[attr-defined]
-    statement = _STATEMENTS.get((dialect, table))
-    if statement is None:  # one statement per table, values passed as parameters: compiled once, not per row
+    keys = tuple(values)
+    statement = _STATEMENTS.get((dialect, table, keys))
+    if statement is None:  # one statement per table and columns, values as parameters: compiled once, not per row
         insert = dialect_insert(dialect)
-        statement = _STATEMENTS[(dialect, table)] = (
-            insert(table).on_conflict_do_nothing().returning(literal_column("1")))
-    return session.execute(statement, values).first() is not None
+        statement = _STATEMENTS[(dialect, table, keys)] = Prepared(
+            insert(table).on_conflict_do_nothing().returning(literal_column("1")), keys)
+    return statement.first(session, values) is not None

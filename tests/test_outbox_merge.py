@@ -39,6 +39,19 @@ async def test_signins_queued_together_go_out_as_one_message_in_the_merged_templ
     assert list(sent[0].mentions) == ["u1", "u2", "u3", "u4", "u5"]
 
 
+async def test_a_queued_merged_message_already_lists_everyone_it_will_mention():
+    """Its text is rendered when it goes out; who it acknowledges is on the row from each merge on."""
+    async with harness() as bot:
+        bot.room("g1", members=MEMBERS)
+        for n in range(1, 4):
+            await bot.say("g1", f"u{n}", "签到", drain=False)
+        with bot.db() as session:
+            queued = session.exec(select(OutboxMessage).where(OutboxMessage.status == "pending")).all()
+        assert [(row.mentions, len(row.parts)) for row in queued] == [(["u1", "u2", "u3"], 3)]
+        await bot.drain()
+        assert list(bot.pop()[0].mentions) == ["u1", "u2", "u3"]
+
+
 async def test_a_lone_signin_keeps_its_own_template():
     async with harness() as bot:
         bot.room("g1", members=MEMBERS)
@@ -133,6 +146,23 @@ async def test_a_broken_merged_template_sends_each_reply_on_its_own(tmp_path):
     assert all("签到成功" in m.text for m in sent)
 
 
+async def test_a_merged_template_broken_while_replies_wait_still_acknowledges_everyone_once(tmp_path):
+    """The merged form is rendered when the message is sent: an edit that broke it meanwhile must not lose it."""
+    shutil.copytree(REPO / "scripts_templates" / "points", tmp_path / "scripts_templates" / "points")
+    settings = {"templates_dir": "scripts_templates", "plugins": {"dirs": [str(REPO / "plugins")]}}
+    async with BotHarness(tmp_path, plugins=["points"], pacing=PACING, settings=settings) as bot:
+        bot.room("g1", members=MEMBERS)
+        for n in range(1, 4):
+            await bot.say("g1", f"u{n}", "签到", drain=False)
+        (tmp_path / "scripts_templates" / "points" / "signin_merged.j2").write_text("签到 {{ nope.x }}",
+                                                                                   encoding="utf-8")
+        await bot.drain()
+        sent = bot.pop()
+    assert len(sent) == 1
+    assert list(sent[0].mentions) == ["u1", "u2", "u3"]
+    assert sent[0].text.startswith("@成员2 @成员3 @成员1 签到成功")
+
+
 def test_the_burst_example_acknowledges_100_signins_in_at_most_6_messages():
     from click.testing import CliRunner
 
@@ -181,7 +211,7 @@ def _old_outbox_database(url: str) -> None:
     upgrade(engine, {"core": []})
     with engine.begin() as conn:
         conn.execute(text("DROP INDEX ix_outbox_merge"))
-        for column in ("priority", "merge_key", "parts"):
+        for column in ("priority", "merge_key", "parts", "merge_template"):
             conn.execute(text(f"ALTER TABLE core_outbox DROP COLUMN {column}"))
         conn.execute(text("INSERT INTO core_outbox (account, key, room_id, text, mentions, source, status, attempts, "
                           "created_at, not_before) VALUES ('default', 'old', 'g1', '旧消息', '[]', 'demo', 'pending', "

@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import bindparam, func, literal_column, update
 from sqlmodel import Session, col, select
 
-from bot import dialect_insert, insert_unique
+from bot import Prepared, dialect_insert, insert_unique
 
 from .models import PointsAccount, PointsLedger, PointsRedemption, PointsSignIn, PointsStock
 
@@ -72,21 +72,23 @@ LevelUp = Callable[[Session, str, str, Level], None]
 
 _ACCOUNT = PointsAccount.__table__.c  # type: ignore[attr-defined]
 _SIGNIN = PointsSignIn.__table__.c  # type: ignore[attr-defined]
-_YESTERDAY = select(_SIGNIN.streak).where(
-    _SIGNIN.room_id == bindparam("room"), _SIGNIN.member_id == bindparam("member"), _SIGNIN.day == bindparam("day"))
+_YESTERDAY = Prepared(select(_SIGNIN.streak).where(
+    _SIGNIN.room_id == bindparam("room"), _SIGNIN.member_id == bindparam("member"), _SIGNIN.day == bindparam("day")))
 
 
 @dataclass(frozen=True)
 class _Statements:
     """The hot statements, built once per dialect; values go in as parameters (compiled once, not per call)."""
 
-    ledger: Any
-    credit: Any
-    debit: Any
-    debit_undo: Any
+    ledger: Prepared
+    credit: Prepared
+    debit: Prepared
+    debit_undo: Prepared
 
 
 _BY_DIALECT: dict[str, _Statements] = {}
+_LEDGER_KEYS = ("room_id", "member_id", "amount", "kind", "reason", "source", "key", "actor_id", "created_at")
+_CREDIT_KEYS = ("room_id", "member_id", "balance", "earned", "level_rank")
 _WHO = (_ACCOUNT.room_id == bindparam("room")) & (_ACCOUNT.member_id == bindparam("member"))
 
 
@@ -97,19 +99,21 @@ def _statements(session: Session) -> _Statements:
         insert = dialect_insert(dialect)
         credit = insert(PointsAccount.__table__)  # type: ignore[attr-defined]
         found = _BY_DIALECT[dialect] = _Statements(
-            ledger=insert(PointsLedger.__table__).on_conflict_do_nothing()  # type: ignore[attr-defined]
-            .returning(literal_column("1")),
-            credit=credit.on_conflict_do_update(
+            ledger=Prepared(insert(PointsLedger.__table__).on_conflict_do_nothing()  # type: ignore[attr-defined]
+                            .returning(literal_column("1")), _LEDGER_KEYS),
+            credit=Prepared(credit.on_conflict_do_update(
                 index_elements=["room_id", "member_id"],
                 set_={"balance": _ACCOUNT.balance + credit.excluded.balance,
                       "earned": _ACCOUNT.earned + credit.excluded.earned},
-            ).returning(_ACCOUNT.balance, _ACCOUNT.earned, _ACCOUNT.level_rank),
-            debit=update(PointsAccount.__table__).where(  # type: ignore[attr-defined]
+            ).returning(_ACCOUNT.balance, _ACCOUNT.earned, _ACCOUNT.level_rank), _CREDIT_KEYS),
+            debit=Prepared(update(PointsAccount.__table__).where(  # type: ignore[attr-defined]
                 _WHO & (_ACCOUNT.balance >= bindparam("need")))
-            .values(balance=_ACCOUNT.balance - bindparam("need"), earned=_ACCOUNT.earned - bindparam("earned_delta"))
-            .returning(_ACCOUNT.balance),
-            debit_undo=update(PointsAccount.__table__).where(_WHO)  # type: ignore[attr-defined]
-            .values(balance=_ACCOUNT.balance + bindparam("need"), earned=_ACCOUNT.earned + bindparam("earned_delta")),
+                .values(balance=_ACCOUNT.balance - bindparam("need"),
+                        earned=_ACCOUNT.earned - bindparam("earned_delta"))
+                .returning(_ACCOUNT.balance)),
+            debit_undo=Prepared(update(PointsAccount.__table__).where(_WHO)  # type: ignore[attr-defined]
+                                .values(balance=_ACCOUNT.balance + bindparam("need"),
+                                        earned=_ACCOUNT.earned + bindparam("earned_delta"))),
         )
     return found
 
@@ -166,8 +170,8 @@ class PointsService:
                 points_for_streak: Callable[[int], int], on_level_up: LevelUp | None = None) -> SignIn | None:
         """Sign a member in for `day` (local); None if they already were. The unique (room, member, day)
         row decides, so a double tap or two processes racing still make one sign-in and one grant."""
-        yesterday = session.connection().execute(_YESTERDAY, {"room": room_id, "member": member_id,
-                                                 "day": date.fromordinal(day.toordinal() - 1)}).first()
+        yesterday = _YESTERDAY.first(session, {"room": room_id, "member": member_id,
+                                               "day": date.fromordinal(day.toordinal() - 1)})
         streak = (yesterday[0] if yesterday else 0) + 1
         points = points_for_streak(streak)
         if not insert_unique(session, PointsSignIn, room_id=room_id, member_id=member_id, day=day, streak=streak,
@@ -270,18 +274,19 @@ class PointsService:
         """Apply one change; the new balance, or None if `key` was used already (nothing changed)."""
         if not -MAX_CHANGE <= amount <= MAX_CHANGE:
             raise ValueError(f"a points change is at most {MAX_CHANGE} either way, not {amount}")
-        sql = _statements(session)
-        db = session.connection()  # Core statements: no ORM bookkeeping on the hot path
+        sql = _statements(session)  # prepared Core statements: no ORM bookkeeping on the hot path
+        db = session.connection()
         who = {"room_id": room_id, "member_id": member_id}
         ledger = {**who, "amount": amount, "kind": kind, "reason": reason, "source": source, "key": key,
                   "actor_id": actor_id, "created_at": at}
         level_delta = 0 if kind == "spend" else amount
         if amount > 0:
             # The ledger row first: a used key stops here with nothing to undo.
-            if db.execute(sql.ledger, ledger).first() is None:
+            if sql.ledger.first(db, ledger) is None:
                 return None
-            balance, earned, rank = db.execute(sql.credit, {
-                **who, "balance": amount, "earned": level_delta, "level_rank": 1}).one()
+            credited = sql.credit.first(db, {**who, "balance": amount, "earned": level_delta, "level_rank": 1})
+            assert credited is not None  # an upsert always returns its row
+            balance, earned, rank = credited
             reached = self.level_for(earned)
             if reached.rank > rank:
                 self._level_up(session, room_id, member_id, reached, on_level_up)
@@ -289,12 +294,12 @@ class PointsService:
         # A deduction: the conditional write comes first. It takes SQLite's write lock / PostgreSQL's
         # row lock, so the condition is checked against the latest committed balance.
         by = {"room": room_id, "member": member_id}
-        taken = db.execute(sql.debit, {**by, "need": -amount, "earned_delta": -level_delta}).first()
+        taken = sql.debit.first(db, {**by, "need": -amount, "earned_delta": -level_delta})
         if taken is None:
             raise InsufficientPoints(self.balance(session, room_id, member_id), -amount)
-        if db.execute(sql.ledger, ledger).first() is None:
+        if sql.ledger.first(db, ledger) is None:
             # The key was used already: give back what we took, in this same transaction.
-            db.execute(sql.debit_undo, {**by, "need": -amount, "earned_delta": -level_delta})
+            sql.debit_undo.rowcount(db, {**by, "need": -amount, "earned_delta": -level_delta})
             return None
         return int(taken[0])
 
