@@ -213,7 +213,8 @@ class RetentionSettings(_Strict):
 
     enabled: bool = True
     sent_texts: str = "30d"
-    """Texts of sent (or failed, skipped) messages are blanked after this; the row and its key stay."""
+    """Texts of sent (or failed, skipped) messages, their mentions and merged parts are blanked after this; the
+    row and its key stay."""
     outbox: str = "90d"
     """Finished outbox rows are deleted after this (counted per day first)."""
     deliveries: str = "180d"

@@ -3,8 +3,9 @@
 Every post to every room leaves an outbox row (with its text), an SOP delivery row and often a timer row:
 at 10,000 rooms and three posts a day that is 22 million rows a year per table. What is kept, and for how
 long, is `[retention]` in qunbot.toml:
-- texts of finished outbox rows are blanked after `sent_texts` (the row and its key stay: the key is what
-  keeps a message from being sent twice, so it outlives any redelivery or catch-up window);
+- texts of finished outbox rows, with whom they @-mention and a merged reply's parts (which name members),
+  are blanked after `sent_texts` (the row and its key stay: the key is what keeps a message from being sent
+  twice, so it outlives any redelivery or catch-up window);
 - finished outbox rows, finished SOP deliveries and finished timers are deleted after `outbox`,
   `deliveries` and `tasks`, each first counted into a per-day aggregate (`core_daily_count`) that the
   dashboard's totals read;
@@ -115,7 +116,7 @@ class Pruner:
                               .order_by(OutboxMessage.id).limit(self.settings.batch)).scalars().all()
         if ids:
             session.execute(update(OutboxMessage).where(col(OutboxMessage.id).in_(list(ids)))
-                            .values(text="", mentions=[]))
+                            .values(text="", mentions=[], parts=[]))
         return len(ids)
 
     def _delete_outbox(self, session: Session, before: datetime) -> int:

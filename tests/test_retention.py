@@ -31,6 +31,7 @@ def engine(tmp_path):
 def _outbox(session: Session, key: str, status: str, age_days: float, source: str = "points") -> None:
     at = NOW - timedelta(days=age_days)
     session.add(OutboxMessage(account="a", key=key, room_id="g1", text=f"@Alice 签到成功 {key}", mentions=["u1"],
+                              parts=[{"member": {"id": "u1", "name": "Alice"}, "points": 10}],
                               source=source, status=status, created_at=at, not_before=at,
                               sent_at=at if status == "sent" else None))
 
@@ -53,8 +54,10 @@ def test_texts_blanked_rows_deleted_and_counted_by_age(engine):
     with Session(engine) as session:
         rows = {r.key: r for r in session.exec(select(OutboxMessage))}
         assert set(rows) == {f"new{i}" for i in range(5)} | {f"mid{i}" for i in range(5)}
-        assert rows["new0"].text.startswith("@Alice") and rows["new0"].mentions == ["u1"]
-        assert rows["mid0"].text == "" and rows["mid0"].mentions == [] and rows["mid0"].status == "sent"
+        assert rows["new0"].text.startswith("@Alice") and rows["new0"].mentions == ["u1"] and rows["new0"].parts
+        # a merged reply's parts name its members too: they go with the text
+        assert rows["mid0"].text == "" and rows["mid0"].mentions == [] and rows["mid0"].parts == []
+        assert rows["mid0"].status == "sent"
         counts = {(c.status, c.count) for c in session.exec(select(DailyCount)) if c.kind == "outbox"}
         assert counts == {("sent", 5), ("failed", 1)}
         assert sent_per_day(session, (NOW - timedelta(days=120)).date(), TZ) == before   # totals survive
