@@ -108,6 +108,15 @@ def dialect_insert(dialect: str) -> Callable[..., Any]:
     return postgresql.insert if dialect == "postgresql" else sqlite.insert
 
 
+def _connection(target: Session | Connection) -> Connection:
+    """The connection to run on; a session first flushes its pending ORM changes, as `session.execute` does."""
+    if isinstance(target, Connection):
+        return target
+    if target.autoflush:
+        target.flush()
+    return target.connection()
+
+
 class Prepared:
     """A hot Core statement compiled once per database and run straight on the DBAPI cursor.
 
@@ -116,7 +125,8 @@ class Prepared:
     type processors SQLAlchemy would apply, results through its result processors, and a driver error comes
     out as SQLAlchemy's (a dropped connection invalidates it). While anything listens to the engine's
     statements (tests inject faults that way) it runs the ordinary way. `keys`: the INSERT's columns.
-    Run it in a session, or on `session.connection()` fetched once for several (that lookup costs too).
+    Run it in a session (pending ORM changes are flushed first, as `session.execute` does), or on
+    `session.connection()` fetched once for several (that lookup costs too; nothing is flushed then).
     """
 
     def __init__(self, statement: Any, keys: Sequence[str] | None = None) -> None:
@@ -126,21 +136,21 @@ class Prepared:
 
     def first(self, session: Session | Connection, params: Mapping[str, Any]) -> Sequence[Any] | None:
         """The first row (a tuple), or None."""
-        conn = session if isinstance(session, Connection) else session.connection()
+        conn = _connection(session)
         compiled = self._compiled(conn)
         if compiled is None:
             return conn.execute(self.statement, params).first()
         return compiled.run(conn, params, fetch="one")
 
     def all(self, session: Session | Connection, params: Mapping[str, Any]) -> list[Sequence[Any]]:
-        conn = session if isinstance(session, Connection) else session.connection()
+        conn = _connection(session)
         compiled = self._compiled(conn)
         if compiled is None:
             return list(conn.execute(self.statement, params).all())
         return compiled.run(conn, params, fetch="all")
 
     def rowcount(self, session: Session | Connection, params: Mapping[str, Any]) -> int:
-        conn = session if isinstance(session, Connection) else session.connection()
+        conn = _connection(session)
         compiled = self._compiled(conn)
         if compiled is None:
             return int(conn.execute(self.statement, params).rowcount)  # type: ignore[attr-defined]

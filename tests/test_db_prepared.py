@@ -105,3 +105,13 @@ def test_a_cut_connection_is_reported_as_such_and_the_next_session_gets_a_fresh_
             session.commit()
     finally:
         engine.dispose()
+
+
+def test_it_sees_what_the_session_added_but_has_not_flushed(engine):
+    """Like `session.execute`, a prepared statement run on a session flushes pending ORM changes first, so
+    a plugin that adds a row and then reads it with a prepared statement finds it."""
+    at = datetime(2026, 11, 29, 8, 0, tzinfo=SHANGHAI)
+    count = Prepared(select(_T.c.id).where(_T.c.key == bindparam("key")))
+    with Session(engine) as session:
+        session.add(OutboxMessage(**_row("added", at)))
+        assert count.first(session, {"key": "added"}) is not None
